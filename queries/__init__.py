@@ -1,0 +1,13 @@
+"""studio-recorder queries: exports and DuckDB analytics over the recorder's store.
+
+Reads the store only through its schema (tables ``events`` and ``connection_log``);
+never imports the recorder's runtime.
+"""
+
+from __future__ import annotations
+
+from .errors import QueryError
+
+__version__ = "0.1.0"
+
+__all__ = ["QueryError", "__version__"]

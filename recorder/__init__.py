@@ -1,0 +1,34 @@
+"""studio-recorder: records Clear Street Studio's Activity WebSocket channel.
+
+The recorder writes every frame, exactly as received, to an append-only,
+hash-chained store (SQLite by default, PostgreSQL in production).
+"""
+
+from __future__ import annotations
+
+from .chain import GENESIS_HASH, canonical_bytes, next_hash, verify_chain
+from .config import Settings, load_config
+from .envelope import Envelope, decode_raw, encode_raw, parse_envelope
+from .errors import AuthError, ConfigError, RecorderError, StoreError
+from .tradingday import trading_day
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "GENESIS_HASH",
+    "AuthError",
+    "ConfigError",
+    "Envelope",
+    "RecorderError",
+    "Settings",
+    "StoreError",
+    "__version__",
+    "canonical_bytes",
+    "decode_raw",
+    "encode_raw",
+    "load_config",
+    "next_hash",
+    "parse_envelope",
+    "trading_day",
+    "verify_chain",
+]

@@ -1,0 +1,100 @@
+"""Pure parsing of a received frame's envelope, and how its raw bytes are stored.
+
+Only the envelope is read (``payload.type``, ``sequence``, ``timestamp``, and for
+acks/notices ``success``/``details``); the rest of the frame is never interpreted
+here. :func:`parse_envelope` never raises: a frame that is not JSON, not an object,
+or has fields of unexpected types still yields an :class:`Envelope`, with the
+unusable parts set to None, so the frame is stored all the same.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass
+from typing import Any, Final
+
+_INT64_MIN: Final = -(2**63)
+_INT64_MAX: Final = 2**63 - 1
+
+#: ``raw_kind`` values: how ``events.raw`` holds the frame.
+RAW_TEXT: Final = "text"  # a text frame, stored exactly as received
+RAW_BINARY: Final = "binary"  # a binary frame, stored as standard base64 of its bytes
+RAW_TEXT_BASE64: Final = "text-base64"  # a text frame holding U+0000, which PostgreSQL
+# text cannot store: kept as base64 of its UTF-8 bytes so nothing is lost
+
+ACK_TYPE: Final = "subscribe-activity-ack"
+REPLAY_COMPLETE_TYPE: Final = "replay-complete"
+ERROR_NOTICE_TYPE: Final = "error-notice"
+HEARTBEAT_TYPE: Final = "heartbeat"
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """What the recorder needs to know about a frame; None where absent or unusable."""
+
+    msg_type: str | None
+    sequence: int | None
+    server_ts_ms: int | None
+    success: bool | None = None  # ``payload.success`` of an ack
+    details: str | None = None  # ``payload.details`` of an ack or error-notice
+
+    @property
+    def parsed(self) -> bool:
+        """True when the frame was a JSON object with a string ``payload.type``."""
+        return self.msg_type is not None
+
+
+UNPARSEABLE: Final = Envelope(None, None, None)
+
+
+def _int64(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, int) and _INT64_MIN <= value <= _INT64_MAX:
+        return value
+    return None
+
+
+def parse_envelope(frame: str | bytes) -> Envelope:
+    """Read the envelope of a text (str) or binary (bytes) frame. Never raises."""
+    try:
+        document = json.loads(frame)
+    except (ValueError, RecursionError):  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        return UNPARSEABLE
+    if not isinstance(document, dict):
+        return UNPARSEABLE
+    payload = document.get("payload")
+    if not isinstance(payload, dict) or not isinstance(payload.get("type"), str):
+        return Envelope(None, _int64(document.get("sequence")), _int64(document.get("timestamp")))
+    success = payload.get("success")
+    details = payload.get("details")
+    return Envelope(
+        msg_type=payload["type"],
+        sequence=_int64(document.get("sequence")),
+        server_ts_ms=_int64(document.get("timestamp")),
+        success=success if isinstance(success, bool) else None,
+        details=details if isinstance(details, str) else None,
+    )
+
+
+def encode_raw(frame: str | bytes) -> tuple[str, str]:
+    """``(raw_kind, raw)`` for storing ``frame`` losslessly in a text column."""
+    if isinstance(frame, bytes | bytearray | memoryview):
+        return RAW_BINARY, base64.b64encode(bytes(frame)).decode("ascii")
+    if "\x00" in frame:
+        return RAW_TEXT_BASE64, base64.b64encode(frame.encode("utf-8")).decode("ascii")
+    return RAW_TEXT, frame
+
+
+def decode_raw(raw_kind: str, raw: str) -> str | bytes:
+    """The frame as received, from its stored ``(raw_kind, raw)``. Raises ValueError if unknown."""
+    if raw_kind == RAW_TEXT:
+        return raw
+    if raw_kind == RAW_BINARY:
+        return base64.b64decode(raw, validate=True)
+    if raw_kind == RAW_TEXT_BASE64:
+        return base64.b64decode(raw, validate=True).decode("utf-8")
+    raise ValueError(f"unknown raw_kind {raw_kind!r}")

@@ -1,0 +1,93 @@
+"""The store's tables, as SQLAlchemy Core metadata (the schema alembic migrates to).
+
+Analysts query these tables directly: names and columns are a contract. Both
+tables are insert-only; the database enforces it with triggers created by the
+first migration (see ``migrations/versions``).
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Column,
+    Date,
+    Index,
+    Integer,
+    MetaData,
+    Table,
+    Text,
+)
+
+NAMING_CONVENTION: Final = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+# SQLite makes only an INTEGER PRIMARY KEY an alias of the rowid; BIGINT elsewhere.
+_ID = BigInteger().with_variant(Integer(), "sqlite")
+
+#: Lifecycle events of a session in ``connection_log.event``.
+CONNECTION_EVENTS: Final = (
+    "opened",
+    "subscribed",
+    "subscribe-rejected",
+    "replay-complete",
+    "closed",
+)
+
+events = Table(
+    "events",
+    metadata,
+    Column("id", _ID, primary_key=True, autoincrement=True,
+           comment="Strictly increasing in insert order"),
+    Column("account_id", Text, nullable=False),
+    Column("session_id", Text, nullable=False, comment="The connection that received the frame"),
+    Column("received_at_ns", BigInteger, nullable=False,
+           comment="UTC epoch nanoseconds, taken when the frame arrived"),
+    Column("server_ts_ms", BigInteger, comment="Envelope timestamp; null when absent"),
+    Column("sequence", BigInteger, comment="Envelope sequence; null when absent"),
+    Column("msg_type", Text, comment="payload.type; null when the frame did not parse"),
+    Column("trading_day", Date, nullable=False),
+    Column("replayed", Boolean(create_constraint=False), nullable=False,
+           comment="Sequenced frame received before the session's replay-complete"),
+    Column("raw_kind", Text, nullable=False,
+           comment="text: raw is the frame; binary / text-base64: raw is base64 of its bytes"),
+    Column("raw", Text, nullable=False, comment="The frame exactly as received"),
+    Column("chain_hash", Text, nullable=False,
+           comment="sha256(previous chain_hash of the account || canonical row), hex"),
+    CheckConstraint("raw_kind IN ('text', 'binary', 'text-base64')", name="raw_kind"),
+    Index(None, "account_id", "trading_day", "sequence"),
+    Index(None, "trading_day"),
+    Index(None, "received_at_ns"),
+    Index(None, "account_id", "id"),
+    sqlite_autoincrement=True,
+    comment="Every frame received, exactly as received; insert-only",
+)  # fmt: skip
+
+connection_log = Table(
+    "connection_log",
+    metadata,
+    Column("id", _ID, primary_key=True, autoincrement=True),
+    Column("session_id", Text, nullable=False),
+    Column("account_id", Text, nullable=False),
+    Column("at_ns", BigInteger, nullable=False, comment="UTC epoch nanoseconds"),
+    Column("event", Text, nullable=False),
+    Column("detail", Text, comment="Close code and reason, error-notice text, ..."),
+    CheckConstraint(
+        "event IN ('opened', 'subscribed', 'subscribe-rejected', 'replay-complete', 'closed')",
+        name="event",
+    ),
+    Index(None, "account_id", "at_ns"),
+    Index(None, "session_id"),
+    sqlite_autoincrement=True,
+    comment="The recorder's journal of session lifecycle events; insert-only",
+)  # fmt: skip

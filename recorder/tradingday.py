@@ -1,0 +1,78 @@
+"""Which trading day a frame belongs to.
+
+The trading day of a frame is the calendar date of its server timestamp (the
+receipt time when the frame has none, or when the server's value is out of any
+representable range) in the configured time zone, America/New_York by default:
+22:00 New York on 2024-03-22 is 02:00 UTC on 2024-03-23 and belongs to 2024-03-22.
+Pure functions only; :class:`TradingDayCache` keeps the hot path to two integer
+comparisons per frame.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from zoneinfo import ZoneInfo
+
+NS_PER_MS = 1_000_000
+NS_PER_S = 1_000_000_000
+
+
+def day_of_ns(instant_ns: int, tz: ZoneInfo) -> dt.date:
+    """Calendar date of a UTC epoch instant (nanoseconds) in ``tz``.
+
+    Raises ValueError/OverflowError/OSError when the instant is outside what
+    ``datetime`` can represent; :func:`trading_day` handles that.
+    """
+    seconds = instant_ns // NS_PER_S  # floor: correct for instants before 1970 too
+    return dt.datetime.fromtimestamp(seconds, tz).date()
+
+
+def trading_day(server_ts_ms: int | None, received_at_ns: int, tz: ZoneInfo) -> dt.date:
+    """Trading day of a frame: date of ``server_ts_ms`` in ``tz``, else of ``received_at_ns``.
+
+    Never raises for a receipt time taken from the system clock: an absurd server
+    timestamp (year 10000, negative millennia) falls back to the receipt time.
+    """
+    if server_ts_ms is not None:
+        try:
+            return day_of_ns(server_ts_ms * NS_PER_MS, tz)
+        except (ValueError, OverflowError, OSError):
+            pass
+    return day_of_ns(received_at_ns, tz)
+
+
+def day_bounds_ns(day: dt.date, tz: ZoneInfo) -> tuple[int, int]:
+    """[start, end) of ``day`` in ``tz`` as UTC epoch nanoseconds (23, 24 or 25 hours long)."""
+    start = dt.datetime.combine(day, dt.time(0), tz)
+    end = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(0), tz)
+    return _epoch_ns(start), _epoch_ns(end)
+
+
+def _epoch_ns(moment: dt.datetime) -> int:
+    delta = moment - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+    return (delta.days * 86_400 + delta.seconds) * NS_PER_S + delta.microseconds * 1_000
+
+
+class TradingDayCache:
+    """:func:`trading_day` with the current day's bounds cached (same results, fewer calls).
+
+    Not thread-safe; give each task its own.
+    """
+
+    __slots__ = ("_day", "_end_ns", "_start_ns", "tz")
+
+    def __init__(self, tz: ZoneInfo) -> None:
+        self.tz = tz
+        self._start_ns = 0
+        self._end_ns = 0
+        self._day = dt.date(1970, 1, 1)
+
+    def __call__(self, server_ts_ms: int | None, received_at_ns: int) -> dt.date:
+        instant_ns = received_at_ns if server_ts_ms is None else server_ts_ms * NS_PER_MS
+        if self._start_ns <= instant_ns < self._end_ns:
+            return self._day
+        day = trading_day(server_ts_ms, received_at_ns, self.tz)
+        start_ns, end_ns = day_bounds_ns(day, self.tz)
+        if start_ns <= instant_ns < end_ns:  # false when trading_day fell back to receipt time
+            self._day, self._start_ns, self._end_ns = day, start_ns, end_ns
+        return day

@@ -1,0 +1,93 @@
+"""``studio-recorder db``: real processes, real databases, one-line errors."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "recorder", *args],
+        capture_output=True, text=True, timeout=60, cwd=cwd, check=False,
+    )  # fmt: skip
+
+
+def test_upgrade_twice_then_current_and_check(db_url: str) -> None:
+    first = run("db", "upgrade", "--db", db_url)
+    assert first.returncode == 0, first.stderr
+    assert "upgraded from empty to revision 0001" in first.stdout
+    second = run("db", "upgrade", "--db", db_url)
+    assert second.returncode == 0
+    assert "already at revision 0001" in second.stdout
+    current = run("db", "current", "--db", db_url)
+    assert current.stdout.startswith("0001 (head 0001; up to date)")
+    check = run("db", "check", "--db", db_url)
+    assert check.returncode == 0
+    assert "matches the models" in check.stdout
+
+
+def test_upgrade_from_config(tmp_path: Path) -> None:
+    config = tmp_path / "recorder.toml"
+    config.write_text(f'[studio]\naccounts = ["1"]\n[store]\nurl = "sqlite:///{tmp_path}/c.db"\n')
+    result = run("db", "upgrade", "--config", str(config))
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "c.db").is_file()
+
+
+def one_line_error(result: subprocess.CompletedProcess[str], code: int, fragment: str) -> None:
+    assert result.returncode == code, (result.stdout, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    assert fragment in lines[0]
+
+
+def test_missing_config_is_one_line_exit_2(tmp_path: Path) -> None:
+    one_line_error(run("db", "upgrade", "--config", "missing.toml", cwd=tmp_path), 2,
+                   "missing.toml: configuration file not found")  # fmt: skip
+
+
+def test_typo_in_config_is_one_line_exit_2(tmp_path: Path) -> None:
+    config = tmp_path / "bad.toml"
+    config.write_text('[studio]\naccounts = ["1"]\n[recorder]\nlivenes_timeout_s = 3\n')
+    one_line_error(run("db", "upgrade", "--config", str(config)), 2,
+                   "unknown key [recorder] livenes_timeout_s")  # fmt: skip
+
+
+def test_no_config_at_all_is_exit_2(tmp_path: Path) -> None:
+    one_line_error(run("db", "upgrade", cwd=tmp_path), 2, "pass --config PATH")
+
+
+def test_both_db_and_config_is_exit_2(tmp_path: Path) -> None:
+    one_line_error(run("db", "upgrade", "--db", "sqlite:///x.db", "--config", "c.toml",
+                       cwd=tmp_path), 2, "either --db or --config")  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (("db", "current", "--db", "sqlite:///absent.db"), "database file not found"),
+        (("db", "check", "--db", "sqlite:///absent.db"), "database file not found"),
+        (("db", "upgrade", "--db", "not a url"), "not a database URL"),
+        (("db", "upgrade", "--db", "postgresql://postgres@127.0.0.1:1/test"), "database error"),
+    ],
+)
+def test_store_errors_are_one_line_exit_1(
+    tmp_path: Path, args: tuple[str, ...], fragment: str
+) -> None:
+    one_line_error(run(*args, cwd=tmp_path), 1, fragment)
+
+
+def test_check_on_empty_database_says_what_to_do(tmp_path: Path) -> None:
+    (tmp_path / "empty.db").touch()
+    one_line_error(run("db", "check", "--db", f"sqlite:///{tmp_path}/empty.db"), 1,
+                   "run `studio-recorder db upgrade`")  # fmt: skip
+
+
+def test_help_on_every_command() -> None:
+    for args in ((), ("db",), ("db", "upgrade"), ("db", "current"), ("db", "check")):
+        result = run(*args, "--help")
+        assert result.returncode == 0
+        assert "Usage:" in result.stdout

@@ -1,0 +1,156 @@
+from pathlib import Path
+
+import pytest
+
+from recorder.config import (
+    DEFAULT_STORE_URL,
+    ENVIRONMENT_URLS,
+    Secret,
+    config_path_from,
+    load_config,
+)
+from recorder.errors import ConfigError
+
+MINIMAL = '[studio]\naccounts = ["100000", "0042"]\n'
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "recorder.toml"
+    path.write_text(text)
+    return path
+
+
+def test_defaults(tmp_path: Path) -> None:
+    settings = load_config(write(tmp_path, MINIMAL), env={})
+    assert settings.studio.accounts == ("100000", "0042")  # strings, leading zeros kept
+    assert settings.studio.url == ENVIRONMENT_URLS["production"]
+    assert settings.studio.token_url == "https://auth.clearstreet.io/oauth/token"
+    assert settings.studio.audience == "https://api.clearstreet.io"
+    assert settings.store.url == DEFAULT_STORE_URL
+    r = settings.recorder
+    assert (r.trading_day_timezone, r.liveness_timeout_s, r.subscribe_timeout_s) == (
+        "America/New_York", 60, 10,
+    )  # fmt: skip
+    assert (r.backoff_initial_s, r.backoff_max_s, r.batch_max_rows) == (1, 60, 1000)
+    assert (r.batch_max_delay_ms, r.queue_max_frames) == (50, 100_000)
+    assert settings.metrics.address == ("127.0.0.1", 9464)
+
+
+def test_full_config_and_env_overrides(tmp_path: Path) -> None:
+    (tmp_path / "secret").write_text("s3cr3t\n")
+    path = write(
+        tmp_path,
+        """
+[studio]
+environment = "sandbox"
+client_id = "from-file"
+client_secret_file = "secret"
+accounts = ["1"]
+[store]
+url = "postgresql+psycopg://postgres@127.0.0.1/test"
+[recorder]
+trading_day_timezone = "Europe/London"
+liveness_timeout_s = 5
+batch_max_rows = 10
+[metrics]
+listen = ""
+""",
+    )
+    settings = load_config(path, env={"STUDIO_CLIENT_ID": "from-env"})
+    assert settings.studio.url == ENVIRONMENT_URLS["sandbox"]
+    assert settings.require_credentials() == ("from-env", Secret("s3cr3t"))
+    assert settings.recorder.liveness_timeout_s == 5.0
+    assert settings.metrics.address is None
+
+
+def test_secret_env_wins_and_credentials_directory_is_used(tmp_path: Path) -> None:
+    creds = tmp_path / "creds"
+    creds.mkdir()
+    (creds / "studio-secret").write_text("from-systemd")
+    path = write(tmp_path, MINIMAL + 'client_id = "c"\nclient_secret_file = "studio-secret"\n')
+    settings = load_config(path, env={"CREDENTIALS_DIRECTORY": str(creds)})
+    assert settings.require_credentials()[1].reveal() == "from-systemd"
+    settings = load_config(path, env={"CREDENTIALS_DIRECTORY": str(creds),
+                                      "STUDIO_CLIENT_SECRET": "from-env"})  # fmt: skip
+    assert settings.require_credentials()[1].reveal() == "from-env"
+
+
+def test_secret_never_shows_in_repr(tmp_path: Path) -> None:
+    path = write(tmp_path, MINIMAL + 'client_id = "c"\n')
+    settings = load_config(path, env={"STUDIO_CLIENT_SECRET": "hunter2-very-secret"})
+    assert "hunter2" not in repr(settings)
+    assert "hunter2" not in str(settings.studio.client_secret)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (MINIMAL + "bogus = 1\n", r"\[studio\] bogus"),
+        (
+            MINIMAL + "[recorder]\nlivenes_timeout_s = 3\n",
+            r"unknown key \[recorder\] livenes_timeout_s",
+        ),
+        (MINIMAL + "[nope]\n", r"unknown section \[nope\]"),
+        ("[studio]\n", r"\[studio\] accounts is missing"),
+        ("[studio]\naccounts = []\n", r"\[studio\] accounts must be a non-empty"),
+        (
+            "[studio]\naccounts = [100000]\n",
+            r"\[studio\] accounts entries must be non-empty strings",
+        ),
+        ('[studio]\naccounts = ["1", "1"]\n', r"lists an account twice"),
+        (
+            MINIMAL + '[recorder]\nliveness_timeout_s = "60"\n',
+            r"liveness_timeout_s must be a number",
+        ),
+        (MINIMAL + "[recorder]\nbatch_max_rows = 1.5\n", r"batch_max_rows must be an integer"),
+        (MINIMAL + "[recorder]\nbatch_max_rows = 0\n", r"batch_max_rows must be at least 1"),
+        (MINIMAL + "[recorder]\nliveness_timeout_s = nan\n", r"liveness_timeout_s must be finite"),
+        (MINIMAL + '[recorder]\ntrading_day_timezone = "Mars/Base"\n', r"not an IANA time zone"),
+        (MINIMAL + "[recorder]\nbackoff_initial_s = 10\nbackoff_max_s = 5\n", r"backoff_max_s"),
+        (MINIMAL + '[metrics]\nlisten = "nope"\n', r"\[metrics\] listen must be HOST:PORT"),
+        (MINIMAL + '[store]\nurl = "::not a url"\n', r"\[store\] url is not a SQLAlchemy"),
+        (MINIMAL + 'url = "ws://example.com/ws"\n', r"ws:// for a non-loopback host"),
+        (MINIMAL + 'url = "http://127.0.0.1/ws"\n', r"must be a wss:// URL"),
+        (
+            MINIMAL + 'token_url = "http://auth.example.com/t"\n',
+            r"\[studio\] token_url uses http://",
+        ),
+        (MINIMAL + 'environment = "staging"\n', r"environment must be"),
+        (MINIMAL + 'environment = "sandbox"\nurl = "wss://x/ws"\n', r"cannot be combined"),
+        (MINIMAL + 'client_secret_file = "missing"\n', r"client_secret_file cannot be read"),
+        (MINIMAL + 'ca_file = "missing.pem"\n', r"ca_file does not name a readable file"),
+        ("[studio\n", r"not valid TOML"),
+        ("studio = 3\n", r"\[studio\] must be a table"),
+    ],
+)
+def test_bad_config_names_file_and_key(tmp_path: Path, text: str, message: str) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError, match=message) as info:
+        load_config(path, env={})
+    assert str(path) in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_loopback_plain_urls_are_allowed(tmp_path: Path) -> None:
+    path = write(tmp_path, MINIMAL + 'url = "ws://127.0.0.1:8765/ws"\n'
+                 'token_url = "http://localhost:8766/oauth/token"\n')  # fmt: skip
+    settings = load_config(path, env={})
+    assert settings.studio.url == "ws://127.0.0.1:8765/ws"
+
+
+def test_missing_credentials_are_reported_only_when_needed(tmp_path: Path) -> None:
+    settings = load_config(write(tmp_path, MINIMAL), env={})
+    with pytest.raises(ConfigError, match="client_id is not set"):
+        settings.require_credentials()
+    settings = load_config(write(tmp_path, MINIMAL + 'client_id = "c"\n'), env={})
+    with pytest.raises(ConfigError, match="no client secret"):
+        settings.require_credentials()
+
+
+def test_missing_file_and_path_resolution(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="configuration file not found"):
+        load_config(tmp_path / "missing.toml", env={})
+    assert config_path_from("a.toml", {"STUDIO_RECORDER_CONFIG": "b.toml"}) == Path("a.toml")
+    assert config_path_from(None, {"STUDIO_RECORDER_CONFIG": "b.toml"}) == Path("b.toml")
+    with pytest.raises(ConfigError, match="--config"):
+        config_path_from(None, {})
