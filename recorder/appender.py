@@ -1,0 +1,90 @@
+"""Appending batches to the store, synchronously, with the per-account hash chain.
+
+:class:`Appender` is the writer's database half: it runs in a worker thread
+(``trio.to_thread``), never on the event loop. One call, one transaction. The
+chain heads it keeps advance only after a commit, and a batch whose commit
+outcome is unknown (the connection died during COMMIT) is recognised on retry by
+comparing the database's chain heads with the ones the batch would produce, so a
+retried batch is never written twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from sqlalchemy import Connection, Engine, insert, select
+
+from .chain import GENESIS_HASH, next_hash
+from .records import FrameRecord, LogRecord
+from .schema import connection_log, events
+
+
+class Appender:
+    """Appends frames and log records to one store, extending each account's chain."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._heads: dict[str, str] = {}
+
+    def head(self, account_id: str) -> str:
+        """The account's current chain head (loading it from the store once)."""
+        if account_id not in self._heads:
+            with self.engine.connect() as conn:
+                self._heads[account_id] = stored_head(conn, account_id)
+        return self._heads[account_id]
+
+    def append(self, frames: Sequence[FrameRecord], logs: Sequence[LogRecord] = ()) -> None:
+        """Write one batch in one transaction; chain heads advance only once it committed.
+
+        Raises SQLAlchemy errors as they come (the caller retries the same batch,
+        after :meth:`resync`).
+        """
+        if not frames and not logs:
+            return
+        rows, new_heads = self.chain(frames)
+        with self.engine.begin() as conn:
+            if rows:
+                conn.execute(insert(events), rows)
+            if logs:
+                conn.execute(insert(connection_log), [log.row() for log in logs])
+        self._heads.update(new_heads)
+
+    def chain(self, frames: Iterable[FrameRecord]) -> tuple[list[dict[str, Any]], dict[str, str]]:
+        """Insert parameters with chain hashes, and the heads after them (nothing is stored)."""
+        heads: dict[str, str] = {}
+        rows = []
+        for frame in frames:
+            row = frame.row()
+            account = frame.account_id
+            previous = heads.get(account) or self.head(account)
+            heads[account] = row["chain_hash"] = next_hash(previous, row)
+            rows.append(row)
+        return rows, heads
+
+    def resync(self, frames: Sequence[FrameRecord]) -> bool:
+        """After a failed :meth:`append`: reload heads; True if the batch did commit after all.
+
+        The batch committed exactly when every account's stored head equals the
+        head the batch would have produced.
+        """
+        accounts = {frame.account_id for frame in frames}
+        if not accounts:
+            return False
+        _, expected = self.chain(frames)
+        with self.engine.connect() as conn:
+            stored = {account: stored_head(conn, account) for account in accounts}
+        committed = all(stored[a] == expected[a] for a in accounts)
+        self._heads.update(stored)
+        return committed
+
+
+def stored_head(conn: Connection, account_id: str) -> str:
+    """The chain hash of the account's last stored row, or the genesis value."""
+    query = (
+        select(events.c.chain_hash)
+        .where(events.c.account_id == account_id)
+        .order_by(events.c.id.desc())
+        .limit(1)
+    )
+    return conn.execute(query).scalar_one_or_none() or GENESIS_HASH

@@ -1,0 +1,64 @@
+"""What connection tasks hand to the writer: one record per frame or lifecycle event.
+
+Plain, immutable values built on the hot path (one per received frame), so they
+are slotted dataclasses with no behaviour beyond turning into insert parameters.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class FrameRecord:
+    """One received frame, ready for ``events`` (the chain hash is added by the writer)."""
+
+    account_id: str
+    session_id: str
+    received_at_ns: int
+    server_ts_ms: int | None
+    sequence: int | None
+    msg_type: str | None
+    trading_day: dt.date
+    replayed: bool
+    raw_kind: str
+    raw: str
+
+    def row(self) -> dict[str, Any]:
+        return {
+            "account_id": self.account_id,
+            "session_id": self.session_id,
+            "received_at_ns": self.received_at_ns,
+            "server_ts_ms": self.server_ts_ms,
+            "sequence": self.sequence,
+            "msg_type": self.msg_type,
+            "trading_day": self.trading_day,
+            "replayed": self.replayed,
+            "raw_kind": self.raw_kind,
+            "raw": self.raw,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class LogRecord:
+    """One session lifecycle event, ready for ``connection_log``."""
+
+    session_id: str
+    account_id: str
+    at_ns: int
+    event: str  # one of recorder.schema.CONNECTION_EVENTS
+    detail: str | None = None
+
+    def row(self) -> dict[str, Any]:
+        return {
+            "session_id": self.session_id,
+            "account_id": self.account_id,
+            "at_ns": self.at_ns,
+            "event": self.event,
+            "detail": self.detail,
+        }
+
+
+Record = FrameRecord | LogRecord
