@@ -7,7 +7,15 @@ never imports the recorder's runtime.
 from __future__ import annotations
 
 from .errors import QueryError
+from .source import CONNECTION_LOG_SCHEMA, EVENTS_SCHEMA, StoreReader, parse_day
 
 __version__ = "0.1.0"
 
-__all__ = ["QueryError", "__version__"]
+__all__ = [
+    "CONNECTION_LOG_SCHEMA",
+    "EVENTS_SCHEMA",
+    "QueryError",
+    "StoreReader",
+    "__version__",
+    "parse_day",
+]

@@ -1,0 +1,298 @@
+"""Reading the recorder's store as Arrow record batches, without per-row Python objects.
+
+The store is read through ADBC (Arrow Database Connectivity) drivers for SQLite
+and PostgreSQL, which hand back Arrow columns directly; everything downstream
+(Parquet export, DuckDB analytics) consumes those batches. Rows always come in
+``id`` order, in batches of bounded size, so memory stays bounded for a day of
+millions of frames.
+
+SQLite's ADBC driver infers column types from the first rows it sees and fails
+when a nullable column starts with nulls (apache/arrow-adbc#581, #2531), so
+SQLite queries start with one typed sentinel row that is dropped here.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Final
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+
+from .errors import QueryError
+
+GENESIS_HASH: Final = "0" * 64
+BATCH_ROWS: Final = 65_536
+
+#: Arrow schema of ``events`` rows as read from the store.
+EVENTS_SCHEMA: Final = pa.schema(
+    [
+        ("id", pa.int64()),
+        ("account_id", pa.string()),
+        ("session_id", pa.string()),
+        ("received_at_ns", pa.int64()),
+        ("server_ts_ms", pa.int64()),
+        ("sequence", pa.int64()),
+        ("msg_type", pa.string()),
+        ("trading_day", pa.date32()),
+        ("replayed", pa.bool_()),
+        ("raw_kind", pa.string()),
+        ("raw", pa.string()),
+        ("chain_hash", pa.string()),
+    ]
+)
+
+#: Arrow schema of ``connection_log`` rows as read from the store.
+CONNECTION_LOG_SCHEMA: Final = pa.schema(
+    [
+        ("id", pa.int64()),
+        ("session_id", pa.string()),
+        ("account_id", pa.string()),
+        ("at_ns", pa.int64()),
+        ("event", pa.string()),
+        ("detail", pa.string()),
+    ]
+)
+
+# Typed values for the SQLite sentinel row, per Arrow type.
+_SENTINEL: Final = {
+    pa.int64(): "0",
+    pa.string(): "''",
+    pa.date32(): "''",
+    pa.bool_(): "0",
+}
+
+
+class StoreReader(AbstractContextManager["StoreReader"]):
+    """Read-only access to a store (SQLite file or PostgreSQL) as Arrow batches."""
+
+    def __init__(self, url: str | URL) -> None:
+        try:
+            parsed = make_url(url)
+        except ArgumentError:
+            raise QueryError(f"not a database URL: {url!r}") from None
+        self.backend = parsed.get_backend_name()
+        self._conn: Any
+        if self.backend == "sqlite":
+            if not parsed.database or parsed.database == ":memory:":
+                raise QueryError("an in-memory SQLite database has no recorded data")
+            path = Path(parsed.database)
+            if not path.is_file():
+                raise QueryError(f"database file not found: {path}")
+            import adbc_driver_sqlite.dbapi as sqlite_dbapi
+
+            self._conn = sqlite_dbapi.connect(f"file:{path.resolve()}?mode=ro", autocommit=True)
+        elif self.backend == "postgresql":
+            import adbc_driver_postgresql.dbapi as pg_dbapi
+
+            uri = parsed.set(drivername="postgresql").render_as_string(hide_password=False)
+            try:
+                self._conn = pg_dbapi.connect(uri, autocommit=True)
+            except Exception as exc:  # the driver raises its own DBAPI hierarchy
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
+                raise QueryError(f"cannot connect to PostgreSQL: {first}") from None
+        else:
+            raise QueryError(f"unsupported database {self.backend!r}: use SQLite or PostgreSQL")
+        try:
+            self._check_schema()
+        except QueryError:
+            self._conn.close()
+            raise
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._conn.close()
+
+    # -- queries ---------------------------------------------------------------------------
+
+    def events(
+        self,
+        *,
+        day: dt.date | None = None,
+        accounts: Sequence[str] | None = None,
+        columns: Sequence[str] | None = None,
+        batch_rows: int = BATCH_ROWS,
+    ) -> Iterator[pa.RecordBatch]:
+        """``events`` rows of ``day`` (all days when None) for ``accounts``, in id order."""
+        where, params = self._filters(day, accounts, day_column="trading_day")
+        yield from self._select("events", EVENTS_SCHEMA, columns, where, params, batch_rows)
+
+    def connection_log(
+        self,
+        *,
+        accounts: Sequence[str] | None = None,
+        start_ns: int | None = None,
+        end_ns: int | None = None,
+        batch_rows: int = BATCH_ROWS,
+    ) -> Iterator[pa.RecordBatch]:
+        """``connection_log`` rows (optionally ``start_ns <= at_ns < end_ns``), in id order."""
+        where, params = self._filters(None, accounts, day_column="")
+        if start_ns is not None:
+            where.append(f"at_ns >= {self._param(len(params))}")
+            params.append(start_ns)
+        if end_ns is not None:
+            where.append(f"at_ns < {self._param(len(params))}")
+            params.append(end_ns)
+        schema = CONNECTION_LOG_SCHEMA
+        yield from self._select("connection_log", schema, None, where, params, batch_rows)
+
+    def count_events(
+        self, *, day: dt.date | None = None, accounts: Sequence[str] | None = None
+    ) -> int:
+        where, params = self._filters(day, accounts, day_column="trading_day")
+        sql = "SELECT COUNT(*) AS n FROM events" + _where(where)
+        return int(self._table(sql, params).column("n")[0].as_py())
+
+    def accounts(self, *, day: dt.date | None = None) -> list[str]:
+        """Accounts with at least one stored frame (on ``day`` when given), sorted."""
+        where, params = self._filters(day, None, day_column="trading_day")
+        sql = "SELECT DISTINCT account_id FROM events" + _where(where) + " ORDER BY account_id"
+        return [str(v) for v in self._table(sql, params).column("account_id").to_pylist()]
+
+    def chain_anchor(self, account_id: str, before_id: int) -> str:
+        """Chain hash of the account's last row with ``id < before_id`` (genesis when none).
+
+        The hash a day's first row chains from: what verifying a single day starts with.
+        """
+        sql = (
+            f"SELECT chain_hash FROM events WHERE account_id = {self._param(0)} "
+            f"AND id < {self._param(1)} ORDER BY id DESC LIMIT 1"
+        )
+        values = self._table(sql, [account_id, before_id]).column("chain_hash").to_pylist()
+        return str(values[0]) if values else GENESIS_HASH
+
+    # -- plumbing --------------------------------------------------------------------------
+
+    def _param(self, index: int) -> str:
+        return "?" if self.backend == "sqlite" else f"${index + 1}"
+
+    def _filters(
+        self, day: dt.date | None, accounts: Sequence[str] | None, *, day_column: str
+    ) -> tuple[list[str], list[Any]]:
+        where: list[str] = []
+        params: list[Any] = []
+        if day is not None and day_column:
+            cast = "" if self.backend == "sqlite" else "::date"
+            where.append(f"{day_column} = {self._param(0)}{cast}")
+            params.append(day.isoformat())
+        if accounts is not None:
+            if not accounts:
+                where.append("1 = 0")
+            else:
+                marks = ", ".join(self._param(len(params) + i) for i in range(len(accounts)))
+                where.append(f"account_id IN ({marks})")
+                params.extend(accounts)
+        return where, params
+
+    def _table(self, sql: str, params: Sequence[Any]) -> pa.Table:
+        cursor = self._conn.cursor()
+        try:
+            cursor.execute(sql, list(params) or None)
+            return cursor.fetch_arrow_table()
+        finally:
+            cursor.close()
+
+    def _select(
+        self,
+        table: str,
+        schema: pa.Schema,
+        columns: Sequence[str] | None,
+        where: list[str],
+        params: list[Any],
+        batch_rows: int,
+    ) -> Iterator[pa.RecordBatch]:
+        names = list(columns) if columns else schema.names
+        for name in names:
+            if name not in schema.names:
+                raise QueryError(f"unknown column {name!r} of {table}")
+        wanted = pa.schema([schema.field(n) for n in names])
+        body = f"SELECT {', '.join(names)} FROM {table}{_where(where)} ORDER BY id"
+        cursor = self._conn.cursor()
+        sentinel = self.backend == "sqlite"
+        if sentinel:
+            typed = ", ".join(f"{_SENTINEL[f.type]} AS {f.name}" for f in wanted)
+            body = (
+                f"SELECT 0 AS _sentinel, {typed} "
+                f"UNION ALL SELECT * FROM (SELECT 1, * FROM ({body}))"
+            )
+            cursor.adbc_statement.set_options(**{"adbc.sqlite.query.batch_rows": str(batch_rows)})
+        try:
+            cursor.execute(body, params or None)
+            reader = cursor.fetch_record_batch()
+            first = True
+            for batch in reader:
+                if sentinel:
+                    batch = _drop_sentinel(batch, first=first)
+                first = False
+                if batch.num_rows:
+                    yield _conform(batch, wanted)
+        except QueryError:
+            raise
+        except Exception as exc:  # ADBC raises its own DBAPI errors
+            raise QueryError(f"store read failed: {str(exc).strip().splitlines()[0]}") from None
+        finally:
+            cursor.close()
+
+    def _check_schema(self) -> None:
+        try:
+            self._table("SELECT id FROM events WHERE 1 = 0", [])
+            self._table("SELECT id FROM connection_log WHERE 1 = 0", [])
+        except Exception:
+            raise QueryError(
+                "database has no recorder schema (tables events, connection_log): "
+                "is this the right database? run `studio-recorder db upgrade` to create it"
+            ) from None
+
+
+def _drop_sentinel(batch: pa.RecordBatch, *, first: bool) -> pa.RecordBatch:
+    if first:
+        if batch.num_rows == 0 or batch.column(0)[0].as_py() != 0:
+            raise QueryError("store read failed: SQLite returned the rows out of order")
+        batch = batch.slice(1)
+    return batch.drop_columns(["_sentinel"])
+
+
+def _where(clauses: list[str]) -> str:
+    return (" WHERE " + " AND ".join(clauses)) if clauses else ""
+
+
+_DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def _conform(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
+    """Cast a batch to ``schema`` (SQLite stores dates as text and booleans as 0/1)."""
+    arrays = []
+    for field, column in zip(schema, batch.columns, strict=True):
+        if column.type != field.type:
+            if field.type == pa.date32() and pa.types.is_string(column.type):
+                column = pc.cast(pc.strptime(column, "%Y-%m-%d", "s"), pa.date32())
+            elif field.type == pa.bool_() and pa.types.is_integer(column.type):
+                column = pc.not_equal(column, 0)
+            else:
+                column = column.cast(field.type)
+        arrays.append(column)
+    return pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+
+def parse_day(text: str) -> dt.date:
+    """A ``YYYY-MM-DD`` trading day, or QueryError saying what is wrong with it."""
+    if not _DATE_RE.match(text or ""):
+        raise QueryError(f"bad date {text!r}: expected YYYY-MM-DD")
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise QueryError(f"impossible date {text!r}") from None
