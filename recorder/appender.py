@@ -62,21 +62,21 @@ class Appender:
             rows.append(row)
         return rows, heads
 
-    def resync(self, frames: Sequence[FrameRecord]) -> bool:
+    def resync(self, frames: Sequence[FrameRecord], logs: Sequence[LogRecord] = ()) -> bool:
         """After a failed :meth:`append`: reload heads; True if the batch did commit after all.
 
-        The batch committed exactly when every account's stored head equals the
-        head the batch would have produced.
+        A batch with frames committed exactly when every account's stored head
+        equals the head the batch would have produced; a batch of log records
+        only, when its last record is in ``connection_log``.
         """
         accounts = {frame.account_id for frame in frames}
-        if not accounts:
-            return False
-        _, expected = self.chain(frames)
         with self.engine.connect() as conn:
+            if not accounts:
+                return bool(logs) and log_recorded(conn, logs[-1])
+            _, expected = self.chain(frames)
             stored = {account: stored_head(conn, account) for account in accounts}
-        committed = all(stored[a] == expected[a] for a in accounts)
         self._heads.update(stored)
-        return committed
+        return all(stored[a] == expected[a] for a in accounts)
 
 
 def stored_head(conn: Connection, account_id: str) -> str:
@@ -88,3 +88,15 @@ def stored_head(conn: Connection, account_id: str) -> str:
         .limit(1)
     )
     return conn.execute(query).scalar_one_or_none() or GENESIS_HASH
+
+
+def log_recorded(conn: Connection, record: LogRecord) -> bool:
+    """Whether this exact lifecycle record is already in ``connection_log``."""
+    query = (
+        select(connection_log.c.id)
+        .where(connection_log.c.session_id == record.session_id)
+        .where(connection_log.c.at_ns == record.at_ns)
+        .where(connection_log.c.event == record.event)
+        .limit(1)
+    )
+    return conn.execute(query).first() is not None

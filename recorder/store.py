@@ -7,6 +7,7 @@ is created readable by its owner only. ``postgresql://`` URLs use psycopg 3.
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 from typing import Any, Final
@@ -48,7 +49,13 @@ def sqlite_path(url: URL) -> Path | None:
     return Path(url.database)
 
 
-def open_engine(url: str | URL, *, must_exist: bool = False, **engine_kw: Any) -> Engine:
+def open_engine(
+    url: str | URL,
+    *,
+    must_exist: bool = False,
+    sqlite_busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS,
+    **engine_kw: Any,
+) -> Engine:
     """An engine for ``url``.
 
     ``must_exist``: for readers: a SQLite file that does not exist is an error
@@ -75,14 +82,16 @@ def open_engine(url: str | URL, *, must_exist: bool = False, **engine_kw: Any) -
             hint = "; install it with: pip install 'studio-recorder[postgresql]'"
         raise StoreError(f"no database driver for {parsed.drivername} ({exc}){hint}") from None
     if parsed.get_backend_name() == "sqlite":
-        event.listen(engine, "connect", _sqlite_on_connect)
+        event.listen(
+            engine, "connect", functools.partial(_sqlite_on_connect, sqlite_busy_timeout_ms)
+        )
     return engine
 
 
-def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
+def _sqlite_on_connect(busy_timeout_ms: int, dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     try:
-        cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
         cursor.execute("PRAGMA journal_mode = WAL")
         cursor.execute("PRAGMA synchronous = FULL")
     finally:

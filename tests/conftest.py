@@ -7,6 +7,8 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
+import trio
+import trio.testing
 from sqlalchemy import Engine, text
 
 from recorder.store import normalize_url, open_engine
@@ -55,3 +57,17 @@ def engine(db_url: str) -> Iterator[Engine]:
     migrate.upgrade(eng)
     yield eng
     eng.dispose()
+
+
+@pytest.fixture
+def recorder_clock() -> trio.testing.MockClock:
+    """An autojump clock for tests that run the recorder: it jumps only after 10 ms of
+    real idleness (pytest-trio's ``autojump_clock`` jumps at once).
+
+    The recorder commits in worker threads (``trio.to_thread``). With a zero
+    threshold, virtual time races through every pending timer while a thread
+    works, so a 30 s grace period can "expire" during one 5 ms commit. Ten
+    milliseconds of real idleness is far longer than a commit and still lets a
+    test cover minutes of virtual time in a second or two.
+    """
+    return trio.testing.MockClock(autojump_threshold=0.01)

@@ -1,0 +1,205 @@
+"""The recorder service: one writer and one supervised task per account, in one nursery.
+
+:func:`run_recorder` opens the store, checks its schema, starts the writer and
+every account's supervisor, and runs until :meth:`Recorder.shutdown` (SIGTERM or
+SIGINT from the CLI). Shutdown stops reading, closes every connection and
+records its ``closed`` row, lets the writer commit every frame read before
+shutdown began, and returns.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import signal
+import ssl
+from dataclasses import dataclass, field
+from typing import Final
+
+import trio
+from sqlalchemy import Engine
+
+from . import migrate
+from .appender import Appender
+from .auth import TokenSource
+from .backoff import Backoff
+from .config import Settings
+from .records import Record
+from .session import Connect, SessionSettings, default_connect
+from .state import AccountState, RecorderState
+from .store import open_engine
+from .supervisor import SupervisorSettings, supervise_account
+from .tradingday import TradingDayCache
+from .writer import Writer
+
+log = logging.getLogger(__name__)
+
+#: How long shutdown waits for the writer to commit what was read.
+SHUTDOWN_WRITER_GRACE_S: Final = 30.0
+
+
+def ssl_context_for(settings: Settings) -> ssl.SSLContext:
+    """A verifying TLS context: the system's CAs plus ``[studio] ca_file`` when set."""
+    context = ssl.create_default_context()
+    if settings.studio.ca_file is not None:
+        context.load_verify_locations(cafile=str(settings.studio.ca_file))
+    return context
+
+
+def token_source_for(settings: Settings, ssl_context: ssl.SSLContext) -> TokenSource:
+    client_id, secret = settings.require_credentials()
+    r = settings.recorder
+    return TokenSource(
+        settings.studio.token_url,
+        client_id,
+        secret,
+        settings.studio.audience,
+        ssl_context=ssl_context,
+        backoff=Backoff(r.backoff_initial_s, r.backoff_max_s),
+    )
+
+
+@dataclass
+class Recorder:
+    """Handle on a running recorder (given to ``task_status.started``)."""
+
+    state: RecorderState
+    tokens: TokenSource
+    shutdown_requested: trio.Event = field(default_factory=trio.Event)
+    all_attempted: trio.Event = field(default_factory=trio.Event)
+
+    def shutdown(self) -> None:
+        """Stop reading, close every connection, commit what was read, then return."""
+        self.state.shutting_down = True
+        self.shutdown_requested.set()
+
+
+async def run_recorder(
+    settings: Settings,
+    *,
+    engine: Engine | None = None,
+    tokens: TokenSource | None = None,
+    connect: Connect | None = None,
+    handle_signals: bool = False,
+    rng: random.Random | None = None,
+    task_status: trio.TaskStatus[Recorder] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Record every configured account until shut down.
+
+    Raises StoreError when the store is missing or not migrated, ConfigError when
+    credentials are missing. Collaborators (engine, token source, connect
+    function) can be passed in; by default they come from ``settings``.
+    """
+    context = ssl_context_for(settings)
+    tokens = tokens or token_source_for(settings, context)
+    connect = connect or default_connect(context)
+    if engine is None:
+        engine = open_engine(settings.store.url)
+    await trio.to_thread.run_sync(migrate.require_schema, engine)
+
+    r = settings.recorder
+    state = RecorderState.for_accounts(settings.studio.accounts)
+    recorder = Recorder(state, tokens)
+    send, receive = trio.open_memory_channel[Record](r.queue_max_frames)
+    writer = Writer(
+        Appender(engine),
+        receive,
+        state.writer,
+        max_rows=r.batch_max_rows,
+        max_delay_s=r.batch_max_delay_ms / 1000,
+    )
+    supervision = SupervisorSettings(
+        SessionSettings(settings.studio.url, r.subscribe_timeout_s, r.liveness_timeout_s),
+        r.backoff_initial_s,
+        r.backoff_max_s,
+    )
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(writer.run, name="writer")
+        if handle_signals:
+            nursery.start_soon(_shutdown_on_signal, recorder, name="signals")
+        reading = trio.CancelScope()
+        nursery.start_soon(_cancel_on_shutdown, recorder, reading, name="shutdown-watch")
+        with reading:
+            async with send, trio.open_nursery() as accounts:
+                attempts = []
+                for account_id in settings.studio.accounts:
+                    attempted = trio.Event()
+                    attempts.append(attempted)
+                    accounts.start_soon(
+                        _supervise,
+                        state.accounts[account_id],
+                        supervision,
+                        tokens,
+                        send.clone(),
+                        TradingDayCache(r.tz),
+                        connect,
+                        recorder,
+                        attempted,
+                        rng,
+                        name=f"account {account_id}",
+                    )
+                log.info(
+                    "recording %d accounts",
+                    len(attempts),
+                    extra={"event": "started", "accounts": list(settings.studio.accounts)},
+                )
+                task_status.started(recorder)
+                for attempted in attempts:
+                    await attempted.wait()
+                recorder.all_attempted.set()
+        # Reading has stopped and every sender is closed: the writer drains and returns.
+        with trio.move_on_after(SHUTDOWN_WRITER_GRACE_S) as grace:
+            await writer.done.wait()
+        if grace.cancelled_caught:
+            log.error(
+                "shutdown: the writer did not finish within %g s; frames still queued "
+                "are lost (the next day replay re-delivers sequenced ones)",
+                SHUTDOWN_WRITER_GRACE_S,
+            )
+        nursery.cancel_scope.cancel()
+    log.info(
+        "stopped: %d frames written",
+        state.writer.rows_written,
+        extra={"event": "stopped", "rows_written": state.writer.rows_written},
+    )
+
+
+async def _supervise(
+    account_state: AccountState,
+    supervision: SupervisorSettings,
+    tokens: TokenSource,
+    send: trio.MemorySendChannel[Record],
+    trading_day: TradingDayCache,
+    connect: Connect,
+    recorder: Recorder,
+    attempted: trio.Event,
+    rng: random.Random | None,
+) -> None:
+    async with send:
+        await supervise_account(
+            account_state,
+            supervision,
+            tokens,
+            send,
+            trading_day,
+            connect=connect,
+            shutdown=recorder.shutdown_requested,
+            first_attempt=attempted,
+            rng=rng,
+        )
+
+
+async def _cancel_on_shutdown(recorder: Recorder, reading: trio.CancelScope) -> None:
+    await recorder.shutdown_requested.wait()
+    log.info(
+        "shutting down: closing connections, committing what was read", extra={"event": "stopping"}
+    )
+    reading.cancel()
+
+
+async def _shutdown_on_signal(recorder: Recorder) -> None:
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async for signum in signals:
+            log.info("received %s", signal.Signals(signum).name, extra={"event": "signal"})
+            recorder.shutdown()

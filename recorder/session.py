@@ -1,0 +1,381 @@
+"""One WebSocket session of one account: connect, subscribe, read until it ends.
+
+Every frame is stamped with ``time.time_ns()`` the moment it is taken off the
+connection, its envelope parsed (never raising), and handed to the writer. The
+session's lifecycle goes to ``connection_log`` through the same channel, so a
+``closed`` row always follows the session's last frame. A session ends on a
+server close, a liveness or subscribe timeout, a rejected subscribe, a
+connection error, or shutdown; :func:`run_session` returns how it ended and
+raises only when the connection could not be opened at all.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import ssl
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass
+from typing import Final, Literal, Protocol
+
+import trio
+from trio_websocket import (
+    ConnectionClosed,
+    HandshakeError,
+    WebSocketConnection,
+    open_websocket_url,
+)
+
+from .auth import Token, TokenSource
+from .envelope import ACK_TYPE, ERROR_NOTICE_TYPE, REPLAY_COMPLETE_TYPE, encode_raw, parse_envelope
+from .records import FrameRecord, LogRecord, Record
+from .replay import ReplayTracker
+from .state import AccountState
+from .tradingday import TradingDayCache
+
+log = logging.getLogger(__name__)
+
+#: Largest frame accepted (larger ones close the connection with 1009 and are logged).
+MAX_FRAME_BYTES: Final = 64 * 1024 * 1024
+RECEIVE_BUFFER_BYTES: Final = 64 * 1024
+CONNECT_TIMEOUT_S: Final = 20.0
+DISCONNECT_TIMEOUT_S: Final = 3.0
+#: How long shutdown waits to record a session's ``closed`` row and close its socket.
+SHUTDOWN_GRACE_S: Final = 5.0
+
+Ending = Literal[
+    "server-close", "liveness-timeout", "subscribe-timeout", "rejected", "error", "shutdown"
+]
+
+
+class Sink(Protocol):
+    """Where records go: the writer's channel (``trio.MemorySendChannel``)."""
+
+    async def send(self, value: Record, /) -> None: ...
+
+
+Connect = Callable[[str], AbstractAsyncContextManager[WebSocketConnection]]
+
+
+def default_connect(ssl_context: ssl.SSLContext | None) -> Connect:
+    """trio-websocket's client, with our limits; ``ssl_context`` for wss:// (None: defaults)."""
+
+    @asynccontextmanager
+    async def connect(url: str) -> AsyncIterator[WebSocketConnection]:
+        ws: WebSocketConnection | None = None
+        try:
+            async with open_websocket_url(
+                url,
+                ssl_context=ssl_context if url.startswith("wss:") else None,
+                max_message_size=MAX_FRAME_BYTES,
+                receive_buffer_size=RECEIVE_BUFFER_BYTES,
+                connect_timeout=CONNECT_TIMEOUT_S,
+                disconnect_timeout=DISCONNECT_TIMEOUT_S,
+            ) as ws:
+                yield ws
+        finally:
+            # trio-websocket 0.12 leaves the client's TCP stream open when the server
+            # closes first (its aclose() returns early once a close reason is set), which
+            # would leak one socket per reconnect. Close it ourselves.
+            stream = getattr(ws, "_stream", None)
+            if stream is not None:
+                await trio.aclose_forcefully(stream)
+
+    return connect
+
+
+@dataclass(frozen=True)
+class SessionSettings:
+    url: str
+    subscribe_timeout_s: float
+    liveness_timeout_s: float
+
+
+@dataclass(frozen=True)
+class SessionResult:
+    """How a session that was opened ended."""
+
+    session_id: str
+    ending: Ending
+    detail: str
+    subscribed_for_s: float  # 0 when never subscribed
+    frames: int
+
+
+def new_session_id() -> str:
+    return str(uuid.uuid4())
+
+
+def subscribe_message(account_id: str, token: Token) -> str:
+    """The subscribe request; carries the token, so never log it."""
+    payload = {"type": "subscribe-activity", "account_id": account_id}
+    return json.dumps({"authorization": token.value, "payload": payload})
+
+
+class _Ended(Exception):
+    """Internal: the conversation decided to end the session."""
+
+    def __init__(self, ending: Ending, detail: str) -> None:
+        super().__init__(detail)
+        self.ending = ending
+        self.detail = detail
+
+
+async def run_session(
+    account: AccountState,
+    settings: SessionSettings,
+    tokens: TokenSource,
+    sink: Sink,
+    trading_day: TradingDayCache,
+    *,
+    connect: Connect,
+    shutdown: trio.Event,
+) -> SessionResult:
+    """Run one session to its end. Raises TokenUnavailable, HandshakeError or OSError
+    when no session could be opened (nothing recorded then but a log line)."""
+    token = await tokens.get()
+    session_id = new_session_id()
+    conversation = _Conversation(account, settings, tokens, token, sink, trading_day, session_id)
+    opened = False
+    try:
+        async with connect(settings.url) as ws:
+            opened = True
+            account.connected = True
+            account.session_id = session_id
+            account.sessions += 1
+            await sink.send(LogRecord(session_id, account.account_id, time.time_ns(), "opened"))
+            await conversation.run(ws)
+    except _Ended as ended:
+        conversation.end(ended.ending, ended.detail)
+    except ConnectionClosed as exc:  # raised by send_message when the server closed first
+        conversation.server_closed(exc.reason)
+    except (HandshakeError, OSError, trio.BrokenResourceError) as exc:
+        if not opened:
+            raise
+        if conversation.ending is None:  # else: only closing a finished session failed
+            conversation.end("error", f"connection error: {_describe(exc)}")
+    finally:
+        account.connected = account.subscribed = False
+        if opened:
+            if shutdown.is_set() and conversation.ending in (None, "error"):
+                conversation.end("shutdown", "shutdown")
+            elif conversation.ending is None:  # cancelled for another reason
+                conversation.end("shutdown", "cancelled")
+            await conversation.record_closed()
+    assert conversation.ending is not None
+    return SessionResult(
+        session_id,
+        conversation.ending,
+        conversation.detail,
+        conversation.subscribed_for_s(),
+        conversation.frames,
+    )
+
+
+class _Conversation:
+    """The subscribe/read state of one session (kept apart so ``run_session`` stays readable)."""
+
+    def __init__(
+        self,
+        account: AccountState,
+        settings: SessionSettings,
+        tokens: TokenSource,
+        token: Token,
+        sink: Sink,
+        trading_day: TradingDayCache,
+        session_id: str,
+    ) -> None:
+        self.account = account
+        self.settings = settings
+        self.tokens = tokens
+        self.token = token
+        self.sink = sink
+        self.trading_day = trading_day
+        self.session_id = session_id
+        self.tracker = ReplayTracker()
+        self.frames = 0
+        self.subscribed_at: float | None = None
+        self.ended_at: float | None = None
+        self.last_notice: str | None = None
+        self.ending: Ending | None = None
+        self.detail = ""
+        self.last_rx = trio.current_time()
+        self._pending: Record | None = None
+
+    def subscribed_for_s(self) -> float:
+        if self.subscribed_at is None:
+            return 0.0
+        return (self.ended_at or trio.current_time()) - self.subscribed_at
+
+    def end(self, ending: Ending, detail: str) -> None:
+        if self.ending is None:
+            self.ending, self.detail = ending, detail
+            self.ended_at = trio.current_time()
+
+    def server_closed(self, reason: object) -> None:
+        code = getattr(reason, "code", None)
+        name = getattr(reason, "name", "") or ""
+        text = getattr(reason, "reason", None)
+        detail = f"server close {code} {name}".rstrip() + (f": {text}" if text else "")
+        if self.last_notice is not None:
+            # An error-notice then a close: the token may be what the server objected to
+            # (decided on the message type and the close, never on the notice's text).
+            detail += f"; after error-notice: {self.last_notice}"
+            self.tokens.mark_stale(self.token)
+        self.end("server-close", detail)
+
+    async def record_closed(self) -> None:
+        """Write any frame caught mid-send and the ``closed`` row, even while being cancelled
+        (bounded by a grace period so a stuck writer cannot hang shutdown)."""
+        record = LogRecord(
+            self.session_id, self.account.account_id, time.time_ns(), "closed", self.detail
+        )
+        self.account.last_close = self.detail
+        with trio.CancelScope(shield=True), trio.move_on_after(SHUTDOWN_GRACE_S) as scope:
+            await self._flush()
+            await self.sink.send(record)
+        if scope.cancelled_caught:
+            log.error(
+                "could not record the end of session %s: the writer is stuck",
+                self.session_id,
+                extra={"account": self.account.account_id},
+            )
+
+    async def _emit(self, record: Record) -> None:
+        # A cancelled MemorySendChannel.send() has not enqueued its item: keep it as
+        # pending so the frame is sent after the timeout (or at shutdown), never lost.
+        self._pending = record
+        await self.sink.send(record)
+        self._pending = None
+
+    async def _flush(self) -> None:
+        if self._pending is not None:
+            await self.sink.send(self._pending)
+            self._pending = None
+
+    async def log_event(self, event: str, detail: str | None = None) -> None:
+        record = LogRecord(self.session_id, self.account.account_id, time.time_ns(), event, detail)
+        await self._emit(record)
+
+    async def run(self, ws: WebSocketConnection) -> None:
+        """Subscribe, then read until the server closes or a timeout/rejection ends it."""
+        await ws.send_message(subscribe_message(self.account.account_id, self.token))
+        subscribe_deadline = trio.current_time() + self.settings.subscribe_timeout_s
+        liveness_s = self.settings.liveness_timeout_s
+        while self.ending is None:
+            deadline = self.last_rx + liveness_s
+            if self.subscribed_at is None:
+                deadline = min(deadline, subscribe_deadline)
+            # One scope per deadline, not per frame: the loop re-arms it only when it
+            # fires and frames arrived meanwhile, keeping the per-frame path cheap.
+            with trio.CancelScope(deadline=deadline):
+                await self._read(ws)
+            await self._flush()
+            now = trio.current_time()
+            if self.subscribed_at is None and now >= subscribe_deadline:
+                limit_s = self.settings.subscribe_timeout_s
+                self.end("subscribe-timeout", f"subscribe timeout: no ack within {limit_s:g} s")
+            elif now >= self.last_rx + liveness_s:
+                self.end("liveness-timeout", f"liveness timeout: no frame for {liveness_s:g} s")
+        log.warning(
+            "closing the connection: %s",
+            self.detail,
+            extra={"account": self.account.account_id, "session": self.session_id},
+        )
+        with trio.move_on_after(DISCONNECT_TIMEOUT_S):
+            await ws.aclose(code=1000, reason=self.ending)
+
+    async def _read(self, ws: WebSocketConnection) -> None:
+        account = self.account
+        account_id = account.account_id
+        session_id = self.session_id
+        tracker = self.tracker
+        trading_day = self.trading_day
+        emit = self._emit
+        by_type = account.frames_by_type
+        while True:
+            message = await ws.get_message()
+            received_at_ns = time.time_ns()
+            self.last_rx = trio.current_time()
+            envelope = parse_envelope(message)
+            replayed = tracker.observe(envelope)
+            raw_kind, raw = encode_raw(message)
+            msg_type = envelope.msg_type
+            sequence = envelope.sequence
+            await emit(
+                FrameRecord(
+                    account_id,
+                    session_id,
+                    received_at_ns,
+                    envelope.server_ts_ms,
+                    sequence,
+                    msg_type,
+                    trading_day(envelope.server_ts_ms, received_at_ns),
+                    replayed,
+                    raw_kind,
+                    raw,
+                )
+            )
+            self.frames += 1
+            account.frames += 1
+            by_type[msg_type] += 1
+            account.last_frame_ns = received_at_ns
+            if sequence is not None:
+                account.last_sequence = sequence
+                account.live_sequence_gaps = tracker.live_holes
+            if msg_type is None or msg_type in _ROUTINE:
+                continue
+            if msg_type == ACK_TYPE and self.subscribed_at is None:
+                await self._on_ack(envelope.success, envelope.details)
+            elif msg_type == REPLAY_COMPLETE_TYPE and tracker.replay_done:
+                await self.log_event("replay-complete")
+            elif msg_type == ERROR_NOTICE_TYPE:
+                self.last_notice = envelope.details or "(no details)"
+                log.warning(
+                    "error-notice from the server: %s",
+                    self.last_notice,
+                    extra={"account": account_id, "session": session_id},
+                )
+
+    async def _on_ack(self, success: bool | None, details: str | None) -> None:
+        if success is True:
+            self.subscribed_at = trio.current_time()
+            self.account.subscribed = True
+            await self.log_event("subscribed", details)
+            log.info(
+                "subscribed", extra={"account": self.account.account_id, "session": self.session_id}
+            )
+            return
+        # success false (or not a boolean: an ambiguous ack is never taken as success)
+        self.account.rejected_subscribes += 1
+        self.tokens.mark_stale(self.token)
+        detail = f"subscribe rejected: {details or '(no details)'}"
+        await self.log_event("subscribe-rejected", details)
+        log.error(
+            "%s", detail, extra={"account": self.account.account_id, "session": self.session_id}
+        )
+        raise _Ended("rejected", detail)
+
+
+# Types that need no action beyond being stored (checked first: they are most frames).
+_ROUTINE: Final = frozenset(
+    {
+        "order-update",
+        "trade-notice",
+        "position-update",
+        "buying-power-update",
+        "locate-inventory-update",
+        "heartbeat",
+    }
+)
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc)
+    cause = exc.__cause__
+    if not text and cause is not None:
+        text = str(cause)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -1,0 +1,53 @@
+"""The running recorder's in-memory state: what status, health and metrics report.
+
+Updated by connection tasks and the writer (cheap attribute writes on the hot
+path), read by whoever reports. Nothing here is persisted: the store is the record.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+
+@dataclass
+class AccountState:
+    """One account's connection as its supervisor sees it."""
+
+    account_id: str
+    connected: bool = False
+    subscribed: bool = False
+    session_id: str | None = None
+    sessions: int = 0
+    reconnects: int = 0
+    frames: int = 0
+    frames_by_type: Counter[str | None] = field(default_factory=Counter)
+    last_frame_ns: int | None = None
+    last_sequence: int | None = None
+    live_sequence_gaps: int = 0
+    rejected_subscribes: int = 0
+    last_close: str | None = None
+    last_error: str | None = None
+
+
+@dataclass
+class WriterState:
+    """The writer's progress; ``failing`` holds the last error while it retries."""
+
+    batches: int = 0
+    rows_written: int = 0
+    log_rows_written: int = 0
+    last_commit_at: float | None = None  # trio clock
+    failing: str | None = None
+    retries: int = 0
+
+
+@dataclass
+class RecorderState:
+    accounts: dict[str, AccountState]
+    writer: WriterState = field(default_factory=WriterState)
+    shutting_down: bool = False
+
+    @classmethod
+    def for_accounts(cls, accounts: tuple[str, ...]) -> RecorderState:
+        return cls({account: AccountState(account) for account in accounts})

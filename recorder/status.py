@@ -1,0 +1,99 @@
+"""``studio-recorder status``: each account's recording state, read from the store.
+
+Works whether or not a recorder is running (it reads only the tables), so
+operators can ask it from any shell. Times are UTC.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import asdict, dataclass
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Connection, Engine, func, select
+
+from .schema import connection_log, events
+from .tradingday import day_bounds_ns, day_of_ns
+
+
+@dataclass(frozen=True)
+class AccountStatus:
+    account_id: str
+    trading_day: str
+    last_frame_at: str | None
+    last_frame_type: str | None
+    last_sequence_today: int | None
+    frames_today: int
+    session_id: str | None
+    session_state: str  # last connection_log event of the latest session, or "never connected"
+    session_since: str | None
+    sessions_today: int
+    reconnects_today: int
+    last_close_reason: str | None
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def iso_ns(value: int | None) -> str | None:
+    if value is None:
+        return None
+    moment = dt.datetime.fromtimestamp(value // 1_000_000_000, dt.UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S") + f".{value % 1_000_000_000 // 1_000_000:03d}Z"
+
+
+def account_status(conn: Connection, account_id: str, tz: ZoneInfo, now_ns: int) -> AccountStatus:
+    day = day_of_ns(now_ns, tz)
+    start_ns, end_ns = day_bounds_ns(day, tz)
+    last = conn.execute(
+        select(events.c.received_at_ns, events.c.msg_type)
+        .where(events.c.account_id == account_id)
+        .order_by(events.c.id.desc())
+        .limit(1)
+    ).first()
+    today = conn.execute(
+        select(func.count(), func.max(events.c.sequence))
+        .where(events.c.account_id == account_id)
+        .where(events.c.trading_day == day)
+    ).one()
+    latest = conn.execute(
+        select(connection_log.c.session_id, connection_log.c.event, connection_log.c.at_ns)
+        .where(connection_log.c.account_id == account_id)
+        .order_by(connection_log.c.id.desc())
+        .limit(1)
+    ).first()
+    opened_today = conn.execute(
+        select(func.count())
+        .where(connection_log.c.account_id == account_id)
+        .where(connection_log.c.event == "opened")
+        .where(connection_log.c.at_ns >= start_ns, connection_log.c.at_ns < end_ns)
+    ).scalar_one()
+    last_close = conn.execute(
+        select(connection_log.c.detail)
+        .where(connection_log.c.account_id == account_id)
+        .where(connection_log.c.event == "closed")
+        .order_by(connection_log.c.id.desc())
+        .limit(1)
+    ).scalar_one_or_none()
+    return AccountStatus(
+        account_id=account_id,
+        trading_day=day.isoformat(),
+        last_frame_at=iso_ns(last.received_at_ns) if last else None,
+        last_frame_type=last.msg_type if last else None,
+        last_sequence_today=today[1],
+        frames_today=int(today[0]),
+        session_id=latest.session_id if latest else None,
+        session_state=latest.event if latest else "never connected",
+        session_since=iso_ns(latest.at_ns) if latest else None,
+        sessions_today=int(opened_today),
+        reconnects_today=max(0, int(opened_today) - 1),
+        last_close_reason=last_close,
+    )
+
+
+def store_status(
+    engine: Engine, accounts: tuple[str, ...], tz: ZoneInfo, now_ns: int
+) -> list[AccountStatus]:
+    """Status of each configured account, in configuration order."""
+    with engine.connect() as conn:
+        return [account_status(conn, account, tz, now_ns) for account in accounts]

@@ -1,0 +1,152 @@
+"""The single writer task: batches records from the channel into one transaction each.
+
+Connection tasks send :class:`~recorder.records.FrameRecord` and
+:class:`~recorder.records.LogRecord` values into a bounded trio memory channel
+(when it is full they wait: memory never grows without bound). The writer takes
+up to ``batch_max_rows`` records, or what arrived within ``batch_max_delay_ms`` of
+the first, and appends them in one transaction in a worker thread, never on the
+event loop. A transient database error (locked, disk full, read-only, connection
+lost) is retried with backoff on the same batch until it commits: nothing is
+dropped, and :meth:`Appender.resync` makes sure nothing is written twice. Any
+other error is a bug and propagates. When every sender has closed the channel,
+the writer commits what is left and returns.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Final
+
+import trio
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+
+from .appender import Appender
+from .backoff import Backoff
+from .records import FrameRecord, LogRecord, Record
+from .state import WriterState
+
+log = logging.getLogger(__name__)
+
+RETRY_INITIAL_S: Final = 0.2
+RETRY_MAX_S: Final = 10.0
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Database errors worth retrying: the store is busy, full, read-only or unreachable."""
+    if isinstance(exc, OperationalError | InterfaceError):
+        return True
+    return isinstance(exc, DBAPIError) and exc.connection_invalidated
+
+
+def describe_db_error(exc: BaseException) -> str:
+    """One line naming the driver's error, never the SQL or its parameters (frames)."""
+    original = getattr(exc, "orig", None) or exc
+    text = str(original).strip().splitlines()
+    return f"{type(original).__name__}: {text[0]}" if text else type(original).__name__
+
+
+class Writer:
+    """Drains the records channel into the store in batches."""
+
+    def __init__(
+        self,
+        appender: Appender,
+        receive: trio.MemoryReceiveChannel[Record],
+        state: WriterState,
+        *,
+        max_rows: int,
+        max_delay_s: float,
+        retry: Backoff | None = None,
+    ) -> None:
+        self.appender = appender
+        self.receive = receive
+        self.state = state
+        self.max_rows = max_rows
+        self.max_delay_s = max_delay_s
+        self.retry = retry or Backoff(RETRY_INITIAL_S, RETRY_MAX_S)
+        self.done = trio.Event()
+
+    async def run(self) -> None:
+        """Write batches until the channel is closed by every sender and drained."""
+        try:
+            async with self.receive:
+                while True:
+                    batch = await self._collect()
+                    if not batch:
+                        return
+                    await self._commit(batch)
+        finally:
+            self.done.set()
+
+    async def _collect(self) -> list[Record]:
+        """Up to ``max_rows`` records: the first one, then whatever arrives before the delay."""
+        receive = self.receive
+        try:
+            batch = [await receive.receive()]
+        except trio.EndOfChannel:
+            return []
+        deadline = trio.current_time() + self.max_delay_s
+        max_rows = self.max_rows
+        while len(batch) < max_rows:
+            try:
+                batch.append(receive.receive_nowait())
+                continue
+            except trio.WouldBlock:
+                pass
+            except trio.EndOfChannel:
+                break
+            with trio.move_on_at(deadline) as scope:
+                try:
+                    batch.append(await receive.receive())
+                except trio.EndOfChannel:
+                    break
+            if scope.cancelled_caught:
+                break
+        return batch
+
+    async def _commit(self, batch: Sequence[Record]) -> None:
+        frames = [r for r in batch if isinstance(r, FrameRecord)]
+        logs = [r for r in batch if isinstance(r, LogRecord)]
+        state = self.state
+        while True:
+            try:
+                await trio.to_thread.run_sync(self.appender.append, frames, logs)
+                break
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise
+                state.failing = describe_db_error(exc)
+                state.retries += 1
+                delay = self.retry.next()
+                log.error(
+                    "store write failed (%d rows held, retrying in %.1f s): %s",
+                    len(batch),
+                    delay,
+                    state.failing,
+                    extra={"event": "store-write-failed"},
+                )
+                await trio.sleep(delay)
+                if await self._committed_after_all(frames, logs):
+                    break
+        if state.failing is not None:
+            log.warning(
+                "store writes recovered after %d retries",
+                state.retries,
+                extra={"event": "store-write-recovered"},
+            )
+            state.failing = None
+        self.retry.reset()
+        state.batches += 1
+        state.rows_written += len(frames)
+        state.log_rows_written += len(logs)
+        state.last_commit_at = trio.current_time()
+
+    async def _committed_after_all(self, frames: list[FrameRecord], logs: list[LogRecord]) -> bool:
+        """Whether the failed batch did commit (its acknowledgement lost); False if unsure."""
+        try:
+            return await trio.to_thread.run_sync(self.appender.resync, frames, logs)
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            return False
