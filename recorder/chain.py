@@ -70,7 +70,7 @@ def _encode_value(value: object, out: bytearray) -> None:
         raise TypeError(f"cannot encode {type(value).__name__} in a chain row")
 
 
-def canonical_bytes(row: Mapping[str, Any]) -> bytes:
+def canonical_bytes(row: Mapping[Any, Any]) -> bytes:
     """Canonical encoding (version 1) of an ``events`` row's recorded fields.
 
     ``row`` must hold every name in :data:`CHAIN_FIELDS`; extra keys are ignored.
@@ -83,7 +83,7 @@ def canonical_bytes(row: Mapping[str, Any]) -> bytes:
     return bytes(out)
 
 
-def next_hash(previous_hex: str, row: Mapping[str, Any]) -> str:
+def next_hash(previous_hex: str, row: Mapping[Any, Any]) -> str:
     """The chain hash of ``row`` given the previous row's hash (or :data:`GENESIS_HASH`)."""
     digest = hashlib.sha256(bytes.fromhex(previous_hex))
     digest.update(canonical_bytes(row))
@@ -101,7 +101,7 @@ class ChainBreak:
 
 
 def verify_chain(
-    rows: Iterable[Mapping[str, Any]], previous_hex: str = GENESIS_HASH
+    rows: Iterable[Mapping[Any, Any]], previous_hex: str = GENESIS_HASH
 ) -> tuple[ChainBreak | None, str, int]:
     """Recompute a chain over ``rows`` (one account, ``id`` order).
 

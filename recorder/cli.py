@@ -7,18 +7,29 @@ configuration and usage errors, 1 for everything else that went wrong.
 from __future__ import annotations
 
 import functools
+import json
 import os
+import signal
 import sys
+import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, NoReturn, ParamSpec, TypeVar
 
 import click
+import trio
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from . import __version__, migrate
 from .config import Settings, config_path_from, load_config
+from .demo import run_demo
 from .errors import ConfigError, RecorderError
+from .logs import LogFormat, setup_logging
+from .runtime import run_recorder
+from .simulator import run_simulator
+from .state import RecorderState
+from .status import store_status
 from .store import open_engine, safe_url
 
 P = ParamSpec("P")
@@ -135,9 +146,228 @@ def db_check(config_path: str | None, db_url: str | None) -> None:
     click.echo(f"{safe_url(engine.url)}: schema at revision {revision} matches the models")
 
 
+def log_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    func = click.option(
+        "--log-format",
+        type=click.Choice(["auto", "text", "json"]),
+        default="auto",
+        show_default=True,
+        help="Log lines as text or JSON objects; auto: text on a terminal, JSON otherwise.",
+    )(func)
+    return click.option(
+        "--log-level",
+        type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+        default="INFO",
+        show_default=True,
+        help="Lowest level logged.",
+    )(func)
+
+
+@cli.command("run")
+@config_option
+@log_options
+@handle_errors
+def run_command(config_path: str | None, log_level: str, log_format: LogFormat) -> None:
+    """Record every configured account until SIGTERM or SIGINT (then exit 0).
+
+    Reads the configuration, checks the store's schema, and records each account's
+    Activity channel over its own supervised connection. On SIGTERM/SIGINT it stops
+    reading, closes every connection, commits every frame already read, and exits 0.
+    """
+    settings = settings_from(config_path)
+    settings.require_credentials()
+    setup_logging(log_level, log_format)
+    engine = open_engine(settings.store.url)
+    trio.run(functools.partial(run_recorder, settings, engine=engine, handle_signals=True))
+
+
+@cli.command("status")
+@config_option
+@click.option("--json", "as_json", is_flag=True, help="One JSON object instead of a table.")
+@handle_errors
+def status_command(config_path: str | None, as_json: bool) -> None:
+    """Each configured account's recording state today, read from the store.
+
+    Last frame, today's last sequence and frame count, the latest session's state,
+    sessions and reconnects today, the last close reason. Works while a recorder
+    runs (it only reads).
+    """
+    settings = settings_from(config_path)
+    engine = open_engine(settings.store.url, must_exist=True)
+    migrate.require_schema(engine)
+    rows = store_status(engine, settings.studio.accounts, settings.recorder.tz, time.time_ns())
+    if as_json:
+        click.echo(json.dumps({"accounts": [r.as_dict() for r in rows]}, indent=2))
+        return
+    headers = [
+        "account",
+        "last frame (UTC)",
+        "type",
+        "last seq",
+        "frames today",
+        "session",
+        "since (UTC)",
+        "reconnects",
+        "last close",
+    ]
+    table = [
+        [
+            r.account_id,
+            r.last_frame_at or "-",
+            r.last_frame_type or "-",
+            "-" if r.last_sequence_today is None else str(r.last_sequence_today),
+            str(r.frames_today),
+            r.session_state,
+            r.session_since or "-",
+            str(r.reconnects_today),
+            r.last_close_reason or "-",
+        ]
+        for r in rows
+    ]
+    click.echo(render_table(headers, table))
+
+
+def render_table(headers: list[str], rows: list[list[str]]) -> str:
+    widths = [
+        max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)
+    ]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def _accounts(_ctx: click.Context, _param: click.Parameter, value: str) -> tuple[str, ...]:
+    accounts = tuple(a.strip() for a in value.split(",") if a.strip())
+    if not accounts or len(set(accounts)) != len(accounts):
+        raise click.BadParameter("give distinct, comma-separated account ids")
+    return accounts
+
+
+@cli.command("sim")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=8765,
+    show_default=True,
+    help="WebSocket port (0: any free port).",
+)
+@click.option(
+    "--token-port",
+    type=click.IntRange(0, 65535),
+    default=8766,
+    show_default=True,
+    help="Token endpoint port (0: any free port).",
+)
+@click.option(
+    "--accounts",
+    default="100000,100001",
+    show_default=True,
+    callback=_accounts,
+    help="Comma-separated account ids to simulate.",
+)
+@click.option(
+    "--rate",
+    type=click.FloatRange(min=0),
+    default=20.0,
+    show_default=True,
+    help="Sequenced frames per second per account.",
+)
+def sim_command(
+    host: str, port: int, token_port: int, accounts: tuple[str, ...], rate: float
+) -> None:
+    """Serve a local Studio look-alike (WebSocket + token endpoint) until interrupted.
+
+    Speaks the Activity channel protocol: token endpoint, subscribe and ack, day
+    replay then replay-complete, live orders/fills/positions, heartbeats, the 30 s
+    subscribe timeout and auth expiry. Prints its URLs and credentials; point a
+    config's [studio] url and token_url at them (plain ws:// and http:// are
+    accepted for loopback hosts only).
+    """
+
+    async def serve_until_signalled() -> None:
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(run_simulator, host, port, accounts, rate, token_port)
+                async for _ in signals:
+                    nursery.cancel_scope.cancel()
+                    break
+
+    try:
+        trio.run(serve_until_signalled)
+    except* OSError as group:
+        exc = group.exceptions[0]
+        fail(f"cannot listen on {host}: {getattr(exc, 'strerror', None) or exc}", 1)
+
+
+@cli.command("demo")
+@click.option(
+    "--seconds",
+    type=click.FloatRange(min=1),
+    default=20.0,
+    show_default=True,
+    help="How long to record.",
+)
+@click.option(
+    "--dir",
+    "directory",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("studio-demo"),
+    show_default=True,
+    help="Where the demo's SQLite store and config go (created if needed).",
+)
+@handle_errors
+def demo_command(seconds: float, directory: Path) -> None:
+    """Record the built-in simulator for a few seconds, then summarise the store.
+
+    Starts the simulator and the recorder together on an embedded SQLite store in
+    DIR, drops one connection halfway to show a reconnect and the day replay, stops
+    cleanly and prints what was recorded. Afterwards DIR/recorder.toml names the
+    store for `studio-recorder status` and `studio-query`.
+    """
+    tty = sys.stdout.isatty()
+    setup_logging("ERROR", "text")  # the summary tells the story; keep the display clean
+
+    def progress(elapsed: float, total: float, state: RecorderState) -> None:
+        if not tty:
+            return
+        parts = [
+            f"{a}: {s.frames} frames{'' if s.subscribed else ' (reconnecting)'}"
+            for a, s in state.accounts.items()
+        ]
+        line = f"recording {elapsed:4.1f}/{total:g} s  " + "  ".join(parts)
+        click.echo("\r" + line.ljust(100), nl=False)
+
+    click.echo(f"demo: recording the simulator for {seconds:g} s into {directory}/")
+    summary = trio.run(functools.partial(run_demo, directory, seconds, on_progress=progress))
+    if tty:
+        click.echo()
+    headers = ["account", "frames", "replayed", "sessions", "sequences", "chain"]
+    rows = [
+        [
+            a.account_id,
+            str(a.frames),
+            str(a.replayed_frames),
+            str(a.sessions),
+            f"{a.first_sequence}..{a.last_sequence} ({a.distinct_sequences} distinct)",
+            "verified" if a.chain_ok else "BROKEN",
+        ]
+        for a in summary.accounts
+    ]
+    click.echo(render_table(headers, rows))
+    click.echo(f"store: {summary.database}   config: {directory / 'recorder.toml'}")
+    click.echo(f"next: studio-recorder status --config {directory / 'recorder.toml'}")
+    if not all(a.chain_ok for a in summary.accounts):
+        fail("a hash chain does not verify", 1)
+
+
 def main() -> None:
     """Console-script entry point."""
     try:
         cli(prog_name=PROG)
     except KeyboardInterrupt:
         sys.exit(130)
+    except BaseExceptionGroup as group:  # trio wraps an interrupt that lands in a nursery
+        if group.subgroup(KeyboardInterrupt) is not None:
+            sys.exit(130)
+        raise

@@ -61,8 +61,9 @@ def engine(db_url: str) -> Iterator[Engine]:
 
 @pytest.fixture
 def recorder_clock() -> trio.testing.MockClock:
-    """An autojump clock for tests that run the recorder: it jumps only after 10 ms of
-    real idleness (pytest-trio's ``autojump_clock`` jumps at once).
+    """An autojump clock for tests whose code uses worker threads (the recorder's
+    writer, httpx's resolver): it jumps only after 10 ms of real idleness
+    (pytest-trio's ``autojump_clock`` jumps at once).
 
     The recorder commits in worker threads (``trio.to_thread``). With a zero
     threshold, virtual time races through every pending timer while a thread

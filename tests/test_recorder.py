@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -202,3 +203,51 @@ async def test_secret_and_token_never_reach_logs_or_database(
     for secret in (SECRET, *tokens):
         assert secret not in text
         assert secret.encode() not in database
+
+
+async def test_close_right_after_ack_in_a_loop_backs_off_instead_of_storming(
+    tmp_path: Path, recorder_clock: trio.testing.MockClock
+) -> None:
+    times: list[float] = []
+    async with trio.open_nursery() as nursery:
+        run = await start(
+            nursery,
+            tmp_path,
+            accounts=(A,),
+            sim_config=SimConfig(accounts=(A,), client_secret=SECRET, rate_per_s=0, heartbeat_s=0),
+        )
+        run.sim.close_after_ack(True)
+        started = trio.current_time()
+        while trio.current_time() - started < 200:
+            if len(run.sim.subscribes) > len(times):
+                times.append(trio.current_time())
+            await trio.sleep(0.5)
+        await run.stop()
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    # Delays 1, 2, 4, 8, 16, 32, 60, 60 … s, each at least half its cap: a dozen attempts
+    # in 200 s at the very most, not a storm (times are polled every 0.5 s).
+    assert 6 <= len(times) <= 12
+    assert gaps[4] >= 7.5
+    assert max(gaps) <= 61
+    closed = [r["detail"] for r in run.log(A) if r["event"] == "closed"]
+    assert all(d.startswith("server close 1000") for d in closed[:-1])
+
+
+async def test_never_acked_subscribe_times_out_and_retries(
+    tmp_path: Path, recorder_clock: trio.testing.MockClock
+) -> None:
+    async with trio.open_nursery() as nursery:
+        run = await start(
+            nursery,
+            tmp_path,
+            accounts=(A,),
+            sim_config=SimConfig(accounts=(A,), client_secret=SECRET, rate_per_s=0, heartbeat_s=0),
+        )
+        run.sim.set_ack(False)
+        await wait_until(lambda: run.events_of(A).count("closed") >= 2)
+        run.sim.set_ack(True)
+        await wait_until(lambda: "subscribed" in run.events_of(A))
+        await run.stop()
+    closed = [r["detail"] for r in run.log(A) if r["event"] == "closed"]
+    assert closed[0] == "subscribe timeout: no ack within 10 s"
+    assert closed[-1] == "shutdown"

@@ -55,7 +55,7 @@ class TokenIssuer:
         self.client_id = client_id
         self._client_secret = client_secret
         self.audience = audience
-        self.lifetime_s = lifetime_s
+        self.lifetime_s = float(lifetime_s)  # an int from a caller must not break is_integer()
         self.requests = 0  # every request that reached the endpoint
         self.issued = 0  # successful (200) answers only
         self._expires_at: dict[str, float] = {}  # token -> trio time

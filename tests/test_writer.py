@@ -1,0 +1,102 @@
+"""The writer holds and retries a batch while the store is unavailable; nothing lost or doubled."""
+
+from __future__ import annotations
+
+import datetime as dt
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+import trio
+from sqlalchemy import func, select
+
+from recorder import migrate
+from recorder.appender import Appender
+from recorder.chain import verify_chain
+from recorder.records import FrameRecord, LogRecord, Record
+from recorder.schema import connection_log, events
+from recorder.state import WriterState
+from recorder.store import open_engine
+from recorder.writer import Writer
+
+
+def frame(n: int) -> FrameRecord:
+    return FrameRecord(
+        "100000",
+        "s-1",
+        n,
+        n,
+        n,
+        "order-update",
+        dt.date(2024, 6, 10),
+        False,
+        "text",
+        f'{{"sequence":{n}}}',
+    )
+
+
+async def test_batches_respect_max_rows_and_drain_on_close(tmp_path: Path) -> None:
+    engine = open_engine(f"sqlite:///{tmp_path}/w.db")
+    migrate.upgrade(engine)
+    state = WriterState()
+    send, receive = trio.open_memory_channel[Record](1000)
+    writer = Writer(Appender(engine), receive, state, max_rows=10, max_delay_s=0.05)
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(writer.run)
+            async with send:
+                for n in range(95):
+                    await send.send(frame(n))
+                await send.send(LogRecord("s-1", "100000", 1, "opened"))
+        # closing the channel drained everything
+    assert state.rows_written == 95
+    assert state.log_rows_written == 1
+    assert state.batches >= 10  # max_rows=10 → at least ten transactions
+    with engine.connect() as conn:
+        rows = [dict(r._mapping) for r in conn.execute(select(events).order_by(events.c.id))]
+    assert [r["sequence"] for r in rows] == list(range(95))
+    assert verify_chain(rows)[0] is None
+
+
+async def test_retries_while_sqlite_is_locked_by_another_connection(tmp_path: Path) -> None:
+    path = tmp_path / "locked.db"
+    engine = open_engine(f"sqlite:///{path}", sqlite_busy_timeout_ms=50)
+    migrate.upgrade(engine)
+    # Another process-like connection holds an exclusive lock for a while.
+    blocker = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+    blocker.execute("BEGIN EXCLUSIVE")
+    released = threading.Event()
+
+    def release_later() -> None:
+        time.sleep(1.5)
+        blocker.execute("COMMIT")
+        blocker.close()
+        released.set()
+
+    state = WriterState()
+    send, receive = trio.open_memory_channel[Record](1000)
+    writer = Writer(Appender(engine), receive, state, max_rows=100, max_delay_s=0.01)
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(writer.run)
+            nursery.start_soon(trio.to_thread.run_sync, release_later)
+            async with send:
+                for n in range(50):
+                    await send.send(frame(n))
+                while state.retries == 0:
+                    await trio.sleep(0.05)
+                assert state.failing is not None
+                assert "locked" in state.failing
+                await send.send(LogRecord("s-1", "100000", 2, "closed", "shutdown"))
+    assert released.is_set()
+    assert state.failing is None  # recovered
+    assert state.retries >= 1
+    with engine.connect() as conn:
+        count = conn.execute(select(func.count()).select_from(events)).scalar_one()
+        logs = conn.execute(select(func.count()).select_from(connection_log)).scalar_one()
+        rows = [dict(r._mapping) for r in conn.execute(select(events).order_by(events.c.id))]
+    assert count == 50  # nothing lost, nothing written twice
+    assert logs == 1
+    assert [r["sequence"] for r in rows] == list(range(50))
+    assert verify_chain(rows)[0] is None
