@@ -26,11 +26,15 @@ from .config import Settings, config_path_from, load_config
 from .demo import run_demo
 from .errors import ConfigError, RecorderError
 from .logs import LogFormat, setup_logging
+from .notify import Notifier
 from .runtime import run_recorder
 from .simulator import run_simulator
 from .state import RecorderState
 from .status import store_status
 from .store import open_engine, safe_url
+from .systemd import DEFAULT_CONFIG as DEFAULT_UNIT_CONFIG
+from .systemd import DEFAULT_SECRET as DEFAULT_UNIT_SECRET
+from .systemd import render_unit
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -178,7 +182,15 @@ def run_command(config_path: str | None, log_level: str, log_format: LogFormat) 
     settings.require_credentials()
     setup_logging(log_level, log_format)
     engine = open_engine(settings.store.url)
-    trio.run(functools.partial(run_recorder, settings, engine=engine, handle_signals=True))
+    notifier = Notifier()
+    try:
+        trio.run(
+            functools.partial(
+                run_recorder, settings, engine=engine, handle_signals=True, notifier=notifier
+            )
+        )
+    finally:
+        notifier.close()
 
 
 @cli.command("status")
@@ -359,6 +371,40 @@ def demo_command(seconds: float, directory: Path) -> None:
     click.echo(f"next: studio-recorder status --config {directory / 'recorder.toml'}")
     if not all(a.chain_ok for a in summary.accounts):
         fail("a hash chain does not verify", 1)
+
+
+@cli.command("systemd-unit")
+@click.option(
+    "--user",
+    metavar="USER",
+    help="Run as this existing system user (default: a transient DynamicUser).",
+)
+@click.option(
+    "--config",
+    "config_path",
+    default=DEFAULT_UNIT_CONFIG,
+    show_default=True,
+    help="Absolute path of the configuration the service reads.",
+)
+@click.option(
+    "--secret-file",
+    default=DEFAULT_UNIT_SECRET,
+    show_default=True,
+    help="Absolute path of the client secret, handed over with LoadCredential=.",
+)
+def systemd_unit_command(user: str | None, config_path: str, secret_file: str) -> None:
+    """Print a ready systemd unit (Type=notify, watchdog, hardening) for `run`.
+
+    Save it as /etc/systemd/system/studio-recorder.service, then
+    `systemctl daemon-reload && systemctl enable --now studio-recorder`. The unit
+    runs `db upgrade` before starting, hands the client secret over as a systemd
+    credential (set client_secret_file = "studio-client-secret" in the config),
+    and keeps a SQLite store in /var/lib/studio-recorder.
+    """
+    for name, value in (("--config", config_path), ("--secret-file", secret_file)):
+        if not value.startswith("/"):
+            fail(f"{name} must be an absolute path (got {value!r})", 2)
+    click.echo(render_unit(user=user, config=config_path, secret_file=secret_file), nl=False)
 
 
 def main() -> None:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 import trio
+from prometheus_client import CollectorRegistry
 from sqlalchemy import Engine
 
 from . import migrate
@@ -24,7 +25,11 @@ from .appender import Appender
 from .auth import TokenSource
 from .backoff import Backoff
 from .config import Settings
+from .errors import RecorderError
+from .metrics import MetricsServer, build_registry
+from .notify import Notifier
 from .records import Record
+from .service import notify_systemd
 from .session import Connect, SessionSettings, default_connect
 from .state import AccountState, RecorderState
 from .store import open_engine
@@ -67,6 +72,7 @@ class Recorder:
     tokens: TokenSource
     shutdown_requested: trio.Event = field(default_factory=trio.Event)
     all_attempted: trio.Event = field(default_factory=trio.Event)
+    metrics_port: int | None = None
 
     def shutdown(self) -> None:
         """Stop reading, close every connection, commit what was read, then return."""
@@ -81,6 +87,7 @@ async def run_recorder(
     tokens: TokenSource | None = None,
     connect: Connect | None = None,
     handle_signals: bool = False,
+    notifier: Notifier | None = None,
     rng: random.Random | None = None,
     task_status: trio.TaskStatus[Recorder] = trio.TASK_STATUS_IGNORED,
 ) -> None:
@@ -101,13 +108,75 @@ async def run_recorder(
     state = RecorderState.for_accounts(settings.studio.accounts)
     recorder = Recorder(state, tokens)
     send, receive = trio.open_memory_channel[Record](r.queue_max_frames)
+    state.queue_depth = lambda: send.statistics().current_buffer_used
+    state.queue_capacity = r.queue_max_frames
+    registry, batch_seconds = build_registry(state)
     writer = Writer(
         Appender(engine),
         receive,
         state.writer,
         max_rows=r.batch_max_rows,
         max_delay_s=r.batch_max_delay_ms / 1000,
+        on_batch=batch_seconds.observe,
     )
+    metrics = start_metrics(settings, registry, state)
+    recorder.metrics_port = metrics.port if metrics else None
+    try:
+        await _run(
+            settings,
+            state,
+            recorder,
+            tokens,
+            connect,
+            send,
+            writer,
+            handle_signals,
+            notifier,
+            rng,
+            task_status,
+        )
+    finally:
+        if metrics is not None:
+            await trio.to_thread.run_sync(metrics.stop)
+    log.info(
+        "stopped: %d frames written",
+        state.writer.rows_written,
+        extra={"event": "stopped", "rows_written": state.writer.rows_written},
+    )
+
+
+def start_metrics(
+    settings: Settings, registry: CollectorRegistry, state: RecorderState
+) -> MetricsServer | None:
+    """Start ``/metrics`` and ``/healthz`` when ``[metrics] listen`` is set."""
+    address = settings.metrics.address
+    if address is None:
+        return None
+    try:
+        server = MetricsServer(address[0], address[1], registry, state)
+    except OSError as exc:
+        raise RecorderError(
+            f"cannot listen on [metrics] listen = {settings.metrics.listen!r}: "
+            f"{exc.strerror or exc}"
+        ) from None
+    server.start()
+    return server
+
+
+async def _run(
+    settings: Settings,
+    state: RecorderState,
+    recorder: Recorder,
+    tokens: TokenSource,
+    connect: Connect,
+    send: trio.MemorySendChannel[Record],
+    writer: Writer,
+    handle_signals: bool,
+    notifier: Notifier | None,
+    rng: random.Random | None,
+    task_status: trio.TaskStatus[Recorder],
+) -> None:
+    r = settings.recorder
     supervision = SupervisorSettings(
         SessionSettings(settings.studio.url, r.subscribe_timeout_s, r.liveness_timeout_s),
         r.backoff_initial_s,
@@ -118,6 +187,15 @@ async def run_recorder(
         nursery.start_soon(writer.run, name="writer")
         if handle_signals:
             nursery.start_soon(_shutdown_on_signal, recorder, name="signals")
+        if notifier is not None and notifier.enabled:
+            nursery.start_soon(
+                notify_systemd,
+                state,
+                notifier,
+                recorder.all_attempted,
+                recorder.shutdown_requested,
+                name="systemd",
+            )
         reading = trio.CancelScope()
         nursery.start_soon(_cancel_on_shutdown, recorder, reading, name="shutdown-watch")
         with reading:
@@ -158,11 +236,6 @@ async def run_recorder(
                 SHUTDOWN_WRITER_GRACE_S,
             )
         nursery.cancel_scope.cancel()
-    log.info(
-        "stopped: %d frames written",
-        state.writer.rows_written,
-        extra={"event": "stopped", "rows_written": state.writer.rows_written},
-    )
 
 
 async def _supervise(

@@ -133,12 +133,14 @@ async def run_session(
     *,
     connect: Connect,
     shutdown: trio.Event,
+    attempted: trio.Event | None = None,
 ) -> SessionResult:
     """Run one session to its end. Raises TokenUnavailable, HandshakeError or OSError
     when no session could be opened (nothing recorded then but a log line)."""
     token = await tokens.get()
     session_id = new_session_id()
     conversation = _Conversation(account, settings, tokens, token, sink, trading_day, session_id)
+    conversation.attempted = attempted
     opened = False
     try:
         async with connect(settings.url) as ws:
@@ -156,9 +158,11 @@ async def run_session(
         if not opened:
             raise
         if conversation.ending is None:  # else: only closing a finished session failed
-            conversation.end("error", f"connection error: {_describe(exc)}")
+            conversation.end("error", f"connection error: {describe_error(exc)}")
     finally:
         account.connected = account.subscribed = False
+        account.live_sequence_gaps_closed += conversation.tracker.live_holes
+        account.live_sequence_gaps = 0
         if opened:
             if shutdown.is_set() and conversation.ending in (None, "error"):
                 conversation.end("shutdown", "shutdown")
@@ -204,6 +208,7 @@ class _Conversation:
         self.detail = ""
         self.last_rx = trio.current_time()
         self._pending: Record | None = None
+        self.attempted: trio.Event | None = None  # set once the subscribe got its answer
 
     def subscribed_for_s(self) -> float:
         if self.subscribed_at is None:
@@ -341,6 +346,8 @@ class _Conversation:
                 )
 
     async def _on_ack(self, success: bool | None, details: str | None) -> None:
+        if self.attempted is not None:
+            self.attempted.set()
         if success is True:
             self.subscribed_at = trio.current_time()
             self.account.subscribed = True
@@ -373,7 +380,7 @@ _ROUTINE: Final = frozenset(
 )
 
 
-def _describe(exc: BaseException) -> str:
+def describe_error(exc: BaseException) -> str:
     text = str(exc)
     cause = exc.__cause__
     if not text and cause is not None:

@@ -7,6 +7,7 @@ path), read by whoever reports. Nothing here is persisted: the store is the reco
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 
@@ -24,8 +25,10 @@ class AccountState:
     frames_by_type: Counter[str | None] = field(default_factory=Counter)
     last_frame_ns: int | None = None
     last_sequence: int | None = None
-    live_sequence_gaps: int = 0
+    live_sequence_gaps: int = 0  # holes seen in the current session's live stream
+    live_sequence_gaps_closed: int = 0  # … in earlier sessions
     rejected_subscribes: int = 0
+    reconnects_by_reason: Counter[str] = field(default_factory=Counter)
     last_close: str | None = None
     last_error: str | None = None
 
@@ -37,8 +40,11 @@ class WriterState:
     batches: int = 0
     rows_written: int = 0
     log_rows_written: int = 0
-    last_commit_at: float | None = None  # trio clock
+    # time.monotonic() values: read by the metrics/health thread, which has no trio clock.
+    last_commit_at: float | None = None
+    busy_since: float | None = None  # a transaction is in flight since then
     failing: str | None = None
+    failing_since: float | None = None
     retries: int = 0
 
 
@@ -47,6 +53,8 @@ class RecorderState:
     accounts: dict[str, AccountState]
     writer: WriterState = field(default_factory=WriterState)
     shutting_down: bool = False
+    queue_depth: Callable[[], int] = lambda: 0
+    queue_capacity: int = 0
 
     @classmethod
     def for_accounts(cls, accounts: tuple[str, ...]) -> RecorderState:

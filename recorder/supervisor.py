@@ -21,7 +21,7 @@ from trio_websocket import HandshakeError
 
 from .auth import TokenSource, TokenUnavailable
 from .backoff import Backoff
-from .session import Connect, SessionSettings, Sink, run_session
+from .session import Connect, SessionSettings, Sink, describe_error, run_session
 from .state import AccountState
 from .tradingday import TradingDayCache
 
@@ -67,9 +67,11 @@ async def supervise_account(
                 trading_day,
                 connect=connect,
                 shutdown=shutdown,
+                attempted=first_attempt,
             )
         except TRANSIENT_ERRORS as exc:
-            account.last_error = f"{type(exc).__name__}: {exc}"
+            account.last_error = describe_error(exc)
+            account.reconnects_by_reason["connect-failed"] += 1
             delay = backoff.next()
             log.warning(
                 "could not open a session (%s); retrying in %.1f s",
@@ -78,6 +80,7 @@ async def supervise_account(
                 extra={**extra, "event": "connect-failed"},
             )
         else:
+            account.reconnects_by_reason[result.ending] += 1
             if result.subscribed_for_s >= settings.healthy_session_s:
                 backoff.reset()
             delay = settings.backoff_max_s if result.ending == "rejected" else backoff.next()

@@ -15,7 +15,8 @@ the writer commits what is left and returns.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from typing import Final
 
 import trio
@@ -58,6 +59,7 @@ class Writer:
         max_rows: int,
         max_delay_s: float,
         retry: Backoff | None = None,
+        on_batch: Callable[[float], None] | None = None,
     ) -> None:
         self.appender = appender
         self.receive = receive
@@ -65,6 +67,7 @@ class Writer:
         self.max_rows = max_rows
         self.max_delay_s = max_delay_s
         self.retry = retry or Backoff(RETRY_INITIAL_S, RETRY_MAX_S)
+        self.on_batch = on_batch
         self.done = trio.Event()
 
     async def run(self) -> None:
@@ -109,13 +112,18 @@ class Writer:
         frames = [r for r in batch if isinstance(r, FrameRecord)]
         logs = [r for r in batch if isinstance(r, LogRecord)]
         state = self.state
+        started = time.monotonic()
         while True:
+            state.busy_since = time.monotonic()
             try:
                 await trio.to_thread.run_sync(self.appender.append, frames, logs)
                 break
             except Exception as exc:
                 if not is_transient(exc):
                     raise
+                state.busy_since = None
+                if state.failing is None:
+                    state.failing_since = time.monotonic()
                 state.failing = describe_db_error(exc)
                 state.retries += 1
                 delay = self.retry.next()
@@ -129,18 +137,23 @@ class Writer:
                 await trio.sleep(delay)
                 if await self._committed_after_all(frames, logs):
                     break
+            finally:
+                state.busy_since = None
+        now = time.monotonic()
+        if self.on_batch is not None:
+            self.on_batch(now - started)
         if state.failing is not None:
             log.warning(
                 "store writes recovered after %d retries",
                 state.retries,
                 extra={"event": "store-write-recovered"},
             )
-            state.failing = None
+            state.failing = state.failing_since = None
         self.retry.reset()
         state.batches += 1
         state.rows_written += len(frames)
         state.log_rows_written += len(logs)
-        state.last_commit_at = trio.current_time()
+        state.last_commit_at = now
 
     async def _committed_after_all(self, frames: list[FrameRecord], logs: list[LogRecord]) -> bool:
         """Whether the failed batch did commit (its acknowledgement lost); False if unsure."""

@@ -1,0 +1,260 @@
+"""Running as a service: sd_notify on a real datagram socket, /metrics and /healthz over HTTP,
+and the generated systemd unit."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+import trio
+
+from recorder import migrate
+from recorder.health import WRITER_HUNG_S, judge
+from recorder.notify import Notifier
+from recorder.service import notify_systemd
+from recorder.simulator import SimConfig, Simulator
+from recorder.state import RecorderState
+from recorder.store import open_engine
+from recorder.systemd import render_unit
+
+SECRET = "svc-secret-77aa"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+async def receive_notifications(sock: trio.socket.SocketType, into: list[dict[str, str]]) -> None:
+    while True:
+        data = await sock.recv(65536)
+        into.append(dict(line.split("=", 1) for line in data.decode().splitlines()))
+
+
+async def kill_on_cancel(process: trio.Process) -> None:
+    """Never leave a recorder process behind, whatever happens to the test."""
+    try:
+        await trio.sleep_forever()
+    finally:
+        if process.returncode is None:
+            process.kill()
+            with trio.CancelScope(shield=True):
+                await process.wait()
+
+
+async def get(url: str) -> httpx.Response:
+    async with httpx.AsyncClient(timeout=5) as client:
+        return await client.get(url)
+
+
+async def test_service_notifies_systemd_and_serves_metrics_and_health(tmp_path: Path) -> None:
+    accounts = ("100000", "0042")
+    sim = Simulator(SimConfig(accounts=accounts, client_secret=SECRET, rate_per_s=50))
+    engine = open_engine(f"sqlite:///{tmp_path}/store.db")
+    migrate.upgrade(engine)
+    port = free_port()
+    notes: list[dict[str, str]] = []
+    notify_path = str(tmp_path / "notify.sock")
+    with trio.fail_after(90), trio.socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        await sock.bind(notify_path)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(receive_notifications, sock, notes)
+            endpoints = await nursery.start(sim.serve)
+            config = tmp_path / "recorder.toml"
+            config.write_text(
+                f'[studio]\nurl = "{endpoints.ws_url}"\ntoken_url = "{endpoints.token_url}"\n'
+                f'client_id = "sim-client"\naccounts = {json.dumps(list(accounts))}\n'
+                f'[store]\nurl = "sqlite:///{tmp_path}/store.db"\n'
+                f"[recorder]\nliveness_timeout_s = 5\nsubscribe_timeout_s = 2\n"
+                f"backoff_initial_s = 0.2\nbackoff_max_s = 1\n"
+                f'[metrics]\nlisten = "127.0.0.1:{port}"\n'
+            )
+            env = {
+                **os.environ,
+                "STUDIO_CLIENT_SECRET": SECRET,
+                "NOTIFY_SOCKET": notify_path,
+                "WATCHDOG_USEC": "1000000",
+            }
+            process = await trio.lowlevel.open_process(
+                [sys.executable, "-m", "recorder", "run", "--config", str(config)], env=env
+            )
+            nursery.start_soon(kill_on_cancel, process)
+            base = f"http://127.0.0.1:{port}"
+            while not any(n.get("READY") == "1" for n in notes):
+                await trio.sleep(0.05)
+            # Healthy once both accounts are subscribed.
+            while (await get(f"{base}/healthz")).status_code != 200:
+                await trio.sleep(0.1)
+            await trio.sleep(1.5)  # some frames, some watchdog pings
+            metrics = (await get(f"{base}/metrics")).text
+            # One account loses its connection and cannot resubscribe: 503 naming it.
+            sim.set_ack(False)
+            sim.drop_connections("0042")
+            while (health := await get(f"{base}/healthz")).status_code == 200:
+                await trio.sleep(0.1)
+            unhealthy = health.json()
+            during = (await get(f"{base}/metrics")).text
+            sim.set_ack(True)
+            while (await get(f"{base}/healthz")).status_code != 200:
+                await trio.sleep(0.1)
+            process.send_signal(signal.SIGTERM)
+            assert await process.wait() == 0
+            await trio.sleep(0.2)
+            nursery.cancel_scope.cancel()
+    keys = [key for note in notes for key in note]
+    assert keys.index("READY") < keys.index("WATCHDOG")
+    assert keys.count("WATCHDOG") >= 2
+    assert "STOPPING" in keys
+    assert keys.index("STOPPING") > keys.index("READY")
+    statuses = [n["STATUS"] for n in notes if "STATUS" in n]
+    assert any("2/2 accounts subscribed" in s for s in statuses)
+    for name in (
+        'studio_recorder_frames_total{account="100000",type="order-update"}',
+        'studio_recorder_connected{account="0042"} 1.0',
+        'studio_recorder_last_frame_timestamp_seconds{account="100000"}',
+        'studio_recorder_sequence_gaps_total{account="0042"} 0.0',
+        "studio_recorder_queue_depth ",
+        "studio_recorder_write_batch_seconds_bucket",
+        "studio_recorder_rows_written_total ",
+    ):
+        assert name in metrics, name
+    assert unhealthy["status"] == "unhealthy"
+    assert unhealthy["accounts"]["0042"] != "subscribed"
+    assert any("account 0042 is not subscribed" in r for r in unhealthy["reasons"])
+    assert 'studio_recorder_connected{account="0042"} 0.0' in during
+    assert 'studio_recorder_reconnects_total{account="0042",reason="server-close"}' in during
+    assert SECRET not in metrics + during + json.dumps(unhealthy)
+
+
+async def test_watchdog_stops_while_the_writer_is_hung(tmp_path: Path) -> None:
+    state = RecorderState.for_accounts(("1",))
+    notes: list[dict[str, str]] = []
+    path = str(tmp_path / "n.sock")
+    with trio.fail_after(30), trio.socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        await sock.bind(path)
+        notifier = Notifier({"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "200000"})
+        ready, stopping = trio.Event(), trio.Event()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(receive_notifications, sock, notes)
+            nursery.start_soon(notify_systemd, state, notifier, ready, stopping)
+            ready.set()
+            await trio.sleep(0.5)
+            healthy_pings = sum("WATCHDOG" in n for n in notes)
+            state.writer.busy_since = time.monotonic() - WRITER_HUNG_S - 1  # a stuck transaction
+            await trio.sleep(0.15)
+            mark = len(notes)
+            await trio.sleep(0.6)
+            hung_pings = sum("WATCHDOG" in n for n in notes[mark:])
+            stopping.set()
+            await trio.sleep(0.1)
+            nursery.cancel_scope.cancel()
+        notifier.close()
+    assert healthy_pings >= 3
+    assert hung_pings == 0
+    assert any(n.get("STOPPING") == "1" for n in notes)
+    assert "writer: one transaction has been running" in judge(state, time.monotonic()).reasons[-1]
+
+
+def test_notifier_is_a_no_op_without_systemd() -> None:
+    notifier = Notifier({})
+    assert not notifier.enabled
+    assert notifier.notify(READY="1") is False
+    other = Notifier({"NOTIFY_SOCKET": "/x", "WATCHDOG_USEC": "5000000", "WATCHDOG_PID": "1"})
+    assert other.enabled
+    assert other.watchdog_s is None  # the watchdog is meant for another process
+    other.close()
+
+
+def test_metrics_port_in_use_is_one_line_exit_1(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        engine = open_engine(f"sqlite:///{tmp_path}/s.db")
+        migrate.upgrade(engine)
+        config = tmp_path / "r.toml"
+        config.write_text(
+            '[studio]\nurl = "ws://127.0.0.1:1/ws"\ntoken_url = "http://127.0.0.1:1/t"\n'
+            f'client_id = "c"\naccounts = ["1"]\n[store]\nurl = "sqlite:///{tmp_path}/s.db"\n'
+            f'[metrics]\nlisten = "127.0.0.1:{port}"\n'
+        )
+        result = subprocess.run(
+            [sys.executable, "-m", "recorder", "run", "--config", str(config)],
+            env={**os.environ, "STUDIO_CLIENT_SECRET": "x"},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert result.returncode == 1
+    assert "cannot listen on [metrics] listen" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("user", [None, "studio"])
+def test_generated_unit_passes_systemd_analyze_verify(tmp_path: Path, user: str | None) -> None:
+    verify = shutil.which("systemd-analyze")
+    if verify is None:
+        pytest.skip("systemd-analyze is not installed (Debian package systemd)")
+    secret = tmp_path / "client-secret"
+    secret.write_text("x")
+    args = [
+        sys.executable,
+        "-m",
+        "recorder",
+        "systemd-unit",
+        "--config",
+        "/etc/sr/recorder.toml",
+        "--secret-file",
+        str(secret),
+    ] + (["--user", user] if user else [])
+    unit_text = subprocess.run(args, capture_output=True, text=True, timeout=60, check=True).stdout
+    assert unit_text == render_unit(
+        user=user, config="/etc/sr/recorder.toml", secret_file=str(secret)
+    )
+    for line in (
+        "Type=notify",
+        "WatchdogSec=",
+        "Restart=on-failure",
+        "ExecStartPre=",
+        "db upgrade --config /etc/sr/recorder.toml",
+        "run --config /etc/sr/recorder.toml",
+        "LoadCredential=studio-client-secret:",
+        "StateDirectory=studio-recorder",
+        "NoNewPrivileges=yes",
+        "ProtectSystem=strict",
+        "ProtectHome=yes",
+        "PrivateTmp=yes",
+        "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6",
+    ):
+        assert line in unit_text, line
+    assert (f"User={user}" in unit_text) if user else ("DynamicUser=yes" in unit_text)
+    unit = tmp_path / "studio-recorder.service"
+    unit.write_text(unit_text)
+    result = subprocess.run(
+        [verify, "verify", str(unit)], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert "studio-recorder.service" not in result.stderr  # no warnings about our unit
+
+
+def test_relative_paths_are_refused_for_the_unit() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "recorder", "systemd-unit", "--config", "relative.toml"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "--config must be an absolute path" in result.stderr
