@@ -6,18 +6,32 @@ chain heads it keeps advance only after a commit, and a batch whose commit
 outcome is unknown (the connection died during COMMIT) is recognised on retry by
 comparing the database's chain heads with the ones the batch would produce, so a
 retried batch is never written twice.
+
+Rows go in through the driver's fastest bulk path: ``executemany`` of plain
+tuples on SQLite, ``COPY … FROM STDIN`` on PostgreSQL (several times faster than
+SQLAlchemy's generic executemany; measured in the benchmark harness).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from typing import Any
+import datetime as dt
+import hashlib
+from collections.abc import Sequence
+from typing import Any, Final
 
 from sqlalchemy import Connection, Engine, insert, select
 
-from .chain import GENESIS_HASH, next_hash
+from .chain import GENESIS_HASH, canonical_frame
 from .records import FrameRecord, LogRecord
 from .schema import connection_log, events
+
+#: Insert column order: the chain's fields, then the hash.
+EVENT_COLUMNS: Final = (*FrameRecord._fields, "chain_hash")
+_COLUMN_LIST: Final = ", ".join(EVENT_COLUMNS)
+_SQLITE_INSERT: Final = (
+    f"INSERT INTO events ({_COLUMN_LIST}) VALUES ({', '.join('?' * len(EVENT_COLUMNS))})"
+)
+_PG_COPY: Final = f"COPY events ({_COLUMN_LIST}) FROM STDIN"
 
 
 class Appender:
@@ -25,6 +39,7 @@ class Appender:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self.dialect = engine.dialect.name
         self._heads: dict[str, str] = {}
 
     def head(self, account_id: str) -> str:
@@ -37,30 +52,50 @@ class Appender:
     def append(self, frames: Sequence[FrameRecord], logs: Sequence[LogRecord] = ()) -> None:
         """Write one batch in one transaction; chain heads advance only once it committed.
 
-        Raises SQLAlchemy errors as they come (the caller retries the same batch,
-        after :meth:`resync`).
+        Raises SQLAlchemy or driver errors as they come (the caller retries the
+        same batch, after :meth:`resync`).
         """
         if not frames and not logs:
             return
         rows, new_heads = self.chain(frames)
         with self.engine.begin() as conn:
             if rows:
-                conn.execute(insert(events), rows)
+                self._insert_events(conn, rows)
             if logs:
                 conn.execute(insert(connection_log), [log.row() for log in logs])
         self._heads.update(new_heads)
 
-    def chain(self, frames: Iterable[FrameRecord]) -> tuple[list[dict[str, Any]], dict[str, str]]:
-        """Insert parameters with chain hashes, and the heads after them (nothing is stored)."""
-        heads: dict[str, str] = {}
+    def chain(self, frames: Sequence[FrameRecord]) -> tuple[list[tuple[Any, ...]], dict[str, str]]:
+        """Insert rows (tuples in :data:`EVENT_COLUMNS` order) with chain hashes, and the
+        heads after them; nothing is stored."""
+        heads: dict[str, bytes] = {}
         rows = []
+        sha256 = hashlib.sha256
         for frame in frames:
-            row = frame.row()
-            account = frame.account_id
-            previous = heads.get(account) or self.head(account)
-            heads[account] = row["chain_hash"] = next_hash(previous, row)
-            rows.append(row)
-        return rows, heads
+            account = frame[0]
+            previous = heads.get(account)
+            if previous is None:
+                previous = bytes.fromhex(self.head(account))
+            digest = sha256(previous)
+            digest.update(canonical_frame(*frame))
+            current = heads[account] = digest.digest()
+            rows.append((*frame, current.hex()))
+        return rows, {account: head.hex() for account, head in heads.items()}
+
+    def _insert_events(self, conn: Connection, rows: list[tuple[Any, ...]]) -> None:
+        driver = conn.connection.driver_connection
+        if self.dialect == "sqlite":
+            cursor = driver.cursor()  # type: ignore[union-attr]
+            try:
+                cursor.executemany(_SQLITE_INSERT, [_sqlite_row(row) for row in rows])
+            finally:
+                cursor.close()
+        elif self.dialect == "postgresql":
+            with driver.cursor() as cursor, cursor.copy(_PG_COPY) as copy:  # type: ignore[union-attr]
+                for row in rows:
+                    copy.write_row(row)
+        else:
+            conn.execute(insert(events), [dict(zip(EVENT_COLUMNS, r, strict=True)) for r in rows])
 
     def resync(self, frames: Sequence[FrameRecord], logs: Sequence[LogRecord] = ()) -> bool:
         """After a failed :meth:`append`: reload heads; True if the batch did commit after all.
@@ -77,6 +112,12 @@ class Appender:
             stored = {account: stored_head(conn, account) for account in accounts}
         self._heads.update(stored)
         return all(stored[a] == expected[a] for a in accounts)
+
+
+def _sqlite_row(row: tuple[Any, ...]) -> tuple[Any, ...]:
+    # What SQLAlchemy stores for Date and Boolean on SQLite: ISO text and 0/1.
+    day: dt.date = row[6]
+    return (*row[:6], day.isoformat(), 1 if row[7] else 0, *row[8:])
 
 
 def stored_head(conn: Connection, account_id: str) -> str:

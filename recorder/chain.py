@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import struct
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -81,6 +82,50 @@ def canonical_bytes(row: Mapping[Any, Any]) -> bytes:
     for name in CHAIN_FIELDS:
         _encode_value(row[name], out)
     return bytes(out)
+
+
+_pack_int = struct.Struct(">cq").pack
+_pack_len = struct.Struct(">cI").pack
+
+
+def _text(value: str) -> bytes:
+    data = value.encode("utf-8")
+    return _pack_len(b"S", len(data)) + data
+
+
+def canonical_frame(
+    account_id: str,
+    session_id: str,
+    received_at_ns: int,
+    server_ts_ms: int | None,
+    sequence: int | None,
+    msg_type: str | None,
+    trading_day: dt.date,
+    replayed: bool,
+    raw_kind: str,
+    raw: str,
+) -> bytes:
+    """:func:`canonical_bytes` of a row given field by field, in :data:`CHAIN_FIELDS` order.
+
+    The writer's fast path (a few times quicker than the generic encoder); it
+    must produce exactly the same bytes, which the test suite checks on random
+    rows. Raises struct.error for an integer outside 64 bits.
+    """
+    return b"".join(
+        (
+            ENCODING_TAG,
+            _text(account_id),
+            _text(session_id),
+            _pack_int(b"I", received_at_ns),
+            b"N" if server_ts_ms is None else _pack_int(b"I", server_ts_ms),
+            b"N" if sequence is None else _pack_int(b"I", sequence),
+            b"N" if msg_type is None else _text(msg_type),
+            _text(trading_day.isoformat()),
+            b"T" if replayed else b"F",
+            _text(raw_kind),
+            _text(raw),
+        )
+    )
 
 
 def next_hash(previous_hex: str, row: Mapping[Any, Any]) -> str:

@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 
-@dataclass(frozen=True, slots=True)
-class FrameRecord:
-    """One received frame, ready for ``events`` (the chain hash is added by the writer)."""
+class FrameRecord(NamedTuple):
+    """One received frame, ready for ``events`` (the chain hash is added by the writer).
+
+    A named tuple whose fields are, in order, the recorded columns that the hash
+    chain covers (``recorder.chain.CHAIN_FIELDS``): cheap to build per frame, and
+    ``tuple(record) + (chain_hash,)`` is the row to insert.
+    """
 
     account_id: str
     session_id: str
@@ -27,18 +31,7 @@ class FrameRecord:
     raw: str
 
     def row(self) -> dict[str, Any]:
-        return {
-            "account_id": self.account_id,
-            "session_id": self.session_id,
-            "received_at_ns": self.received_at_ns,
-            "server_ts_ms": self.server_ts_ms,
-            "sequence": self.sequence,
-            "msg_type": self.msg_type,
-            "trading_day": self.trading_day,
-            "replayed": self.replayed,
-            "raw_kind": self.raw_kind,
-            "raw": self.raw,
-        }
+        return self._asdict()
 
 
 @dataclass(frozen=True, slots=True)

@@ -74,6 +74,9 @@ def open_engine(
                 os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
             except OSError as exc:
                 raise StoreError(f"cannot create database {path}: {exc.strerror}") from None
+    if parsed.get_backend_name() != "sqlite":
+        # A server restart leaves dead connections in the pool: test each at checkout.
+        engine_kw.setdefault("pool_pre_ping", True)
     try:
         engine = create_engine(parsed, **engine_kw)
     except (NoSuchModuleError, ModuleNotFoundError) as exc:

@@ -15,6 +15,8 @@ the writer commits what is left and returns.
 from __future__ import annotations
 
 import logging
+import sqlite3
+import sys
 import time
 from collections.abc import Callable, Sequence
 from typing import Final
@@ -34,10 +36,19 @@ RETRY_MAX_S: Final = 10.0
 
 
 def is_transient(exc: BaseException) -> bool:
-    """Database errors worth retrying: the store is busy, full, read-only or unreachable."""
-    if isinstance(exc, OperationalError | InterfaceError):
+    """Database errors worth retrying: the store is busy, full, read-only or unreachable.
+
+    Both SQLAlchemy's wrapped errors and the drivers' own (the bulk insert paths
+    talk to sqlite3 and psycopg directly) count.
+    """
+    if isinstance(exc, OperationalError | InterfaceError | sqlite3.OperationalError):
         return True
-    return isinstance(exc, DBAPIError) and exc.connection_invalidated
+    if isinstance(exc, DBAPIError):
+        return exc.connection_invalidated
+    psycopg = sys.modules.get("psycopg")
+    return psycopg is not None and isinstance(
+        exc, psycopg.OperationalError | psycopg.InterfaceError
+    )
 
 
 def describe_db_error(exc: BaseException) -> str:

@@ -9,6 +9,7 @@ from recorder.chain import (
     CHAIN_FIELDS,
     GENESIS_HASH,
     canonical_bytes,
+    canonical_frame,
     next_hash,
     verify_chain,
 )
@@ -63,10 +64,17 @@ def test_encoding_is_unambiguous_between_field_boundaries() -> None:
 def test_every_field_is_covered() -> None:
     base = canonical_bytes(row(1))
     changed = {
-        "account_id": "100001", "session_id": "s-2", "received_at_ns": 1, "server_ts_ms": None,
-        "sequence": 2, "msg_type": None, "trading_day": dt.date(2024, 6, 11),
-        "replayed": True, "raw_kind": "binary", "raw": "x",
-    }  # fmt: skip
+        "account_id": "100001",
+        "session_id": "s-2",
+        "received_at_ns": 1,
+        "server_ts_ms": None,
+        "sequence": 2,
+        "msg_type": None,
+        "trading_day": dt.date(2024, 6, 11),
+        "replayed": True,
+        "raw_kind": "binary",
+        "raw": "x",
+    }
     assert set(changed) == set(CHAIN_FIELDS)
     for name, value in changed.items():
         assert canonical_bytes({**row(1), name: value}) != base, name
@@ -147,3 +155,26 @@ def test_any_single_byte_change_of_raw_is_detected(data: st.DataObject) -> None:
     broken, _, _ = verify_chain(rows)
     assert broken is not None
     assert broken.index == index
+
+
+INT64 = st.integers(min_value=-(2**63), max_value=2**63 - 1)
+
+
+FRAME_FIELDS = st.tuples(
+    st.text(),
+    st.text(),
+    INT64,
+    st.none() | INT64,
+    st.none() | INT64,
+    st.none() | st.text(),
+    st.dates(),
+    st.booleans(),
+    st.sampled_from(["text", "binary", "text-base64"]),
+    st.text(),
+)
+
+
+@given(FRAME_FIELDS)
+def test_fast_frame_encoding_equals_the_reference(fields: tuple[Any, ...]) -> None:
+    row = dict(zip(CHAIN_FIELDS, fields, strict=True))
+    assert canonical_frame(*fields) == canonical_bytes(row)

@@ -13,6 +13,7 @@ from recorder.envelope import (
     decode_raw,
     encode_raw,
     parse_envelope,
+    parse_envelope_slow,
 )
 
 ORDER = (
@@ -32,12 +33,17 @@ def test_ack_and_error_notice_fields() -> None:
         '{"timestamp":1,"payload":{"type":"subscribe-activity-ack","success":false,"details":"no"}}'
     )
     assert (ack.msg_type, ack.success, ack.details, ack.sequence) == (
-        "subscribe-activity-ack", False, "no", None,
-    )  # fmt: skip
+        "subscribe-activity-ack",
+        False,
+        "no",
+        None,
+    )
     notice = parse_envelope('{"payload":{"type":"error-notice","details":"Auth expired"}}')
     assert (notice.msg_type, notice.details, notice.server_ts_ms) == (
-        "error-notice", "Auth expired", None,
-    )  # fmt: skip
+        "error-notice",
+        "Auth expired",
+        None,
+    )
 
 
 def test_unknown_type_and_fields_are_kept_as_parsed() -> None:
@@ -48,9 +54,19 @@ def test_unknown_type_and_fields_are_kept_as_parsed() -> None:
 
 @pytest.mark.parametrize(
     "frame",
-    ["", "not json", "[1,2]", '"str"', "null", '{"payload":{}}', '{"payload":{"type":7}}',
-     '{"payload":"x"}', "[" * 100_000, b"\xff\xfe\x00garbage"],
-)  # fmt: skip
+    [
+        "",
+        "not json",
+        "[1,2]",
+        '"str"',
+        "null",
+        '{"payload":{}}',
+        '{"payload":{"type":7}}',
+        '{"payload":"x"}',
+        "[" * 100_000,
+        b"\xff\xfe\x00garbage",
+    ],
+)
 def test_unparseable_frames_give_null_type(frame: str | bytes) -> None:
     assert parse_envelope(frame).msg_type is None
 
@@ -100,3 +116,45 @@ def test_never_raises_on_any_json(document: object) -> None:
     frame = json.dumps({"payload": document, "sequence": document, "timestamp": document})
     env = parse_envelope(frame)
     assert env.sequence is None or isinstance(env.sequence, int)
+
+
+@given(st.one_of(st.text(), st.binary(), JSON_VALUES.map(json.dumps)))
+def test_fast_path_agrees_with_the_reference_on_anything(frame: str | bytes) -> None:
+    assert parse_envelope(frame) == parse_envelope_slow(frame)
+
+
+@given(JSON_VALUES, JSON_VALUES, JSON_VALUES)
+def test_fast_path_agrees_on_envelope_shaped_documents(
+    payload: object, sequence: object, timestamp: object
+) -> None:
+    for document in (
+        {"timestamp": timestamp, "sequence": sequence, "payload": payload},
+        {
+            "payload": {
+                "type": "order-update",
+                "success": payload,
+                "details": sequence,
+                "data": timestamp,
+            },
+            "sequence": sequence,
+        },
+        {"payload": {"type": payload}, "timestamp": timestamp},
+    ):
+        frame = json.dumps(document)
+        assert parse_envelope(frame) == parse_envelope_slow(frame)
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        '{"payload":{"type":"a"},"sequence":NaN}',
+        '{"payload":{"type":"a","type":"b"}}',
+        '{"sequence":1,"sequence":2,"payload":{"type":"x"}}',
+        '{"payload":{"type":"x"}} ',
+        '\\ufeff{"payload":{"type":"x"}}',
+        '{"payload":{"type":"x"},"sequence":1e3}',
+        '{"payload":{"type":"x"},"sequence":123456789012345678901234567890}',
+    ],
+)
+def test_fast_path_agrees_on_json_corner_cases(frame: str) -> None:
+    assert parse_envelope(frame) == parse_envelope_slow(frame)
