@@ -19,7 +19,7 @@ import hashlib
 from collections.abc import Sequence
 from typing import Any, Final
 
-from sqlalchemy import Connection, Engine, insert, select
+from sqlalchemy import Connection, Engine, insert, select, text
 
 from .chain import GENESIS_HASH, canonical_frame
 from .records import FrameRecord, LogRecord
@@ -32,6 +32,7 @@ _SQLITE_INSERT: Final = (
     f"INSERT INTO events ({_COLUMN_LIST}) VALUES ({', '.join('?' * len(EVENT_COLUMNS))})"
 )
 _PG_COPY: Final = f"COPY events ({_COLUMN_LIST}) FROM STDIN"
+_PG_CHAIN_LOCK: Final = text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))")
 
 
 class Appender:
@@ -57,8 +58,14 @@ class Appender:
         """
         if not frames and not logs:
             return
-        rows, new_heads = self.chain(frames)
         with self.engine.begin() as conn:
+            if self.dialect == "postgresql" and frames:
+                # Serialise writers per account and extend the head as stored, so even two
+                # instances writing one account (a split-brain moment) never fork its chain.
+                for account in sorted({frame.account_id for frame in frames}):
+                    conn.execute(_PG_CHAIN_LOCK, {"key": f"studio-recorder:chain:{account}"})
+                    self._heads[account] = stored_head(conn, account)
+            rows, new_heads = self.chain(frames)
             if rows:
                 self._insert_events(conn, rows)
             if logs:

@@ -49,6 +49,8 @@ def judge(state: RecorderState, now: float) -> Health:
     for account_id, account in state.accounts.items():
         if account.subscribed:
             accounts[account_id] = "subscribed"
+        elif account.standby:
+            accounts[account_id] = "standby: recorded by another instance"
         else:
             accounts[account_id] = "connected" if account.connected else "disconnected"
             detail = account.last_close or account.last_error or "not subscribed yet"

@@ -28,6 +28,7 @@ from .config import Settings
 from .errors import RecorderError
 from .metrics import MetricsServer, build_registry
 from .notify import Notifier
+from .ownership import OWNERSHIP_POLL_S, Ownership, ownership_for
 from .records import Record
 from .service import notify_systemd
 from .session import Connect, SessionSettings, default_connect
@@ -73,6 +74,8 @@ class Recorder:
     shutdown_requested: trio.Event = field(default_factory=trio.Event)
     all_attempted: trio.Event = field(default_factory=trio.Event)
     metrics_port: int | None = None
+    ownership: Ownership = field(default_factory=Ownership)
+    sessions: dict[str, trio.CancelScope] = field(default_factory=dict)
 
     def shutdown(self) -> None:
         """Stop reading, close every connection, commit what was read, then return."""
@@ -119,8 +122,17 @@ async def run_recorder(
         max_delay_s=r.batch_max_delay_ms / 1000,
         on_batch=batch_seconds.observe,
     )
-    metrics = start_metrics(settings, registry, state)
+    ownership, file_lock = ownership_for(engine)
+    if file_lock is not None:
+        file_lock.acquire()
+    try:
+        metrics = start_metrics(settings, registry, state)
+    except BaseException:
+        if file_lock is not None:
+            file_lock.release()
+        raise
     recorder.metrics_port = metrics.port if metrics else None
+    recorder.ownership = ownership
     try:
         await _run(
             settings,
@@ -136,8 +148,12 @@ async def run_recorder(
             task_status,
         )
     finally:
-        if metrics is not None:
-            await trio.to_thread.run_sync(metrics.stop)
+        with trio.CancelScope(shield=True):
+            await ownership.close()
+            if metrics is not None:
+                await trio.to_thread.run_sync(metrics.stop)
+        if file_lock is not None:
+            file_lock.release()
     log.info(
         "stopped: %d frames written",
         state.writer.rows_written,
@@ -198,6 +214,7 @@ async def _run(
             )
         reading = trio.CancelScope()
         nursery.start_soon(_cancel_on_shutdown, recorder, reading, name="shutdown-watch")
+        nursery.start_soon(_watch_ownership, recorder, name="ownership-watch")
         with reading:
             async with send, trio.open_nursery() as accounts:
                 attempts = []
@@ -260,7 +277,22 @@ async def _supervise(
             shutdown=recorder.shutdown_requested,
             first_attempt=attempted,
             rng=rng,
+            ownership=recorder.ownership,
+            sessions=recorder.sessions,
         )
+
+
+async def _watch_ownership(recorder: Recorder) -> None:
+    """Stop the sessions of accounts whose ownership lock was lost."""
+    while True:
+        await trio.sleep(OWNERSHIP_POLL_S)
+        for account_id in await recorder.ownership.check():
+            recorder.state.accounts[
+                account_id
+            ].stop_reason = "ownership lost: the lock connection to the store failed"
+            scope = recorder.sessions.get(account_id)
+            if scope is not None:
+                scope.cancel()
 
 
 async def _cancel_on_shutdown(recorder: Recorder, reading: trio.CancelScope) -> None:

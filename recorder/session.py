@@ -167,7 +167,7 @@ async def run_session(
             if shutdown.is_set() and conversation.ending in (None, "error"):
                 conversation.end("shutdown", "shutdown")
             elif conversation.ending is None:  # cancelled for another reason
-                conversation.end("shutdown", "cancelled")
+                conversation.end("shutdown", account.stop_reason or "cancelled")
             await conversation.record_closed()
     assert conversation.ending is not None
     return SessionResult(

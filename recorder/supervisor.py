@@ -21,6 +21,7 @@ from trio_websocket import HandshakeError
 
 from .auth import TokenSource, TokenUnavailable
 from .backoff import Backoff
+from .ownership import OWNERSHIP_POLL_S, Ownership
 from .session import Connect, SessionSettings, Sink, describe_error, run_session
 from .state import AccountState
 from .tradingday import TradingDayCache
@@ -53,22 +54,46 @@ async def supervise_account(
     shutdown: trio.Event,
     first_attempt: trio.Event | None = None,
     rng: random.Random | None = None,
+    ownership: Ownership | None = None,
+    sessions: dict[str, trio.CancelScope] | None = None,
 ) -> None:
     """Keep ``account`` recorded until cancelled. Never returns on its own."""
     backoff = Backoff(settings.backoff_initial_s, settings.backoff_max_s, rng)
     extra = {"account": account.account_id}
+    ownership = ownership or Ownership()
+    sessions = {} if sessions is None else sessions
     while True:
+        if not await ownership.acquire(account.account_id):
+            if not account.standby:
+                account.standby = True
+                log.warning(
+                    "another recorder instance records this account; standing by",
+                    extra={**extra, "event": "standby"},
+                )
+            if first_attempt is not None:
+                first_attempt.set()
+            await trio.sleep(OWNERSHIP_POLL_S)
+            continue
+        if account.standby:
+            account.standby = False
+            log.warning("took over the account", extra={**extra, "event": "takeover"})
+        session_scope = trio.CancelScope()
+        sessions[account.account_id] = session_scope
+        account.stop_reason = None
         try:
-            result = await run_session(
-                account,
-                settings.session,
-                tokens,
-                sink,
-                trading_day,
-                connect=connect,
-                shutdown=shutdown,
-                attempted=first_attempt,
-            )
+            with session_scope:
+                result = await run_session(
+                    account,
+                    settings.session,
+                    tokens,
+                    sink,
+                    trading_day,
+                    connect=connect,
+                    shutdown=shutdown,
+                    attempted=first_attempt,
+                )
+            if session_scope.cancelled_caught:  # ownership lost mid-session
+                continue
         except TRANSIENT_ERRORS as exc:
             account.last_error = describe_error(exc)
             account.reconnects_by_reason["connect-failed"] += 1

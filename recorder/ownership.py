@@ -1,0 +1,170 @@
+"""Which recorder instance records an account: one at a time, enforced by the database.
+
+Several recorder instances may share one PostgreSQL store (each configured with
+accounts, possibly overlapping for standby). An account is recorded only by the
+instance holding its PostgreSQL advisory lock, taken on a dedicated connection
+that lives as long as the instance: when that instance dies, its connection
+closes, the lock is released, and a standing-by instance takes over within one
+poll interval. If the lock connection itself is lost, the instance stops its
+sessions for those accounts and tries to win them back.
+
+The chain is protected independently of ownership: the appender takes a
+transaction-level advisory lock per account and re-reads the chain head inside
+each batch's transaction, so even two writers in a split-brain moment extend one
+linear chain and never fork it.
+
+SQLite stores are single-writer: the instance takes an exclusive ``flock`` on
+``<database>.lock`` at start, and a second recorder on the same file is refused.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+from pathlib import Path
+from typing import Final
+
+import trio
+from sqlalchemy import Connection, Engine, text
+from sqlalchemy.exc import SQLAlchemyError
+
+from .errors import StoreError
+from .store import sqlite_path
+
+log = logging.getLogger(__name__)
+
+#: How often a standing-by instance retries an account's lock, and the owner checks its lock.
+OWNERSHIP_POLL_S: Final = 5.0
+_LOCK_SQL: Final = text("SELECT pg_try_advisory_lock(hashtextextended(:key, 0))")
+
+
+def ownership_key(account_id: str) -> str:
+    return f"studio-recorder:account:{account_id}"
+
+
+class Ownership:
+    """Always the owner: single-writer stores (SQLite, guarded by :class:`SqliteFileLock`)."""
+
+    async def acquire(self, account_id: str) -> bool:
+        return True
+
+    async def check(self) -> set[str]:
+        """Accounts whose ownership was lost since the last check (none here)."""
+        return set()
+
+    async def close(self) -> None:
+        return None
+
+
+class PostgresOwnership(Ownership):
+    """Per-account advisory locks on one dedicated PostgreSQL connection."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._conn: Connection | None = None
+        self._held: set[str] = set()
+        self._lock = trio.Lock()
+
+    async def acquire(self, account_id: str) -> bool:
+        async with self._lock:
+            if account_id in self._held:
+                return True
+            try:
+                won = await trio.to_thread.run_sync(self._try_lock, account_id)
+            except SQLAlchemyError as exc:
+                log.warning(
+                    "cannot take the ownership lock of account %s: %s",
+                    account_id,
+                    _first_line(exc),
+                    extra={"account": account_id, "event": "lock-error"},
+                )
+                await trio.to_thread.run_sync(self._drop_connection)
+                return False
+            if won:
+                self._held.add(account_id)
+            return won
+
+    def _try_lock(self, account_id: str) -> bool:
+        if self._conn is None:
+            self._conn = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+        return bool(self._conn.execute(_LOCK_SQL, {"key": ownership_key(account_id)}).scalar())
+
+    async def check(self) -> set[str]:
+        async with self._lock:
+            if not self._held:
+                return set()
+            try:
+                await trio.to_thread.run_sync(self._ping)
+            except SQLAlchemyError as exc:
+                lost, self._held = self._held, set()
+                log.error(
+                    "lost the ownership-lock connection (%s): stopping %d accounts until "
+                    "their locks are won back",
+                    _first_line(exc),
+                    len(lost),
+                    extra={"event": "ownership-lost"},
+                )
+                await trio.to_thread.run_sync(self._drop_connection)
+                return lost
+            return set()
+
+    def _ping(self) -> None:
+        assert self._conn is not None
+        self._conn.execute(text("SELECT 1"))
+
+    def _drop_connection(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                conn.invalidate()
+                conn.close()
+            except SQLAlchemyError:
+                pass
+
+    async def close(self) -> None:
+        async with self._lock:
+            self._held.clear()
+            await trio.to_thread.run_sync(self._drop_connection)  # closing releases the locks
+
+
+class SqliteFileLock:
+    """An exclusive ``flock`` on ``<database>.lock``: one recorder per SQLite store."""
+
+    def __init__(self, database: Path) -> None:
+        self.path = database.with_name(database.name + ".lock")
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        """Take the lock or raise StoreError naming the holder."""
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise StoreError(
+                f"another recorder (pid {holder}) is writing {self.path.with_suffix('')}; "
+                "a SQLite store has one writer (use PostgreSQL for several instances)"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing the descriptor releases the flock
+            self._fd = None
+
+
+def ownership_for(engine: Engine) -> tuple[Ownership, SqliteFileLock | None]:
+    """The ownership scheme of ``engine``'s store, and the SQLite file lock when there is one."""
+    if engine.dialect.name == "postgresql":
+        return PostgresOwnership(engine), None
+    path = sqlite_path(engine.url)
+    return Ownership(), SqliteFileLock(path) if path is not None else None
+
+
+def _first_line(exc: BaseException) -> str:
+    text_ = str(getattr(exc, "orig", None) or exc).strip()
+    return text_.splitlines()[0] if text_ else type(exc).__name__
