@@ -1,15 +1,19 @@
 """Exporting one trading day of the store to Parquet files and a manifest, atomically.
 
-:func:`export_day` plans the day from the store's indexes (per account, the ids
-of its rows, cut into chunks of :data:`CHUNK_ROWS`), reads the chunks as Arrow
-batches on a few connections at once (ADBC: no per-row Python objects; see
-:mod:`queries.parallel`), writes one zstd Parquet file per table and account
-(:mod:`queries.layout`, :mod:`queries.partfile`) into a private staging
-directory, fsyncs, then publishes the day at once with its manifest
-(:mod:`queries.publish`, :mod:`queries.manifest`).
+:func:`export_day` plans the day from an index (the ids of the day's rows, cut
+into chunks of :data:`CHUNK_ROWS` consecutive rows), reads the chunks in id
+order as Arrow batches on a few connections at once (ADBC: no per-row Python
+objects; see :mod:`queries.parallel`), splits each chunk by account and appends
+it to that account's Parquet file (:mod:`queries.layout`, :mod:`queries.partfile`)
+in a private staging directory, fsyncs, then publishes the day at once with its
+manifest (:mod:`queries.publish`, :mod:`queries.manifest`). Reading the day in
+id order walks the store's table sequentially, which costs a third of reading
+it account by account through an index.
 
-Memory stays bounded whatever the size of the day: a few chunks in flight, one
-row group being assembled, and the plan (8 bytes per row of the largest account).
+Memory stays bounded whatever the size of the day: a few chunks in flight, at
+most one row group per account waiting for its file (and never more than
+:data:`PENDING_BYTES_MAX` over all accounts: the largest is then written out
+early), and the plan (8 bytes per row of the day).
 
 Files are deterministic: chunks depend only on the stored ids, writer settings
 are fixed and nothing time-dependent is written, so re-exporting the same stored
@@ -27,7 +31,7 @@ from __future__ import annotations
 import bisect
 import dataclasses
 import datetime as dt
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -55,11 +59,13 @@ from .publish import Staging, create_private_file
 from .source import CONNECTION_LOG_SCHEMA, GENESIS_HASH, StoreReader
 
 DEFAULT_TIMEZONE: Final = "America/New_York"
-#: Rows per store read (half a row group: two reads fill one).
+#: Rows per store read.
 CHUNK_ROWS: Final = 32_768
+#: Rows waiting for their row group, over all accounts, before the largest is written early.
+PENDING_BYTES_MAX: Final = 128 * 1024 * 1024
 _STORE_EVENT_COLUMNS: Final = [
-    "id", "session_id", "received_at_ns", "server_ts_ms", "sequence", "msg_type",
-    "replayed", "raw_kind", "raw", "chain_hash",
+    "account_id", "id", "session_id", "received_at_ns", "server_ts_ms", "sequence",
+    "msg_type", "replayed", "raw_kind", "raw", "chain_hash",
 ]  # fmt: skip
 _STAGED_MANIFEST: Final = "manifest.json"
 
@@ -69,7 +75,7 @@ Progress = Callable[[int, int], None]
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Chunk:
-    """One read: an account's rows of the day with ``first_id <= id <= last_id``."""
+    """One read: the day's rows with ``first_id <= id <= last_id`` (``rows`` of them)."""
 
     first_id: int
     last_id: int
@@ -109,32 +115,23 @@ def export_day(
             list(reader.session_log(start_ns=start_ns, end_ns=end_ns, accounts=requested)),
             schema=CONNECTION_LOG_SCHEMA,
         )
-        plan = {
-            account: chunks
-            for account in (reader.accounts() if requested is None else requested)
-            if (chunks := plan_chunks(reader.event_ids(day, account)))
-        }
-        day_accounts = sorted(set(plan) | set(log.column("account_id").to_pylist()))
-        for account in day_accounts:
-            _check_encodable(account)
-        total = sum(chunk.rows for chunks in plan.values() for chunk in chunks)
-        counter = _Counter(progress, total)
+        chunks = plan_chunks(reader.event_ids(day, requested))
         manifest = Manifest(day, timezone, reader.schema_revision(), __version__)
-        with Staging(out) as staging, OrderedReads(url, workers) as reads:
-            root = staging.path
-            for account in day_accounts:
-                chunks = plan.get(account, [])
-                entry, events_file = _write_events(root, day, account, chunks, reads, counter)
-                if entry.first_id is not None:
-                    entry = dataclasses.replace(
-                        entry,
-                        chain_anchor=reader.chain_anchor(account, entry.first_id),
-                        chain_resume=_chain_resume(reader, day, account, chunks),
+        with Staging(out) as staging:
+            files = _DayFiles(staging.path, day)
+            try:
+                _write_events(url, day, requested, chunks, files, workers, progress)
+                for account in set(log.column("account_id").to_pylist()):
+                    files.events(account)  # its (empty) events file
+                for account in sorted(files.parts):
+                    events_file = files.close(account)
+                    log_file = _write_log(staging.path, day, account, log)
+                    manifest.accounts[account] = _account_entry(
+                        reader, day, files, account, events_file, log_file
                     )
-                log_file = _write_log(root, day, account, log)
-                entry = dataclasses.replace(entry, connection_log=log_file.rows)
-                manifest.accounts[account] = entry
-                manifest.files.extend([events_file, log_file])
+                    manifest.files.extend([events_file, log_file])
+            finally:
+                files.abandon()
             staged = staging.path / _STAGED_MANIFEST
             create_private_file(staged)
             staged.write_text(manifest.to_json(), encoding="ascii")
@@ -154,56 +151,125 @@ def plan_chunks(ids: pa.Int64Array, chunk_rows: int = CHUNK_ROWS) -> list[Chunk]
 
 
 def _write_events(
-    root: Path,
+    url: str,
     day: dt.date,
-    account: str,
+    accounts: list[str] | None,
     chunks: list[Chunk],
-    reads: OrderedReads,
-    counter: _Counter,
-) -> tuple[AccountEntry, FileEntry]:
-    """The account's ``events`` file (empty when it has no rows): its chain facts and entry."""
+    files: _DayFiles,
+    workers: int | None,
+    progress: Progress | None,
+) -> None:
+    """Read ``chunks`` (in parallel, in order) and append their rows to the accounts' files."""
 
-    def read(reader: StoreReader, chunk: Chunk) -> list[pa.RecordBatch]:
+    def read(reader: StoreReader, chunk: Chunk) -> list[tuple[str, pa.RecordBatch]]:
         batches = reader.events(
             day=day,
-            accounts=[account],
+            accounts=accounts,
             columns=_STORE_EVENT_COLUMNS,
             id_range=(chunk.first_id, chunk.last_id),
         )
-        return [events_file_batch(batch) for batch in batches]
+        return [(a, events_file_batch(rows)) for batch in batches for a, rows in split(batch)]
 
-    first: tuple[int, str] | None = None
-    last: tuple[int, str] | None = None
-    with PartFile(root, file_path("events", day, account), EVENTS_FILE_SCHEMA) as part:
-        for batches in reads.map(read, chunks):
-            for batch in batches:
-                if first is None:
-                    first = (batch["id"][0].as_py(), batch["chain_hash"][0].as_py())
-                last = (batch["id"][-1].as_py(), batch["chain_hash"][-1].as_py())
-                part.write(batch)
-                counter.add(batch.num_rows)
-    entry = AccountEntry(events=part.rows, connection_log=0)
-    if first is not None and last is not None:
-        entry = AccountEntry(part.rows, 0, first[0], last[0], None, first[1], last[1])
-    return entry, part.entry("events", account)
+    total = sum(chunk.rows for chunk in chunks)
+    written = 0
+    with OrderedReads(url, workers) as reads:
+        for parts in reads.map(read, chunks):
+            for account, rows in parts:
+                files.write(account, rows)
+                written += rows.num_rows
+            files.limit_pending(PENDING_BYTES_MAX)
+            if progress is not None:
+                progress(written, max(total, written))
+
+
+def split(batch: pa.RecordBatch) -> Iterator[tuple[str, pa.RecordBatch]]:
+    """``batch``'s rows grouped by ``account_id`` (accounts sorted), each group in its order."""
+    accounts = batch.column("account_id")
+    distinct = sorted(pc.unique(accounts).to_pylist())
+    if len(distinct) == 1:
+        yield distinct[0], batch
+        return
+    for account in distinct:
+        yield account, batch.filter(pc.equal(accounts, account))
+
+
+class _DayFiles:
+    """One ``events`` :class:`PartFile` per account, with the chain facts of its rows."""
+
+    def __init__(self, root: Path, day: dt.date) -> None:
+        self.root = root
+        self.day = day
+        self.parts: dict[str, PartFile] = {}
+        self.first: dict[str, tuple[int, str]] = {}
+        self.last: dict[str, tuple[int, str]] = {}
+
+    def events(self, account: str) -> PartFile:
+        part = self.parts.get(account)
+        if part is None:
+            _check_encodable(account)
+            relative = file_path("events", self.day, account)
+            part = self.parts[account] = PartFile(self.root, relative, EVENTS_FILE_SCHEMA)
+        return part
+
+    def write(self, account: str, rows: pa.RecordBatch) -> None:
+        if account not in self.first:
+            self.first[account] = (rows["id"][0].as_py(), rows["chain_hash"][0].as_py())
+        self.last[account] = (rows["id"][-1].as_py(), rows["chain_hash"][-1].as_py())
+        self.events(account).write(rows)
+
+    def limit_pending(self, max_bytes: int) -> None:
+        """Write the largest waiting row groups early until at most ``max_bytes`` wait."""
+        while sum(p.pending_bytes for p in self.parts.values()) > max_bytes:
+            max(self.parts.values(), key=lambda p: p.pending_bytes).flush()
+
+    def close(self, account: str) -> FileEntry:
+        part = self.events(account)
+        part.close()
+        return part.entry("events", account)
+
+    def abandon(self) -> None:
+        """Release every file still open (after an error: the staging area is discarded)."""
+        for part in self.parts.values():
+            part.close(flush=False)
+
+
+def _account_entry(
+    reader: StoreReader,
+    day: dt.date,
+    files: _DayFiles,
+    account: str,
+    events_file: FileEntry,
+    log_file: FileEntry,
+) -> AccountEntry:
+    entry = AccountEntry(events=events_file.rows, connection_log=log_file.rows)
+    if account not in files.first:
+        return entry
+    (first_id, first_hash), (last_id, last_hash) = files.first[account], files.last[account]
+    return dataclasses.replace(
+        entry,
+        first_id=first_id,
+        last_id=last_id,
+        chain_anchor=reader.chain_anchor(account, first_id),
+        first_chain_hash=first_hash,
+        last_chain_hash=last_hash,
+        chain_resume=_chain_resume(reader, day, account, (first_id, last_id), events_file.rows),
+    )
 
 
 def _chain_resume(
-    reader: StoreReader, day: dt.date, account: str, chunks: list[Chunk]
+    reader: StoreReader, day: dt.date, account: str, id_range: tuple[int, int], rows: int
 ) -> tuple[tuple[int, str], ...]:
     """Exported rows whose chain predecessor is a row of another day, with that row's hash.
 
     Usually none, which an index-only count proves: the account has no more rows
     between its first and last id of the day than the day itself.
     """
-    first, last = chunks[0].first_id, chunks[-1].last_id
-    day_rows = sum(chunk.rows for chunk in chunks)
-    if reader.count_events(accounts=[account], id_range=(first, last)) == day_rows:
+    if reader.count_events(accounts=[account], id_range=id_range) == rows:
         return ()
-    day_ids = reader.event_ids(day, account).to_pylist()
+    day_ids = reader.event_ids(day, [account]).to_pylist()
     resume: dict[int, str] = {}
     columns = ["id", "trading_day", "chain_hash"]
-    for batch in reader.events(accounts=[account], columns=columns, id_range=(first, last)):
+    for batch in reader.events(accounts=[account], columns=columns, id_range=id_range):
         other = batch.filter(pc.not_equal(batch["trading_day"], pa.scalar(day, pa.date32())))
         for row_id, chain_hash in zip(
             other["id"].to_pylist(), other["chain_hash"].to_pylist(), strict=True
@@ -222,20 +288,6 @@ def _write_log(root: Path, day: dt.date, account: str, log: pa.Table) -> FileEnt
         for batch in rows.to_batches():
             part.write(connection_log_file_batch(batch))
     return part.entry("connection_log", account)
-
-
-class _Counter:
-    """Progress: ``events`` rows written so far over the day's total."""
-
-    def __init__(self, progress: Progress | None, total: int) -> None:
-        self.progress = progress
-        self.total = total
-        self.written = 0
-
-    def add(self, rows: int) -> None:
-        self.written += rows
-        if self.progress is not None:
-            self.progress(self.written, max(self.total, self.written))
 
 
 def _zone(name: str) -> ZoneInfo:

@@ -22,7 +22,7 @@ from .layout import CONNECTION_LOG_FILE_SCHEMA, EVENTS_FILE_SCHEMA
 from .manifest import FileEntry
 from .publish import FILE_MODE, create_private_file, make_private_dirs
 
-#: Most rows in one row group (also what one file holds in memory before writing).
+#: Most rows in one row group (also the most one file holds in memory before writing).
 ROW_GROUP_ROWS: Final = 65_536
 #: zstd level: 1 is the fastest; level 3 saved under 1 % of the size of typical days.
 ZSTD_LEVEL: Final = 1
@@ -46,6 +46,7 @@ class PartFile:
         self.rows = 0
         self._pending: list[pa.RecordBatch] = []
         self._pending_rows = 0
+        self.pending_bytes = 0
         make_private_dirs(self.path.parent)
         create_private_file(self.path)  # pyarrow then truncates it, keeping mode 0600
         self._writer = pq.ParquetWriter(
@@ -80,12 +81,13 @@ class PartFile:
             return
         self._pending.append(batch)
         self._pending_rows += batch.num_rows
+        self.pending_bytes += batch.nbytes
         self.rows += batch.num_rows
         if self._pending_rows >= ROW_GROUP_ROWS:
             self._write_groups(final=False)
 
     def flush(self) -> None:
-        """Write everything queued (the last row group may be short)."""
+        """Write everything queued as row groups (the last one may be short)."""
         self._write_groups(final=True)
 
     def _write_groups(self, *, final: bool) -> None:
@@ -100,6 +102,7 @@ class PartFile:
         rest = table.slice(offset)
         self._pending = [b for b in rest.to_batches() if b.num_rows]
         self._pending_rows = rest.num_rows
+        self.pending_bytes = sum(b.nbytes for b in self._pending)
 
     def entry(self, table: str, account: str) -> FileEntry:
         """The closed file's manifest entry, hashing the bytes on disk."""

@@ -135,7 +135,7 @@ class StoreReader(AbstractContextManager["StoreReader"]):
         """``events`` rows of ``day`` (all days when None) for ``accounts``, in id order.
 
         ``id_range`` (first, last), inclusive, narrows the scan: with one account
-        and id bounds from :meth:`event_ids` the store walks the account's
+        and ids from :meth:`event_ids` the store walks the account's
         ``(account_id, id)`` index instead of the whole day.
         """
         where, params = self._filters(day, accounts, day_column="trading_day")
@@ -228,29 +228,20 @@ class StoreReader(AbstractContextManager["StoreReader"]):
         sql = "SELECT COUNT(*) AS n FROM events" + _where(where)
         return int(self._table(sql, params).column("n")[0].as_py())
 
-    def event_ids(self, day: dt.date, account_id: str) -> pa.Int64Array:
-        """Ids of the account's ``events`` rows on ``day``, ascending.
+    def event_ids(self, day: dt.date, accounts: Sequence[str] | None = None) -> pa.Int64Array:
+        """Ids of the ``events`` rows of ``day`` (for ``accounts`` when given), ascending.
 
-        Read from the ``(account_id, trading_day, sequence)`` index alone, never
-        the rows, then sorted here (8 bytes a row): how an export plans its reads.
+        Read from an index alone (``trading_day``, or ``account_id, trading_day``
+        with accounts), never the rows, then sorted here (8 bytes a row): how an
+        export plans its reads.
         """
-        where, params = self._filters(day, [account_id], day_column="trading_day")
+        where, params = self._filters(day, accounts, day_column="trading_day")
         ids = self._table("SELECT id FROM events" + _where(where), params).column("id")
         ids = ids.combine_chunks().cast(pa.int64())  # an empty result may come untyped
-        return pc.take(ids, pc.sort_indices(ids))
+        return pc.array_take(ids, pc.array_sort_indices(ids))
 
     def accounts(self, *, day: dt.date | None = None) -> list[str]:
         """Accounts with at least one stored frame (on ``day`` when given), sorted."""
-        if day is None:
-            # A "loose index scan": one index probe per account, not one step per row.
-            sql = (
-                "WITH RECURSIVE a(account_id) AS (SELECT MIN(account_id) FROM events "
-                "UNION ALL SELECT (SELECT MIN(e.account_id) FROM events e "
-                "WHERE e.account_id > a.account_id) FROM a WHERE a.account_id IS NOT NULL) "
-                "SELECT account_id FROM a WHERE account_id IS NOT NULL"
-            )
-            values = self._table(sql, []).column("account_id").to_pylist()
-            return sorted(str(v) for v in values)
         where, params = self._filters(day, None, day_column="trading_day")
         sql = "SELECT DISTINCT account_id FROM events" + _where(where) + " ORDER BY account_id"
         return [str(v) for v in self._table(sql, params).column("account_id").to_pylist()]
