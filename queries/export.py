@@ -1,7 +1,7 @@
 """Exporting one trading day of the store to Parquet files and a manifest, atomically.
 
-:func:`export_day` plans the day from an index (the ids of the day's rows, cut
-into chunks of :data:`CHUNK_ROWS` consecutive rows), reads the chunks in id
+:func:`export_day` plans the day from an index (its first and last id, cut
+into chunks of :data:`CHUNK_ROWS` consecutive ids), reads the chunks in id
 order as Arrow batches on a few connections at once (ADBC: no per-row Python
 objects; see :mod:`queries.parallel`), splits each chunk by account and appends
 it to that account's Parquet file (:mod:`queries.layout`, :mod:`queries.partfile`)
@@ -13,7 +13,7 @@ it account by account through an index.
 Memory stays bounded whatever the size of the day: a few chunks in flight, at
 most one row group per account waiting for its file (and never more than
 :data:`PENDING_BYTES_MAX` over all accounts: the largest is then written out
-early), and the plan (8 bytes per row of the day).
+early).
 
 Files are deterministic: chunks depend only on the stored ids, writer settings
 are fixed and nothing time-dependent is written, so re-exporting the same stored
@@ -28,7 +28,6 @@ of the day is then left as it was).
 
 from __future__ import annotations
 
-import bisect
 import dataclasses
 import datetime as dt
 from collections.abc import Callable, Iterator, Sequence
@@ -75,11 +74,10 @@ Progress = Callable[[int, int], None]
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Chunk:
-    """One read: the day's rows with ``first_id <= id <= last_id`` (``rows`` of them)."""
+    """One read: the day's rows with ``first_id <= id <= last_id`` (at most ``CHUNK_ROWS``)."""
 
     first_id: int
     last_id: int
-    rows: int
 
 
 def export_day(
@@ -115,12 +113,13 @@ def export_day(
             list(reader.session_log(start_ns=start_ns, end_ns=end_ns, accounts=requested)),
             schema=CONNECTION_LOG_SCHEMA,
         )
-        chunks = plan_chunks(reader.event_ids(day, requested))
+        extent = reader.events_extent(day, requested)
+        total, chunks = (extent[0], plan_chunks(*extent[1:])) if extent else (0, [])
         manifest = Manifest(day, timezone, reader.schema_revision(), __version__)
         with Staging(out) as staging:
             files = _DayFiles(staging.path, day)
             try:
-                _write_events(url, day, requested, chunks, files, workers, progress)
+                _write_events(url, day, requested, chunks, total, files, workers, progress)
                 for account in set(log.column("account_id").to_pylist()):
                     files.events(account)  # its (empty) events file
                 for account in sorted(files.parts):
@@ -140,13 +139,15 @@ def export_day(
     return manifest
 
 
-def plan_chunks(ids: pa.Int64Array, chunk_rows: int = CHUNK_ROWS) -> list[Chunk]:
-    """Cut ascending ``ids`` into consecutive chunks of ``chunk_rows`` rows (the last shorter)."""
-    total = len(ids)
+def plan_chunks(first_id: int, last_id: int, chunk_rows: int = CHUNK_ROWS) -> list[Chunk]:
+    """Cut ``first_id..last_id`` into ranges of ``chunk_rows`` ids (the last one shorter).
+
+    Ids are unique, so no chunk holds more than ``chunk_rows`` rows, and the
+    chunks depend on the stored ids alone.
+    """
     return [
-        Chunk(ids[start].as_py(), ids[end - 1].as_py(), end - start)
-        for start in range(0, total, chunk_rows)
-        for end in [min(start + chunk_rows, total)]
+        Chunk(start, min(start + chunk_rows - 1, last_id))
+        for start in range(first_id, last_id + 1, chunk_rows)
     ]
 
 
@@ -155,6 +156,7 @@ def _write_events(
     day: dt.date,
     accounts: list[str] | None,
     chunks: list[Chunk],
+    total: int,
     files: _DayFiles,
     workers: int | None,
     progress: Progress | None,
@@ -170,7 +172,6 @@ def _write_events(
         )
         return [(a, events_file_batch(rows)) for batch in batches for a, rows in split(batch)]
 
-    total = sum(chunk.rows for chunk in chunks)
     written = 0
     with OrderedReads(url, workers) as reads:
         for parts in reads.map(read, chunks):
@@ -266,18 +267,20 @@ def _chain_resume(
     """
     if reader.count_events(accounts=[account], id_range=id_range) == rows:
         return ()
-    day_ids = reader.event_ids(day, [account]).to_pylist()
-    resume: dict[int, str] = {}
+    resume: list[tuple[int, str]] = []
+    previous: tuple[bool, str] | None = None  # (of this day?, chain hash) of the row before
     columns = ["id", "trading_day", "chain_hash"]
     for batch in reader.events(accounts=[account], columns=columns, id_range=id_range):
-        other = batch.filter(pc.not_equal(batch["trading_day"], pa.scalar(day, pa.date32())))
-        for row_id, chain_hash in zip(
-            other["id"].to_pylist(), other["chain_hash"].to_pylist(), strict=True
+        for row_id, row_day, chain_hash in zip(
+            batch["id"].to_pylist(),
+            batch["trading_day"].to_pylist(),
+            batch["chain_hash"].to_pylist(),
+            strict=True,
         ):
-            after = bisect.bisect_right(day_ids, row_id)
-            if after < len(day_ids):  # the last other-day row before it wins
-                resume[day_ids[after]] = chain_hash
-    return tuple(sorted(resume.items()))
+            if row_day == day and previous is not None and not previous[0]:
+                resume.append((row_id, previous[1]))
+            previous = (row_day == day, chain_hash)
+    return tuple(resume)
 
 
 def _write_log(root: Path, day: dt.date, account: str, log: pa.Table) -> FileEntry:

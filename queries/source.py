@@ -134,9 +134,8 @@ class StoreReader(AbstractContextManager["StoreReader"]):
     ) -> Iterator[pa.RecordBatch]:
         """``events`` rows of ``day`` (all days when None) for ``accounts``, in id order.
 
-        ``id_range`` (first, last), inclusive, narrows the scan: with one account
-        and ids from :meth:`event_ids` the store walks the account's
-        ``(account_id, id)`` index instead of the whole day.
+        ``id_range`` (first, last), inclusive, narrows the scan to consecutive
+        rows of the table (see :meth:`events_extent`).
         """
         where, params = self._filters(day, accounts, day_column="trading_day")
         if id_range is not None:
@@ -228,17 +227,24 @@ class StoreReader(AbstractContextManager["StoreReader"]):
         sql = "SELECT COUNT(*) AS n FROM events" + _where(where)
         return int(self._table(sql, params).column("n")[0].as_py())
 
-    def event_ids(self, day: dt.date, accounts: Sequence[str] | None = None) -> pa.Int64Array:
-        """Ids of the ``events`` rows of ``day`` (for ``accounts`` when given), ascending.
+    def events_extent(
+        self, day: dt.date, accounts: Sequence[str] | None = None
+    ) -> tuple[int, int, int] | None:
+        """``(rows, first id, last id)`` of the ``events`` rows of ``day`` (for ``accounts``).
 
-        Read from an index alone (``trading_day``, or ``account_id, trading_day``
-        with accounts), never the rows, then sorted here (8 bytes a row): how an
-        export plans its reads.
+        None when there are none. Answered from an index (``trading_day``, or
+        ``account_id, trading_day`` with accounts), never the rows: how an export
+        plans its reads.
         """
         where, params = self._filters(day, accounts, day_column="trading_day")
-        ids = self._table("SELECT id FROM events" + _where(where), params).column("id")
-        ids = ids.combine_chunks().cast(pa.int64())  # an empty result may come untyped
-        return pc.array_take(ids, pc.array_sort_indices(ids))
+        sql = (  # COALESCE: SQLite's driver cannot type a column whose first value is null
+            "SELECT COUNT(*) AS n, COALESCE(MIN(id), 0) AS first_id, "
+            f"COALESCE(MAX(id), 0) AS last_id FROM events{_where(where)}"
+        )
+        row = self._table(sql, params).to_pylist()[0]
+        if not row["n"]:
+            return None
+        return int(row["n"]), int(row["first_id"]), int(row["last_id"])
 
     def accounts(self, *, day: dt.date | None = None) -> list[str]:
         """Accounts with at least one stored frame (on ``day`` when given), sorted."""

@@ -401,11 +401,9 @@ def test_files_and_directories_are_owner_only(engine: Engine, tmp_path: Path) ->
 
 
 def test_plan_chunks() -> None:
-    ids = pa.array([3, 5, 8, 9, 12], pa.int64())
-    assert [(c.first_id, c.last_id, c.rows) for c in plan_chunks(ids, 2)] == [
-        (3, 5, 2), (8, 9, 2), (12, 12, 1),
-    ]  # fmt: skip
-    assert plan_chunks(pa.array([], pa.int64()), 2) == []
+    assert [(c.first_id, c.last_id) for c in plan_chunks(3, 12, 4)] == [(3, 6), (7, 10), (11, 12)]
+    assert [(c.first_id, c.last_id) for c in plan_chunks(5, 5, 4)] == [(5, 5)]
+    assert [(c.first_id, c.last_id) for c in plan_chunks(1, 8, 4)] == [(1, 4), (5, 8)]
 
 
 def test_ordered_reads_keep_order_and_use_their_own_connections(
@@ -682,3 +680,12 @@ def test_cli_out_under_a_file_is_one_line(engine: Engine, tmp_path: Path) -> Non
         one_line_error(result, 1, "cannot write to")
         assert "not a directory" in result.stderr
     assert blocker.read_text() == "not a directory"
+
+
+def test_every_studio_query_command_is_documented_in_the_readme() -> None:
+    from queries.cli import cli
+
+    readme = (WORKTREE / "README.md").read_text()
+    assert cli.commands  # export at least
+    for name in cli.commands:
+        assert f"| `studio-query {name} " in readme, name
