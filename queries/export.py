@@ -54,7 +54,7 @@ from .layout import (
 from .manifest import AccountEntry, FileEntry, Manifest
 from .parallel import OrderedReads
 from .partfile import PartFile, connection_log_file_batch, events_file_batch
-from .publish import Staging, create_private_file
+from .publish import Staging, create_private_file, describe
 from .source import CONNECTION_LOG_SCHEMA, GENESIS_HASH, StoreReader
 
 DEFAULT_TIMEZONE: Final = "America/New_York"
@@ -78,6 +78,17 @@ class Chunk:
 
     first_id: int
     last_id: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Plan:
+    """What to export: the day's ``events`` reads and its ``connection_log`` rows."""
+
+    day: dt.date
+    accounts: list[str] | None  # None: every account
+    rows: int
+    chunks: list[Chunk]
+    log: pa.Table
 
 
 def export_day(
@@ -114,29 +125,52 @@ def export_day(
             schema=CONNECTION_LOG_SCHEMA,
         )
         extent = reader.events_extent(day, requested)
-        total, chunks = (extent[0], plan_chunks(*extent[1:])) if extent else (0, [])
+        plan = _Plan(
+            day=day,
+            accounts=requested,
+            rows=extent[0] if extent else 0,
+            chunks=plan_chunks(extent[1], extent[2]) if extent else [],
+            log=log,
+        )
         manifest = Manifest(day, timezone, reader.schema_revision(), __version__)
         with Staging(out) as staging:
-            files = _DayFiles(staging.path, day)
             try:
-                _write_events(url, day, requested, chunks, total, files, workers, progress)
-                for account in set(log.column("account_id").to_pylist()):
-                    files.events(account)  # its (empty) events file
-                for account in sorted(files.parts):
-                    events_file = files.close(account)
-                    log_file = _write_log(staging.path, day, account, log)
-                    manifest.accounts[account] = _account_entry(
-                        reader, day, files, account, events_file, log_file
-                    )
-                    manifest.files.extend([events_file, log_file])
-            finally:
-                files.abandon()
-            staged = staging.path / _STAGED_MANIFEST
-            create_private_file(staged)
-            staged.write_text(manifest.to_json(), encoding="ascii")
+                _write_day(reader, url, staging.path, plan, manifest, workers, progress)
+            except OSError as exc:  # the staging area: disk full, quota, I/O error
+                raise QueryError(f"cannot write to {out}: {describe(exc, out)}") from None
             tables = [day_dir(table, day) for table in TABLES]
             staging.publish(tables, manifest_path(day), _STAGED_MANIFEST)
     return manifest
+
+
+def _write_day(
+    reader: StoreReader,
+    url: str,
+    root: Path,
+    plan: _Plan,
+    manifest: Manifest,
+    workers: int | None,
+    progress: Progress | None,
+) -> None:
+    """Write every file of the day and the manifest under ``root``; fill in ``manifest``."""
+    day = plan.day
+    files = _DayFiles(root, day)
+    try:
+        _write_events(url, plan, files, workers, progress)
+        for account in set(plan.log.column("account_id").to_pylist()):
+            files.events(account)  # its (empty) events file
+        for account in sorted(files.parts):
+            events_file = files.close(account)
+            log_file = _write_log(root, day, account, plan.log)
+            manifest.accounts[account] = _account_entry(
+                reader, day, files, account, events_file, log_file
+            )
+            manifest.files.extend([events_file, log_file])
+    finally:
+        files.abandon()
+    staged = root / _STAGED_MANIFEST
+    create_private_file(staged)
+    staged.write_text(manifest.to_json(), encoding="ascii")
 
 
 def plan_chunks(first_id: int, last_id: int, chunk_rows: int = CHUNK_ROWS) -> list[Chunk]:
@@ -152,21 +186,14 @@ def plan_chunks(first_id: int, last_id: int, chunk_rows: int = CHUNK_ROWS) -> li
 
 
 def _write_events(
-    url: str,
-    day: dt.date,
-    accounts: list[str] | None,
-    chunks: list[Chunk],
-    total: int,
-    files: _DayFiles,
-    workers: int | None,
-    progress: Progress | None,
+    url: str, plan: _Plan, files: _DayFiles, workers: int | None, progress: Progress | None
 ) -> None:
-    """Read ``chunks`` (in parallel, in order) and append their rows to the accounts' files."""
+    """Read the plan's chunks (in parallel, in order); append their rows to the accounts' files."""
 
     def read(reader: StoreReader, chunk: Chunk) -> list[tuple[str, pa.RecordBatch]]:
         batches = reader.events(
-            day=day,
-            accounts=accounts,
+            day=plan.day,
+            accounts=plan.accounts,
             columns=_STORE_EVENT_COLUMNS,
             id_range=(chunk.first_id, chunk.last_id),
         )
@@ -174,13 +201,13 @@ def _write_events(
 
     written = 0
     with OrderedReads(url, workers) as reads:
-        for parts in reads.map(read, chunks):
+        for parts in reads.map(read, plan.chunks):
             for account, rows in parts:
                 files.write(account, rows)
                 written += rows.num_rows
             files.limit_pending(PENDING_BYTES_MAX)
             if progress is not None:
-                progress(written, max(total, written))
+                progress(written, max(plan.rows, written))
 
 
 def split(batch: pa.RecordBatch) -> Iterator[tuple[str, pa.RecordBatch]]:

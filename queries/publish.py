@@ -121,7 +121,7 @@ class Staging:
             self.path = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=self.out))
         except OSError as exc:
             self._unlock()
-            raise QueryError(f"cannot write to {self.out}: {_reason(exc, self.out)}") from None
+            raise QueryError(f"cannot write to {self.out}: {describe(exc, self.out)}") from None
         return self
 
     def __exit__(
@@ -151,10 +151,10 @@ class Staging:
         it is the commit point. On failure every swap done is undone and
         QueryError is raised.
         """
-        fsync_tree(self.path)
         undo: list[Callable[[], None]] = []
         touched: set[Path] = set()
         try:
+            fsync_tree(self.path)
             for index, relative in enumerate(dirs):
                 new, final = self.path / relative, self.out / relative
                 aside = self.path / f".old-{index}"
@@ -170,11 +170,16 @@ class Staging:
             for step in reversed(undo):
                 with contextlib.suppress(OSError):
                     step()
-            reason = _reason(exc, self.out)
+            reason = describe(exc, self.out)
             raise QueryError(f"cannot publish the export in {self.out}: {reason}") from None
-        for directory in sorted(touched):
-            if directory.is_dir():
-                fsync_path(directory)
+        try:
+            for directory in sorted(touched):
+                if directory.is_dir():
+                    fsync_path(directory)
+        except OSError as exc:
+            reason = describe(exc, self.out)
+            message = f"exported, but flushing {self.out} to disk failed: {reason}"
+            raise QueryError(message) from None
 
     @staticmethod
     def _swap(new: Path, final: Path, aside: Path) -> Callable[[], None]:
@@ -209,9 +214,12 @@ class Staging:
         return lambda: None
 
 
-def _reason(exc: OSError, out: Path) -> str:
-    """``strerror``, naming the path when it is not ``out`` itself (never a traceback)."""
-    reason = exc.strerror or type(exc).__name__
-    if exc.filename and Path(exc.filename) != out:
-        reason += f": {exc.filename}"
-    return reason
+def describe(exc: OSError, out: Path) -> str:
+    """One line for ``exc``: ``strerror``, naming the path when it is not ``out`` itself."""
+    if exc.strerror:
+        reason = exc.strerror
+        if exc.filename and Path(exc.filename) != out:
+            reason += f": {exc.filename}"
+        return reason
+    text = str(exc).strip()  # pyarrow's OSError: "[Errno 27] Error writing bytes ... Detail: ..."
+    return text.splitlines()[0] if text else type(exc).__name__

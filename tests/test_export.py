@@ -536,6 +536,31 @@ def test_failed_publish_rolls_back_to_the_previous_export(engine: Engine, tmp_pa
     assert len(read_dataset(out, "events")) == 5
 
 
+def test_write_failure_midway_is_one_line_and_keeps_the_previous_export(
+    big_store: str, tmp_path: Path
+) -> None:
+    out = tmp_path / "archive"
+    export_day(big_store, DAY, out, accounts=["7"])
+    before = snapshot(out)
+    # A real write error: files may not grow past 1 MB in this process (EFBIG), so the
+    # first account's events file fails midway, like a full disk.
+    script = textwrap.dedent(f"""
+        import resource, signal, sys
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1_000_000, 1_000_000))
+        sys.argv = ["studio-query", "export", "--db", {big_store!r}, "--day", "2024-06-10",
+                    "--out", {str(out)!r}]
+        from queries.cli import main
+        main()
+    """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            timeout=60, check=False)  # fmt: skip
+    one_line_error(result, 1, f"cannot write to {out}: ")
+    assert "File too large" in result.stderr or "Errno 27" in result.stderr
+    assert snapshot(out) == before
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]
+
+
 def test_unwritable_export_directory_is_one_line(engine: Engine, tmp_path: Path) -> None:
     record_day(engine)
     out = tmp_path / "archive"
