@@ -13,7 +13,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any, NoReturn, ParamSpec, TypeVar
 
@@ -182,17 +182,20 @@ def store_and_timezone(
 
 @contextmanager
 def _progress_bar(day: dt.date) -> Iterator[Progress | None]:
-    """A progress bar on stderr when it is a terminal; nothing otherwise."""
+    """A progress bar on stderr when it is a terminal, from the first rows written; else None."""
     if not sys.stderr.isatty():
         yield None
         return
-    with click.progressbar(
-        length=1, label=f"exporting {day.isoformat()}", file=sys.stderr, show_pos=True
-    ) as bar:
+    with ExitStack() as stack:
+        bars: list[Any] = []
 
         def update(written: int, total: int) -> None:
-            bar.length = total
-            bar.update(written - bar.pos)
+            if not bars:
+                label = f"exporting {day.isoformat()}"
+                bar = click.progressbar(length=total, label=label, file=sys.stderr, show_pos=True)
+                bars.append(stack.enter_context(bar))
+            bars[0].length = total
+            bars[0].update(written - bars[0].pos)
 
         yield update
 

@@ -104,7 +104,7 @@ class StoreReader(AbstractContextManager["StoreReader"]):
         try:
             if self.backend == "sqlite":
                 # Wait for a writer's lock instead of failing at once (same as the recorder).
-                self._table(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}", [])
+                self._pragma(f"busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
             self._check_schema()
         except QueryError:
             self._conn.close()
@@ -336,15 +336,20 @@ class StoreReader(AbstractContextManager["StoreReader"]):
         finally:
             cursor.close()
 
+    def _pragma(self, setting: str) -> None:
+        try:
+            self._table(f"PRAGMA {setting}", [])
+        except Exception as exc:  # the driver's own DBAPI errors
+            raise QueryError(f"cannot read the store: {_first_line(exc)}") from None
+
     def _check_schema(self) -> None:
         try:
             self._table("SELECT id FROM events WHERE 1 = 0", [])
             self._table("SELECT id FROM connection_log WHERE 1 = 0", [])
         except Exception as exc:
-            text = str(exc).strip()
+            text = str(exc)
             if "no such table" not in text and "does not exist" not in text:
-                first = text.splitlines()[0] if text else type(exc).__name__
-                raise QueryError(f"cannot read the store: {first}") from None
+                raise QueryError(f"cannot read the store: {_first_line(exc)}") from None
             raise QueryError(
                 "database has no recorder schema (tables events, connection_log): "
                 "is this the right database? run `studio-recorder db upgrade` to create it"
@@ -357,6 +362,11 @@ def _drop_sentinel(batch: pa.RecordBatch, *, first: bool) -> pa.RecordBatch:
             raise QueryError("store read failed: SQLite returned the rows out of order")
         batch = batch.slice(1)
     return batch.drop_columns(["_sentinel"])
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _where(clauses: list[str]) -> str:

@@ -690,6 +690,12 @@ def test_cli_missing_database_and_bad_out_are_one_line(tmp_path: Path) -> None:
     foreign = run_cli("export", "--db", f"sqlite:///{empty}", "--day", "2024-06-10",
                       "--out", str(out))  # fmt: skip
     one_line_error(foreign, 1, "no recorder schema")
+    garbage = tmp_path / "garbage.db"
+    garbage.write_text("not a database, " * 20)
+    not_sqlite = run_cli("export", "--db", f"sqlite:///{garbage}", "--day", "2024-06-10",
+                         "--out", str(out))  # fmt: skip
+    one_line_error(not_sqlite, 1, "cannot read the store: ")
+    assert "file is not a database" in not_sqlite.stderr
     env = {k: v for k, v in os.environ.items() if k != "STUDIO_RECORDER_CONFIG"}
     no_config = run_cli("export", "--day", "2024-06-10", "--out", str(out), cwd=tmp_path, env=env)
     one_line_error(no_config, 2, "pass --config PATH")
