@@ -1,10 +1,10 @@
-"""Build a large, correctly chained store fast (raw sqlite3, big executemany batches).
+"""Build a large, correctly chained store fast (sqlite3 executemany, or PostgreSQL COPY).
 
 The recorder's Appender goes through SQLAlchemy per batch, which is right for the
 recorder and too slow to build a million-row benchmark store in seconds. This
 builder writes the same rows the Appender would (same columns, same chain: every
-hash comes from :func:`recorder.chain.next_hash`) straight into a SQLite file
-migrated by alembic.
+hash comes from :func:`recorder.chain.next_hash`) straight into a store migrated
+by alembic: a SQLite file in big executemany batches, or PostgreSQL with COPY.
 """
 
 from __future__ import annotations
