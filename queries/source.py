@@ -30,6 +30,7 @@ from .errors import QueryError
 
 GENESIS_HASH: Final = "0" * 64
 BATCH_ROWS: Final = 65_536
+SQLITE_BUSY_TIMEOUT_MS: Final = 5_000
 
 #: Arrow schema of ``events`` rows as read from the store.
 EVENTS_SCHEMA: Final = pa.schema(
@@ -101,6 +102,9 @@ class StoreReader(AbstractContextManager["StoreReader"]):
         else:
             raise QueryError(f"unsupported database {self.backend!r}: use SQLite or PostgreSQL")
         try:
+            if self.backend == "sqlite":
+                # Wait for a writer's lock instead of failing at once (same as the recorder).
+                self._pragma(f"busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
             self._check_schema()
         except QueryError:
             self._conn.close()
@@ -125,10 +129,19 @@ class StoreReader(AbstractContextManager["StoreReader"]):
         day: dt.date | None = None,
         accounts: Sequence[str] | None = None,
         columns: Sequence[str] | None = None,
+        id_range: tuple[int, int] | None = None,
         batch_rows: int = BATCH_ROWS,
     ) -> Iterator[pa.RecordBatch]:
-        """``events`` rows of ``day`` (all days when None) for ``accounts``, in id order."""
+        """``events`` rows of ``day`` (all days when None) for ``accounts``, in id order.
+
+        ``id_range`` (first, last), inclusive, narrows the scan to consecutive
+        rows of the table (see :meth:`events_extent`).
+        """
         where, params = self._filters(day, accounts, day_column="trading_day")
+        if id_range is not None:
+            where.append(f"id >= {self._param(len(params))}")
+            where.append(f"id <= {self._param(len(params) + 1)}")
+            params.extend(id_range)
         yield from self._select("events", EVENTS_SCHEMA, columns, where, params, batch_rows)
 
     def connection_log(
@@ -150,12 +163,88 @@ class StoreReader(AbstractContextManager["StoreReader"]):
         schema = CONNECTION_LOG_SCHEMA
         yield from self._select("connection_log", schema, None, where, params, batch_rows)
 
+    def session_log(
+        self,
+        *,
+        start_ns: int,
+        end_ns: int,
+        accounts: Sequence[str] | None = None,
+        batch_rows: int = BATCH_ROWS,
+    ) -> Iterator[pa.RecordBatch]:
+        """Every ``connection_log`` row of every session overlapping ``[start_ns, end_ns)``.
+
+        A session lasts from its first row to its ``closed`` row, or forever when
+        it has none (the recorder died before recording it). It overlaps the
+        window when it began before ``end_ns`` and is not closed, or has a row at
+        or after ``start_ns``. All its rows come back, also those outside the
+        window, in id order.
+        """
+        params: list[Any] = []
+
+        def mark(value: Any) -> str:
+            params.append(value)
+            return self._param(len(params) - 1)
+
+        def account_filter() -> list[str]:
+            if accounts is None:
+                return []
+            if not accounts:
+                return ["1 = 0"]
+            return [f"account_id IN ({', '.join(mark(a) for a in accounts)})"]
+
+        sessions = (
+            f"SELECT session_id FROM connection_log{_where(account_filter())} "
+            f"GROUP BY session_id HAVING MIN(at_ns) < {mark(end_ns)} AND "
+            "(MAX(CASE WHEN event = 'closed' THEN 1 ELSE 0 END) = 0 "
+            f"OR MAX(at_ns) >= {mark(start_ns)})"
+        )
+        where = [f"session_id IN ({sessions})", *account_filter()]
+        schema = CONNECTION_LOG_SCHEMA
+        yield from self._select("connection_log", schema, None, where, params, batch_rows)
+
+    def schema_revision(self) -> str | None:
+        """The store's alembic revision (e.g. ``"0001"``), or None when it has none recorded."""
+        try:
+            table = self._table("SELECT version_num FROM alembic_version", [])
+        except Exception:  # no alembic_version table: a store created some other way
+            return None
+        values = table.column("version_num").to_pylist()
+        return str(values[0]) if values else None
+
     def count_events(
-        self, *, day: dt.date | None = None, accounts: Sequence[str] | None = None
+        self,
+        *,
+        day: dt.date | None = None,
+        accounts: Sequence[str] | None = None,
+        id_range: tuple[int, int] | None = None,
     ) -> int:
+        """Number of ``events`` rows matching the filters (as for :meth:`events`)."""
         where, params = self._filters(day, accounts, day_column="trading_day")
+        if id_range is not None:
+            where.append(f"id >= {self._param(len(params))}")
+            where.append(f"id <= {self._param(len(params) + 1)}")
+            params.extend(id_range)
         sql = "SELECT COUNT(*) AS n FROM events" + _where(where)
         return int(self._table(sql, params).column("n")[0].as_py())
+
+    def events_extent(
+        self, day: dt.date, accounts: Sequence[str] | None = None
+    ) -> tuple[int, int, int] | None:
+        """``(rows, first id, last id)`` of the ``events`` rows of ``day`` (for ``accounts``).
+
+        None when there are none. Answered from an index (``trading_day``, or
+        ``account_id, trading_day`` with accounts), never the rows: how an export
+        plans its reads.
+        """
+        where, params = self._filters(day, accounts, day_column="trading_day")
+        sql = (  # COALESCE: SQLite's driver cannot type a column whose first value is null
+            "SELECT COUNT(*) AS n, COALESCE(MIN(id), 0) AS first_id, "
+            f"COALESCE(MAX(id), 0) AS last_id FROM events{_where(where)}"
+        )
+        row = self._table(sql, params).to_pylist()[0]
+        if not row["n"]:
+            return None
+        return int(row["n"]), int(row["first_id"]), int(row["last_id"])
 
     def accounts(self, *, day: dt.date | None = None) -> list[str]:
         """Accounts with at least one stored frame (on ``day`` when given), sorted."""
@@ -247,11 +336,20 @@ class StoreReader(AbstractContextManager["StoreReader"]):
         finally:
             cursor.close()
 
+    def _pragma(self, setting: str) -> None:
+        try:
+            self._table(f"PRAGMA {setting}", [])
+        except Exception as exc:  # the driver's own DBAPI errors
+            raise QueryError(f"cannot read the store: {_first_line(exc)}") from None
+
     def _check_schema(self) -> None:
         try:
             self._table("SELECT id FROM events WHERE 1 = 0", [])
             self._table("SELECT id FROM connection_log WHERE 1 = 0", [])
-        except Exception:
+        except Exception as exc:
+            text = str(exc)
+            if "no such table" not in text and "does not exist" not in text:
+                raise QueryError(f"cannot read the store: {_first_line(exc)}") from None
             raise QueryError(
                 "database has no recorder schema (tables events, connection_log): "
                 "is this the right database? run `studio-recorder db upgrade` to create it"
@@ -264,6 +362,11 @@ def _drop_sentinel(batch: pa.RecordBatch, *, first: bool) -> pa.RecordBatch:
             raise QueryError("store read failed: SQLite returned the rows out of order")
         batch = batch.slice(1)
     return batch.drop_columns(["_sentinel"])
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _where(clauses: list[str]) -> str:

@@ -1,0 +1,116 @@
+"""Where an exported trading day lives, and what its Parquet files hold.
+
+An export directory ``DIR`` is a Hive-partitioned dataset per table plus one
+manifest per day::
+
+    DIR/events/trading_day=YYYY-MM-DD/account_id=ID/part-0.parquet
+    DIR/connection_log/trading_day=YYYY-MM-DD/account_id=ID/part-0.parquet
+    DIR/manifest/trading_day=YYYY-MM-DD.json
+
+``trading_day`` and ``account_id`` live in the directory names only, never
+inside the files. Account ids look numeric but are strings ("0042" is not
+"42"), so readers must pass :data:`PARTITION_SCHEMA` instead of letting a
+library infer integers. An account id is percent-encoded in its directory name
+when it holds anything outside ``[A-Za-z0-9._-]`` (and ``.``/``..`` are
+encoded whole), so no crafted id can name a path outside ``DIR``; pyarrow,
+DuckDB and Spark decode the encoding when they read the partition value.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Final
+
+import pyarrow as pa
+import pyarrow.dataset as ds
+
+TABLES: Final = ("events", "connection_log")
+FILE_NAME: Final = "part-0.parquet"
+MANIFEST_DIR: Final = "manifest"
+
+#: Schema of the partition columns that live in the directory names.
+PARTITION_SCHEMA: Final = pa.schema([("trading_day", pa.date32()), ("account_id", pa.string())])
+
+#: Columns inside ``events`` files, in this order (all nullable, as readers infer them).
+EVENTS_FILE_SCHEMA: Final = pa.schema(
+    [
+        ("id", pa.int64()),
+        ("session_id", pa.string()),
+        ("received_at", pa.timestamp("ns", tz="UTC")),
+        ("server_ts", pa.timestamp("ms", tz="UTC")),
+        ("sequence", pa.int64()),
+        ("msg_type", pa.string()),
+        ("replayed", pa.bool_()),
+        ("raw_kind", pa.string()),
+        ("raw", pa.string()),
+        ("chain_hash", pa.string()),
+    ]
+)
+
+#: Columns inside ``connection_log`` files, in this order.
+CONNECTION_LOG_FILE_SCHEMA: Final = pa.schema(
+    [
+        ("id", pa.int64()),
+        ("session_id", pa.string()),
+        ("at", pa.timestamp("ns", tz="UTC")),
+        ("event", pa.string()),
+        ("detail", pa.string()),
+    ]
+)
+
+FILE_SCHEMAS: Final = {"events": EVENTS_FILE_SCHEMA, "connection_log": CONNECTION_LOG_FILE_SCHEMA}
+
+_SAFE: Final = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-")
+
+
+def encode_account(account_id: str) -> str:
+    """``account_id`` as one safe path segment: percent-encoded UTF-8 outside ``[A-Za-z0-9._-]``.
+
+    ``"0042"`` stays ``"0042"``, ``"a/b"`` becomes ``"a%2Fb"``, ``".."`` becomes
+    ``"%2E%2E"``. Raises ValueError for an empty id (it would name no directory).
+    """
+    if not account_id:
+        raise ValueError("an empty account id has no partition directory")
+    if account_id in (".", ".."):
+        return "%2E" * len(account_id)
+    return "".join(
+        char if char in _SAFE else "".join(f"%{byte:02X}" for byte in char.encode("utf-8"))
+        for char in account_id
+    )
+
+
+def day_dir(table: str, day: dt.date) -> str:
+    """``TABLE/trading_day=YYYY-MM-DD``: the directory holding one table's day (relative)."""
+    return f"{table}/trading_day={day.isoformat()}"
+
+
+def partition_dir(table: str, day: dt.date, account_id: str) -> str:
+    """``TABLE/trading_day=…/account_id=…``, relative to the export directory."""
+    return f"{day_dir(table, day)}/account_id={encode_account(account_id)}"
+
+
+def file_path(table: str, day: dt.date, account_id: str) -> str:
+    """Path of a partition's Parquet file, relative to the export directory (``/`` separated)."""
+    return f"{partition_dir(table, day, account_id)}/{FILE_NAME}"
+
+
+def manifest_path(day: dt.date) -> str:
+    """``manifest/trading_day=YYYY-MM-DD.json``, relative to the export directory."""
+    return f"{MANIFEST_DIR}/trading_day={day.isoformat()}.json"
+
+
+def partitioning() -> ds.Partitioning:
+    """The Hive partitioning of an exported table, with account ids read as strings."""
+    return ds.partitioning(PARTITION_SCHEMA, flavor="hive")
+
+
+def open_dataset(out: str | Path, table: str = "events") -> ds.Dataset:
+    """An exported table as a pyarrow dataset, partition columns typed by :data:`PARTITION_SCHEMA`.
+
+    Hidden entries (names starting with ``.`` or ``_``, e.g. an interrupted
+    export's temporary directory) are ignored, as by every Hive reader.
+    """
+    if table not in TABLES:
+        raise ValueError(f"unknown exported table {table!r}: one of {', '.join(TABLES)}")
+    return ds.dataset(Path(out) / table, format="parquet", partitioning=partitioning())
