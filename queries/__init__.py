@@ -2,20 +2,60 @@
 
 Reads the store only through its schema (tables ``events`` and ``connection_log``);
 never imports the recorder's runtime.
+
+Analytics of a trading day: open a :class:`Workspace` over the store
+(:func:`open_store`) or an export directory (:func:`open_export`), then ask
+:func:`gaps`, :func:`audit`, :func:`reconcile` or :func:`run_sql`; reports are
+JSON-ready dicts (decimals as ``Decimal``; :func:`to_json` renders them exactly).
+:func:`verify_store` / :func:`verify_export` recompute the hash chains.
 """
 
 from __future__ import annotations
 
+from .audit import audit, render_audit
+from .duck import VIEWS, Workspace, open_export, open_store
 from .errors import QueryError
+from .exportdir import ExportDir
+from .gaps import gaps, has_sequence_gaps, render_gaps
+from .positionsfile import read_positions
+from .reconcile import reconcile, render_reconcile
+from .render import iso_ns, to_json
 from .source import CONNECTION_LOG_SCHEMA, EVENTS_SCHEMA, StoreReader, parse_day
+from .sqlcmd import render_csv, render_json, render_table, run_sql
+from .verify import ChainCheck, Problem, VerifyReport, render_verify, verify_export, verify_store
 
 __version__ = "0.1.0"
 
 __all__ = [
     "CONNECTION_LOG_SCHEMA",
     "EVENTS_SCHEMA",
+    "VIEWS",
+    "ChainCheck",
+    "ExportDir",
+    "Problem",
     "QueryError",
     "StoreReader",
+    "VerifyReport",
+    "Workspace",
     "__version__",
+    "audit",
+    "gaps",
+    "has_sequence_gaps",
+    "iso_ns",
+    "open_export",
+    "open_store",
     "parse_day",
+    "read_positions",
+    "reconcile",
+    "render_audit",
+    "render_csv",
+    "render_gaps",
+    "render_json",
+    "render_reconcile",
+    "render_table",
+    "render_verify",
+    "run_sql",
+    "to_json",
+    "verify_export",
+    "verify_store",
 ]
