@@ -13,7 +13,7 @@ JSON-ready dicts (decimals as ``Decimal``; :func:`to_json` renders them exactly)
 from __future__ import annotations
 
 from .audit import audit, render_audit
-from .duck import VIEWS, Workspace, open_export, open_store
+from .duck import Workspace, open_export, open_store
 from .errors import QueryError
 from .exportdir import ExportDir
 from .gaps import gaps, has_sequence_gaps, render_gaps
@@ -23,6 +23,7 @@ from .render import iso_ns, to_json
 from .source import CONNECTION_LOG_SCHEMA, EVENTS_SCHEMA, StoreReader, parse_day
 from .sqlcmd import render_csv, render_json, render_table, run_sql
 from .verify import ChainCheck, Problem, VerifyReport, render_verify, verify_export, verify_store
+from .views import VIEWS
 
 __version__ = "0.1.0"
 

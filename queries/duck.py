@@ -4,15 +4,10 @@ Every analytics command starts here: :func:`open_store` / :func:`open_export` re
 the day's ``events`` and the ``connection_log`` rows of every session overlapping
 the day as Arrow (through :class:`~queries.source.StoreReader` or the export's
 Parquet files) into an in-memory DuckDB, then define the views the commands and
-``studio-query sql`` query (see :data:`VIEWS`). Both sources give the same tables,
-so every command works the same over either.
-
-Payload columns are parsed by DuckDB's built-in JSON functions from de-duplicated
-sequenced frames only. Quantities and prices are ``DECIMAL(38,9)`` cast from their
-decimal strings; ``average_price`` / ``average_cost`` are JSON numbers, whose
-source text is cast to DECIMAL (DuckDB's JSON reader would round them through a
-double). Frames stored as base64 (``raw_kind`` ``binary`` / ``text-base64``) are
-decoded first; a frame that is not valid JSON has null payload columns.
+``studio-query sql`` query (:mod:`queries.views`). Both sources give the same
+tables, so every command works the same over either. The day's frames are scanned
+in place as Arrow tables (no copy into DuckDB); the small ``connection_log`` is a
+DuckDB table.
 
 What can go wrong (each a :class:`QueryError`): the store or export cannot be read,
 an ``--account`` is unknown, an export lacks the day.
@@ -38,6 +33,7 @@ from recorder.tradingday import day_bounds_ns
 from .errors import QueryError
 from .exportdir import ExportDir
 from .source import CONNECTION_LOG_SCHEMA, EVENTS_SCHEMA, StoreReader
+from .views import NOTICE_COLUMNS, NOTICE_TYPES, define_views
 
 DEFAULT_TIMEZONE: Final = "America/New_York"
 #: Log rows this long after the day are read too: the ``closed`` row of a session
@@ -57,132 +53,13 @@ LIGHT_COLUMNS: Final = (
     "replayed",
 )
 
-#: The views every workspace with payload defines, for ``studio-query sql``.
-VIEWS: Final = ("events", "activity", "orders", "fills", "positions", "connection_log")
-
-_DEC: Final = "DECIMAL(38,9)"
-# payload.data fields parsed into ``activity`` (name, path, SQL type or None for text).
-_FIELDS: Final = (
-    ("order_id", None),
-    ("trade_id", None),
-    ("symbol", None),
-    ("side", None),
-    ("quantity", _DEC),
-    ("price", _DEC),
-    ("filled_quantity", _DEC),
-    ("running_position", _DEC),
-    ("status", None),
-    ("state", None),
-    ("version", "BIGINT"),
-    ("order_type", None),
-    ("time_in_force", None),
-    ("reference_id", None),
-    ("order_update_reason", None),
-    ("stop_price", _DEC),
-    ("average_price", "exact"),
-    ("average_cost", "exact"),
-    ("created_at", "BIGINT"),
-    ("updated_at", "BIGINT"),
-    ("account_id", None),
-    ("account_number", None),
-    ("text", None),
-)
-_RENAMED: Final = {
-    "created_at": "created_at_ms",
-    "updated_at": "updated_at_ms",
-    "account_id": "data_account_id",
-}
-_NUMBER_RE: Final = r"\s*:\s*(-?[0-9]+(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?)"
-
-
-def _activity_sql() -> str:
-    paths = ", ".join(f"'$.payload.data.{name}'" for name, _ in _FIELDS)
-    columns = []
-    for index, (name, kind) in enumerate(_FIELDS, start=1):
-        value = f"f[{index}]"
-        if kind == "exact":
-            # The number's own text when it is the same number DuckDB parsed; else DuckDB's.
-            text = f"regexp_extract(frame_text, '\"{name}\"{_NUMBER_RE}', 1)"
-            value = (
-                f"CASE WHEN {value} IS NULL THEN NULL "
-                f"WHEN try_cast({text} AS DOUBLE) = try_cast({value} AS DOUBLE) "
-                f"THEN try_cast({text} AS {_DEC}) ELSE try_cast({value} AS {_DEC}) END"
-            )
-        elif kind is not None:
-            value = f"try_cast({value} AS {kind})"
-        columns.append(f"{value} AS {_RENAMED.get(name, name)}")
-    return f"""
-    SELECT id, account_id, session_id, received_at_ns, make_timestamp_ns(received_at_ns)
-           AS received_at, server_ts_ms, sequence, msg_type, trading_day, replayed,
-           {", ".join(columns)},
-           CASE f[4] WHEN 'buy' THEN 1 WHEN 'sell' THEN -1 WHEN 'sell-short' THEN -1 END
-           AS side_sign,
-           raw_kind
-    FROM (
-        SELECT *, try(json_extract_string(frame_text, [{paths}])) AS f
-        FROM (
-            SELECT *, CASE raw_kind WHEN 'text' THEN raw
-                      ELSE try(decode(from_base64(raw))) END AS frame_text
-            FROM _events
-            WHERE id IN (SELECT min(id) FROM _events WHERE sequence IS NOT NULL
-                         GROUP BY account_id, trading_day, sequence)
-        )
-    )"""
-
-
-_VIEW_SQL: Final = {
-    "events": """
-    SELECT id, account_id, session_id, received_at_ns, make_timestamp_ns(received_at_ns)
-           AS received_at, server_ts_ms, epoch_ms(server_ts_ms) AS server_ts, sequence,
-           msg_type, trading_day, replayed, raw_kind, raw, chain_hash
-    FROM _events""",
-    "orders": """
-    SELECT a.account_id, a.trading_day, a.order_id, a.symbol, a.side, a.order_type,
-           a.time_in_force, a.status, a.state, a.version, a.quantity, a.price, a.stop_price,
-           a.filled_quantity, a.average_price, a.running_position, a.reference_id,
-           a.order_update_reason, a.text, a.created_at_ms, a.updated_at_ms,
-           a.sequence AS last_sequence, last.updates
-    FROM activity AS a JOIN (
-        -- The last version of each order (highest version, then highest sequence).
-        SELECT max_by(id, struct_pack(v := coalesce(version, -1), s := sequence)) AS id,
-               count(*) AS updates
-        FROM activity WHERE msg_type = 'order-update' AND order_id IS NOT NULL
-        GROUP BY account_id, trading_day, order_id
-    ) AS last ON last.id = a.id""",
-    "fills": """
-    SELECT f.account_id, f.trading_day, f.sequence, f.id, f.received_at_ns, f.received_at,
-           f.trade_id, f.order_id, coalesce(f.symbol, o.symbol) AS symbol, f.side,
-           f.side_sign, f.quantity, f.price, f.quantity * f.price AS notional,
-           f.side_sign * f.quantity AS signed_quantity, f.running_position, f.created_at_ms,
-           o.order_id IS NULL AS unknown_order
-    FROM activity AS f
-    LEFT JOIN orders AS o
-      ON o.account_id = f.account_id AND o.trading_day = f.trading_day
-     AND o.order_id = f.order_id
-    WHERE f.id IN (
-        -- One row per trade_id (the first by sequence): replays re-deliver fills.
-        SELECT min_by(id, sequence) FROM activity WHERE msg_type = 'trade-notice'
-        GROUP BY account_id, trading_day, coalesce(trade_id, '#' || sequence))""",
-    "positions": """
-    SELECT account_id, trading_day, symbol, quantity, average_cost, sequence, id,
-           received_at_ns, received_at
-    FROM activity
-    WHERE id IN (
-        SELECT max_by(id, sequence) FROM activity
-        WHERE msg_type = 'position-update' AND symbol IS NOT NULL
-        GROUP BY account_id, trading_day, symbol)""",
-    "connection_log": """
-    SELECT id, session_id, account_id, at_ns, make_timestamp_ns(at_ns) AS at, event, detail
-    FROM _log""",
-}
-
 
 @dataclass
 class Workspace(AbstractContextManager["Workspace"]):
     """An in-memory DuckDB holding one day (or, for ``sql``, everything) of one source.
 
     Tables ``_events`` (store schema) and ``_log`` (``connection_log``), the views of
-    :data:`VIEWS` when ``payload`` is true, and what the commands need to know
+    :mod:`queries.views` when ``payload`` is true, and what the commands need to know
     about the day: its bounds, the accounts in scope, "now" and the chain anchors.
     """
 
@@ -268,26 +145,6 @@ def _load(
         con.execute(f"CREATE TABLE {name} AS SELECT * FROM _arrow_source")
     finally:
         con.unregister("_arrow_source")
-
-
-#: Frames whose raw text is kept even in a light workspace (table ``_notices``).
-NOTICE_TYPES: Final = ("error-notice",)
-_NOTICE_COLUMNS: Final = ("id", "account_id", "received_at_ns", "msg_type", "raw_kind", "raw")
-
-
-def _define_views(con: duckdb.DuckDBPyConnection, payload: bool) -> None:
-    con.execute(f"CREATE VIEW connection_log AS {_VIEW_SQL['connection_log']}")
-    if not payload:
-        return
-    types = ", ".join(f"'{t}'" for t in NOTICE_TYPES)
-    con.execute(
-        f"CREATE VIEW _notices AS SELECT {', '.join(_NOTICE_COLUMNS)} FROM _events "
-        f"WHERE msg_type IN ({types})"
-    )
-    con.execute(f"CREATE VIEW events AS {_VIEW_SQL['events']}")
-    con.execute(f"CREATE VIEW activity AS {_activity_sql()}")
-    for name in ("orders", "fills", "positions"):
-        con.execute(f"CREATE VIEW {name} AS {_VIEW_SQL[name]}")
 
 
 def _keep_overlapping_sessions(con: duckdb.DuckDBPyConnection, start_ns: int, end_ns: int) -> None:
@@ -394,14 +251,14 @@ def open_store(
         _load(con, "_events", _schema(EVENTS_SCHEMA, names), batches)
         if not payload:
             types = NOTICE_TYPES if notices else ()
-            kept = _store_events(reader, day, wanted, _NOTICE_COLUMNS, types)
-            _load(con, "_notices", _schema(EVENTS_SCHEMA, _NOTICE_COLUMNS), kept)
+            kept = _store_events(reader, day, wanted, NOTICE_COLUMNS, types)
+            _load(con, "_notices", _schema(EVENTS_SCHEMA, NOTICE_COLUMNS), kept)
         end = None if day is None else day_bounds_ns(day, tz)[1] + LOG_LOOKAHEAD_NS
         log = reader.connection_log(accounts=wanted, end_ns=end)
         _load(con, "_log", CONNECTION_LOG_SCHEMA, log, native=True)
         if day is not None:
             _keep_overlapping_sessions(con, *day_bounds_ns(day, tz))
-        _define_views(con, payload)
+        define_views(con, payload)
         scope = _scope(con, wanted, configured)
     except BaseException:
         con.close()
@@ -454,13 +311,13 @@ def open_export(
         )
         if not payload:
             types = NOTICE_TYPES if notices else ()
-            kept = export.batches("events", days, wanted, _NOTICE_COLUMNS, types)
-            _load(con, "_notices", _schema(EVENTS_SCHEMA, _NOTICE_COLUMNS), kept)
+            kept = export.batches("events", days, wanted, NOTICE_COLUMNS, types)
+            _load(con, "_notices", _schema(EVENTS_SCHEMA, NOTICE_COLUMNS), kept)
         log = export.batches("connection_log", days, wanted)
         _load(con, "_log", CONNECTION_LOG_SCHEMA, log, native=True)
         # A session spanning two exported days is in both days' files: keep one copy.
         con.execute("CREATE OR REPLACE TABLE _log AS SELECT DISTINCT * FROM _log ORDER BY id")
-        _define_views(con, payload)
+        define_views(con, payload)
         scope = _scope(con, wanted, sorted(known) if day is not None else ())
     except BaseException:
         con.close()

@@ -9,9 +9,10 @@ from decimal import Decimal as D
 import pytest
 from sqlalchemy import Engine
 
-from queries.duck import VIEWS, open_store
+from queries.duck import open_store
 from queries.errors import QueryError
 from queries.sqlcmd import render_csv, render_json, render_table, run_sql
+from queries.views import VIEWS
 from recorder.appender import Appender
 from recorder.records import FrameRecord
 from tests.analytics_day import DAY, A, ny, record
