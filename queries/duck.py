@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,7 +60,8 @@ class Workspace(AbstractContextManager["Workspace"]):
 
     Tables ``_events`` (store schema) and ``_log`` (``connection_log``), the views of
     :mod:`queries.views` when ``payload`` is true, and what the commands need to know
-    about the day: its bounds, the accounts in scope, "now" and the chain anchors.
+    about the day: its bounds, the accounts in scope and "now". ``store``/``export``
+    is the source (for the chain verification that reads it again).
     """
 
     con: duckdb.DuckDBPyConnection
@@ -70,7 +71,6 @@ class Workspace(AbstractContextManager["Workspace"]):
     now_ns: int
     source: str
     payload: bool
-    anchor: Callable[[str, int], str]
     store: StoreReader | None = None
     export: ExportDir | None = None
     _frozen: bool = field(default=False, repr=False)
@@ -272,7 +272,6 @@ def open_store(
         now_ns=now_ns or time.time_ns(),
         source=url,
         payload=payload,
-        anchor=reader.chain_anchor,
         store=reader,
     )
 
@@ -323,14 +322,6 @@ def open_export(
         con.close()
         raise
 
-    def anchor(account: str, _first_id: int) -> str:
-        if day is None:
-            raise QueryError("chain anchors of an export are per day: give --day")
-        entry = export.manifest(day)["accounts"].get(account)
-        if not isinstance(entry, dict) or not isinstance(entry.get("chain_anchor"), str):
-            raise QueryError(f"manifest of {day} has no chain_anchor for account {account!r}")
-        return str(entry["chain_anchor"])
-
     return Workspace(
         con=con,
         day=day,
@@ -339,6 +330,5 @@ def open_export(
         now_ns=now_ns or time.time_ns(),
         source=str(export.root),
         payload=payload,
-        anchor=anchor,
         export=export,
     )

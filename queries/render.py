@@ -83,6 +83,8 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
 
 
 def _is_number(text: str) -> bool:
+    if len(text) > 1 and text[0] == "0" and text[1].isdigit():
+        return False  # an identifier such as account "0042", not a number
     try:
         Decimal(text)
     except ArithmeticError:

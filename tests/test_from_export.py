@@ -201,3 +201,14 @@ def test_account_ids_that_need_percent_encoding(sqlite_url: str, tmp_path: Path)
     assert report["accounts"][0]["symbols"][0]["last_position"] == 3
     with open_export(out, day=DAY) as ws:
         assert ws.rows("SELECT count(*) FROM connection_log WHERE account_id = ?", [odd]) == [(2,)]
+
+
+def test_an_exported_day_without_data(exported: tuple[str, Path]) -> None:
+    url, out = exported
+    empty = DAY.replace(day=9)
+    manifest = write_export(url, empty, out)
+    assert (manifest["accounts"], manifest["files"]) == ({}, [])
+    assert verify_export(out, day=empty).ok
+    with open_export(out, day=empty, payload=False) as ws:
+        assert gaps(ws)["accounts"] == []
+    assert verify_export(out).ok  # both days
