@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from .duck import Workspace
+from .errors import QueryError
 from .positionsfile import read_positions
 from .render import decimal_text, table
 
@@ -57,7 +58,15 @@ def _break(
 
 
 def reconcile(ws: Workspace, *, positions_file: str | Path | None = None) -> dict[str, Any]:
-    """The reconciliation report of the workspace's day (JSON-ready; see the README)."""
+    """The reconciliation report of the workspace's day (JSON-ready; see the README).
+
+    Needs a workspace with payloads (``open_store(..., payload=True)``, the default).
+    Raises QueryError for a malformed positions file.
+    """
+    if not ws.payload:
+        raise QueryError(
+            "reconcile needs the frames' payloads: open the workspace with payload=True"
+        )
     ws.freeze()
     day = [ws.day]
     stats = _by_key(

@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import Engine
 
 from queries.duck import open_store
+from queries.errors import QueryError
 from queries.positionsfile import read_positions
 from queries.reconcile import reconcile, render_reconcile
 from queries.render import to_json
@@ -144,8 +145,6 @@ def test_broker_positions_file(day_url: str, tmp_path: Path) -> None:
     ],
 )
 def test_malformed_positions_files(tmp_path: Path, content: str, fragment: str) -> None:
-    from queries.errors import QueryError
-
     path = tmp_path / "p.csv"
     path.write_text(content)
     with pytest.raises(QueryError, match=fragment):
@@ -156,7 +155,13 @@ def test_positions_file_keeps_leading_zeros_and_a_bom(tmp_path: Path) -> None:
     path = tmp_path / "p.csv"
     path.write_text("\ufeffsymbol,quantity,account_id,note\nSPY, 7.50 ,0042,x\n\n")
     assert read_positions(path) == {("0042", "SPY"): D("7.50")}
-    from queries.errors import QueryError
-
     with pytest.raises(QueryError, match="positions file not found"):
         read_positions(tmp_path / "absent.csv")
+
+
+def test_reconcile_needs_payloads(day_url: str) -> None:
+    with (
+        open_store(day_url, day=DAY, payload=False) as ws,
+        pytest.raises(QueryError, match="payload"),
+    ):
+        reconcile(ws)
