@@ -74,6 +74,7 @@ class ChainCheck:
     first_id: int | None = None
     last_id: int | None = None
     anchor: str = GENESIS_HASH
+    first_hash: str | None = None
     head: str = GENESIS_HASH
     problems: list[Problem] = field(default_factory=list)
 
@@ -129,6 +130,7 @@ def check_rows(
             ids = columns[names.index("id")]
             if check.first_id is None:
                 check.first_id = ids[0]
+                check.first_hash = columns[names.index("chain_hash")][0]
             check.last_id = ids[-1]
             for values in zip(*columns, strict=True):
                 yield dict(zip(names, values, strict=True))
@@ -269,7 +271,12 @@ def _unlisted(export: ExportDir, day: dt.date, listed: set[str]) -> list[Problem
 
 
 def _export_chain(
-    export: ExportDir, day: dt.date, account: str, facts: dict[str, Any], entry: dict[str, Any]
+    export: ExportDir,
+    day: dt.date,
+    account: str,
+    facts: dict[str, Any],
+    entry: dict[str, Any],
+    manifest_range: object = None,
 ) -> ChainCheck:
     anchor = str(facts.get("chain_anchor", GENESIS_HASH))
     path = export.file(str(entry["path"]))
@@ -288,7 +295,18 @@ def _export_chain(
         ("events", check.rows, "rows"),
         ("first_id", check.first_id, "first row id"),
         ("last_id", check.last_id, "last row id"),
+        ("first_chain_hash", check.first_hash, "first row's chain_hash"),
     )
+    id_range = manifest_range if isinstance(manifest_range, dict) else {}
+    low, high = id_range.get("first"), id_range.get("last")
+    for row_id in (check.first_id, check.last_id):
+        outside = row_id is not None and (
+            (isinstance(low, int) and row_id < low) or (isinstance(high, int) and row_id > high)
+        )
+        if outside:
+            check.problems.append(
+                Problem(f"row {row_id} lies outside the manifest's id_range", path=entry["path"])
+            )
     for key, actual, label in expectations:
         if key in facts and facts[key] != actual:
             check.problems.append(
@@ -355,7 +373,7 @@ def verify_export(
                         )
                     )
                 continue
-            check = _export_chain(export, one_day, account, facts, entry)
+            check = _export_chain(export, one_day, account, facts, entry, manifest.get("id_range"))
             check.problems[:0] = checks.get(account, ChainCheck(account)).problems
             checks[account] = check
         for account in sorted(set(events_files) - set(manifest["accounts"])):

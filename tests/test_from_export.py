@@ -150,9 +150,20 @@ def test_row_count_and_id_checks_against_the_manifest(exported: tuple[str, Path]
     _, out = exported
     manifest = manifest_of(out)
     manifest["accounts"][B]["first_id"] = 999
+    manifest["accounts"][A]["first_chain_hash"] = "0" * 64
+    manifest["id_range"]["last"] -= 1
     save_manifest(out, manifest)
-    found = problems(out)
-    assert any(account == B and "first row id is" in what for account, _, what in found)
+    found = {(account, what) for account, _, what in problems(out)}
+    first_b = manifest_of(out)["accounts"][B]
+    assert (B, "first row id is 1, manifest says 999") in found
+    assert (A, f"first row's chain_hash is {first_a_hash(out)}, manifest says {'0' * 64}") in found
+    last = manifest["id_range"]["last"] + 1
+    assert (A, f"row {last} lies outside the manifest's id_range") in found
+    assert first_b["events"] == 14
+
+
+def first_a_hash(out: Path) -> str:
+    return str(pq.read_table(events_file(out, A))["chain_hash"][0].as_py())
 
 
 def test_bad_export_directories(tmp_path: Path, exported: tuple[str, Path]) -> None:
