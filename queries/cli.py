@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, NoReturn, ParamSpec, TypeVar
 
 import click
+import duckdb
 
 from recorder.config import config_path_from, load_config
 from recorder.errors import ConfigError
@@ -55,6 +56,8 @@ def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
             fail(str(exc), 2)
         except QueryError as exc:
             fail(str(exc), 1)
+        except (MemoryError, duckdb.OutOfMemoryException):
+            fail("out of memory: narrow the query with --account (or --day for sql)", 1)
 
     return wrapper
 
@@ -165,7 +168,7 @@ def resolve_source(
         if db_url or config_path:
             raise ConfigError("give one of --config, --db or --from-export")
         if timezone:
-            raise ConfigError("--timezone does not apply to --from-export: its manifest says")
+            raise ConfigError("--timezone does not apply to --from-export: the manifest says")
         return Source(None, export_dir, DEFAULT_TIMEZONE, DEFAULT_LIVENESS_TIMEOUT_S, ())
     if db_url and config_path:
         raise ConfigError("give either --db or --config, not both")
