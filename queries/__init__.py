@@ -2,14 +2,24 @@
 
 Reads the store only through its schema (tables ``events`` and ``connection_log``);
 never imports the recorder's runtime.
+
+Analytics of a trading day: open a :class:`Workspace` over the store
+(:func:`open_store`) or an export directory (:func:`open_export`), then ask
+:func:`gaps`, :func:`audit`, :func:`reconcile` or :func:`run_sql`; reports are
+JSON-ready dicts (decimals as ``Decimal``; :func:`to_json` renders them exactly).
+:func:`verify_store` / :func:`verify_export` recompute the hash chains.
 """
 
 from __future__ import annotations
 
 __version__ = "0.1.0"  # before the imports below: the export writes it into manifests
 
+from .audit import audit, render_audit
+from .duck import Workspace, open_export, open_store
 from .errors import QueryError
 from .export import export_day
+from .exportdir import ExportDir
+from .gaps import gaps, has_sequence_gaps, render_gaps
 from .layout import (
     CONNECTION_LOG_FILE_SCHEMA,
     EVENTS_FILE_SCHEMA,
@@ -17,7 +27,13 @@ from .layout import (
     open_dataset,
 )
 from .manifest import AccountEntry, FileEntry, Manifest
+from .positionsfile import read_positions
+from .reconcile import reconcile, render_reconcile
+from .render import iso_ns, to_json
 from .source import CONNECTION_LOG_SCHEMA, EVENTS_SCHEMA, StoreReader, parse_day
+from .sqlcmd import render_csv, render_json, render_table, run_sql
+from .verify import ChainCheck, Problem, VerifyReport, render_verify, verify_export, verify_store
+from .views import VIEWS
 
 __all__ = [
     "CONNECTION_LOG_FILE_SCHEMA",
@@ -25,13 +41,38 @@ __all__ = [
     "EVENTS_FILE_SCHEMA",
     "EVENTS_SCHEMA",
     "PARTITION_SCHEMA",
+    "VIEWS",
     "AccountEntry",
+    "ChainCheck",
+    "ExportDir",
     "FileEntry",
     "Manifest",
+    "Problem",
     "QueryError",
     "StoreReader",
+    "VerifyReport",
+    "Workspace",
     "__version__",
+    "audit",
     "export_day",
+    "gaps",
+    "has_sequence_gaps",
+    "iso_ns",
     "open_dataset",
+    "open_export",
+    "open_store",
     "parse_day",
+    "read_positions",
+    "reconcile",
+    "render_audit",
+    "render_csv",
+    "render_gaps",
+    "render_json",
+    "render_reconcile",
+    "render_table",
+    "render_verify",
+    "run_sql",
+    "to_json",
+    "verify_export",
+    "verify_store",
 ]

@@ -80,6 +80,8 @@ class StoreReader(AbstractContextManager["StoreReader"]):
         except ArgumentError:
             raise QueryError(f"not a database URL: {url!r}") from None
         self.backend = parsed.get_backend_name()
+        self.url = parsed
+        self.display_url = parsed.render_as_string(hide_password=True)
         self._conn: Any
         if self.backend == "sqlite":
             if not parsed.database or parsed.database == ":memory:":
@@ -131,17 +133,28 @@ class StoreReader(AbstractContextManager["StoreReader"]):
         columns: Sequence[str] | None = None,
         id_range: tuple[int, int] | None = None,
         batch_rows: int = BATCH_ROWS,
+        first_id: int | None = None,
+        last_id: int | None = None,
+        msg_types: Sequence[str] | None = None,
     ) -> Iterator[pa.RecordBatch]:
         """``events`` rows of ``day`` (all days when None) for ``accounts``, in id order.
 
-        ``id_range`` (first, last), inclusive, narrows the scan to consecutive
-        rows of the table (see :meth:`events_extent`).
+        ``id_range`` (first, last) or ``first_id``/``last_id``, inclusive, restrict to an id
+        range: consecutive rows of the table (see :meth:`events_extent`); with one account,
+        the stretch of its chain that a day's rows span (rows of other days included).
+        ``msg_types`` restricts to frames of those types.
         """
         where, params = self._filters(day, accounts, day_column="trading_day")
         if id_range is not None:
-            where.append(f"id >= {self._param(len(params))}")
-            where.append(f"id <= {self._param(len(params) + 1)}")
-            params.extend(id_range)
+            first_id, last_id = id_range
+        for op, bound in ((">=", first_id), ("<=", last_id)):
+            if bound is not None:
+                where.append(f"id {op} {self._param(len(params))}")
+                params.append(bound)
+        if msg_types is not None:
+            marks = ", ".join(self._param(len(params) + i) for i in range(len(msg_types)))
+            where.append(f"msg_type IN ({marks})" if msg_types else "1 = 0")
+            params.extend(msg_types)
         yield from self._select("events", EVENTS_SCHEMA, columns, where, params, batch_rows)
 
     def connection_log(
@@ -251,6 +264,29 @@ class StoreReader(AbstractContextManager["StoreReader"]):
         where, params = self._filters(day, None, day_column="trading_day")
         sql = "SELECT DISTINCT account_id FROM events" + _where(where) + " ORDER BY account_id"
         return [str(v) for v in self._table(sql, params).column("account_id").to_pylist()]
+
+    def id_ranges(
+        self, *, day: dt.date | None = None, accounts: Sequence[str] | None = None
+    ) -> dict[str, tuple[int, int, int]]:
+        """``{account: (first id, last id, rows)}`` of the stored frames (of ``day`` when given)."""
+        where, params = self._filters(day, accounts, day_column="trading_day")
+        sql = (
+            "SELECT account_id, MIN(id) AS first_id, MAX(id) AS last_id, COUNT(*) AS n "
+            "FROM events" + _where(where) + " GROUP BY account_id ORDER BY account_id"
+        )
+        table = self._table(sql, params).to_pylist()
+        return {
+            str(r["account_id"]): (int(r["first_id"]), int(r["last_id"]), int(r["n"]))
+            for r in table
+        }
+
+    def has_account(self, account_id: str) -> bool:
+        """True when the store holds at least one frame or log row of ``account_id``."""
+        for table in ("events", "connection_log"):
+            sql = f"SELECT 1 AS hit FROM {table} WHERE account_id = {self._param(0)} LIMIT 1"
+            if self._table(sql, [account_id]).num_rows:
+                return True
+        return False
 
     def chain_anchor(self, account_id: str, before_id: int) -> str:
         """Chain hash of the account's last row with ``id < before_id`` (genesis when none).
@@ -389,6 +425,14 @@ def _conform(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
                 column = column.cast(field.type)
         arrays.append(column)
     return pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+
+def display_url(url: str | URL) -> str:
+    """``url`` for messages and reports: any password masked."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "<invalid URL>"
 
 
 def parse_day(text: str) -> dt.date:

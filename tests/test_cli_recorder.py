@@ -212,3 +212,18 @@ def test_help_on_every_recorder_command() -> None:
         result = run_cli(command, "--help")
         assert result.returncode == 0
         assert "Usage:" in result.stdout
+
+
+def test_every_recorder_command_is_documented_in_the_readme() -> None:
+    from recorder.cli import cli
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    names = [
+        f"{name} {sub}"
+        for name, command in cli.commands.items()
+        for sub in getattr(command, "commands", {})
+    ] or []
+    names += [name for name, command in cli.commands.items() if not hasattr(command, "commands")]
+    assert "db upgrade" in names
+    for name in names:
+        assert f"| `studio-recorder {name} " in readme, name

@@ -1,0 +1,239 @@
+"""The compliance audit of a trading day, per account.
+
+Counts every frame as stored (duplicates from replays included: this is about what
+the recorder received), by type, replayed or live, and unparseable; sessions,
+unclean session ends and rejected subscribes from ``connection_log``; the
+error-notices the server sent; the latency from the server's timestamp to receipt
+over live frames (``quantile_disc``: nearest-rank percentiles, so every figure is a
+latency that was actually observed); and whether the account's hash chain over the
+day verifies (:mod:`queries.verify`).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict
+from typing import Any
+
+from .duck import Workspace
+from .render import iso_ns, table
+from .sessions import Session, load_sessions
+from .verify import ChainCheck, VerifyReport, verify_export, verify_store
+
+NS_PER_MS = 1_000_000
+#: The ``events`` columns audit reads (``open_store(..., payload=False, columns=COLUMNS)``).
+COLUMNS = ("account_id", "session_id", "received_at_ns", "server_ts_ms", "sequence",
+           "msg_type", "trading_day", "replayed")  # fmt: skip
+
+
+def chain_check(
+    ws: Workspace, accounts: Sequence[str], workers: int | None = None
+) -> VerifyReport | None:
+    """The day's chain verification of ``accounts`` (from the store or the export).
+
+    Touches only the store or export, never the workspace's DuckDB: it may run in
+    another thread.
+    """
+    if not accounts:
+        return None
+    if ws.export is not None:
+        return verify_export(ws.export.root, day=ws.day, accounts=accounts)
+    return verify_store(ws.source, day=ws.day, accounts=accounts, workers=workers)
+
+
+def audit(
+    ws: Workspace,
+    *,
+    liveness_timeout_s: float = 60.0,
+    chains: Callable[[], VerifyReport | None] | None = None,
+) -> dict[str, Any]:
+    """The audit report of the workspace's day (JSON-ready; see the README for its fields).
+
+    A light workspace (``payload=False``) is enough. ``chains``
+    gives the day's chain verification (e.g. the result of a :func:`verify_store`
+    started before the workspace was loaded); by default :func:`chain_check` runs
+    in the background while the counts are computed.
+    """
+    start, end = ws.bounds_ns
+    if chains is None:
+        with_frames = {str(r[0]) for r in ws.rows("SELECT DISTINCT account_id FROM _events")}
+        scope = [a for a in ws.accounts if a in with_frames]
+        chains = functools.partial(chain_check, ws, scope)
+    with ThreadPoolExecutor(max_workers=1) as background:
+        pending = background.submit(chains)
+        counts = {
+            r[0]: r[1:]
+            for r in ws.rows(
+                """
+                SELECT account_id, count(*), count(*) FILTER (WHERE replayed),
+                       count(*) FILTER (WHERE NOT replayed),
+                       count(*) FILTER (WHERE msg_type IS NULL),
+                       count(*) FILTER (WHERE sequence IS NOT NULL AND NOT replayed),
+                       min(received_at_ns), max(received_at_ns)
+                FROM _events GROUP BY account_id
+                """
+            )
+        }
+        by_type: dict[str, dict[str, int]] = {}
+        for account, msg_type, n in ws.rows(
+            "SELECT account_id, msg_type, count(*) FROM _events WHERE msg_type IS NOT NULL "
+            "GROUP BY account_id, msg_type ORDER BY account_id, msg_type"
+        ):
+            by_type.setdefault(account, {})[msg_type] = n
+        latency = {
+            r[0]: r[1:]
+            for r in ws.rows(
+                """
+                SELECT account_id, quantile_disc(lat, 0.5), quantile_disc(lat, 0.99), max(lat),
+                       count(*)
+                FROM (SELECT account_id,
+                             received_at_ns - server_ts_ms::HUGEINT * 1000000 AS lat
+                      FROM _events WHERE NOT replayed AND server_ts_ms IS NOT NULL)
+                GROUP BY account_id
+                """
+            )
+        }
+        notices: dict[str, list[dict[str, Any]]] = {}
+        for account, at, details in ws.rows(
+            """
+            SELECT account_id, received_at_ns,
+                   try(json_extract_string(CASE raw_kind WHEN 'text' THEN raw
+                       ELSE try(decode(from_base64(raw))) END, '$.payload.details'))
+            FROM _notices WHERE msg_type = 'error-notice' ORDER BY id
+            """
+        ):
+            notices.setdefault(account, []).append({"at": iso_ns(at), "details": details})
+        sessions = load_sessions(ws, liveness_timeout_s)
+        verified = pending.result()
+    checks = {c.account_id: c for c in verified.accounts} if verified else {}
+    accounts = []
+    for account in ws.accounts:
+        frames, replayed, live, unparseable, live_seq, first, last = counts.get(
+            account, (0, 0, 0, 0, 0, None, None)
+        )
+        p50, p99, worst, measured = latency.get(account, (None, None, None, 0))
+        account_sessions = sessions[account]
+        check = checks.get(account, ChainCheck(account, ws.day))
+        accounts.append(
+            {
+                "account_id": account,
+                "frames": frames,
+                "by_type": by_type.get(account, {}),
+                "replayed_frames": replayed,
+                "live_frames": live,
+                "live_sequenced_frames": live_seq,
+                "unparseable_frames": unparseable,
+                "sessions": len(account_sessions),
+                "unclean_sessions": sum(1 for s in account_sessions if not s.clean),
+                "rejected_subscribes": sum(
+                    1 for s in account_sessions for at, _ in s.rejections if start <= at < end
+                ),
+                "error_notices": notices.get(account, []),
+                "latency_ms": {
+                    "p50": _ms(p50),
+                    "p99": _ms(p99),
+                    "max": _ms(worst),
+                    "frames": measured,
+                },
+                "first_frame_at": iso_ns(first),
+                "last_frame_at": iso_ns(last),
+                "chain_ok": check.ok,
+                "chain_rows": check.rows,
+                "chain_problems": [asdict(p) for p in check.problems],
+                "session_list": [_session(s) for s in account_sessions],
+            }
+        )
+    return {"trading_day": ws.day, "timezone": ws.tz.key, "accounts": accounts}
+
+
+def _ms(latency_ns: int | None) -> float | None:
+    return None if latency_ns is None else int(latency_ns) / NS_PER_MS
+
+
+def _session(s: Session) -> dict[str, Any]:
+    return {
+        "session_id": s.session_id,
+        "opened": iso_ns(s.opened_ns),
+        "subscribed": iso_ns(s.subscribed_ns),
+        "replay_complete": iso_ns(s.replay_complete_ns),
+        "closed": iso_ns(s.closed_ns),
+        "close_detail": s.close_detail,
+        "subscribe_rejections": len(s.rejections),
+        "frames": s.frames,
+        "clean": s.clean,
+        "running": s.running,
+    }
+
+
+def render_audit(report: dict[str, Any]) -> str:
+    """The audit report as text for people."""
+    lines = [f"Audit of {report['trading_day']} ({report['timezone']})"]
+    lines.append(
+        table(
+            [
+                "account",
+                "frames",
+                "replayed",
+                "live",
+                "unparseable",
+                "sessions",
+                "unclean",
+                "rejected",
+                "p50_ms",
+                "p99_ms",
+                "max_ms",
+                "chain_ok",
+            ],
+            [
+                (
+                    a["account_id"],
+                    a["frames"],
+                    a["replayed_frames"],
+                    a["live_frames"],
+                    a["unparseable_frames"],
+                    a["sessions"],
+                    a["unclean_sessions"],
+                    a["rejected_subscribes"],
+                    a["latency_ms"]["p50"],
+                    a["latency_ms"]["p99"],
+                    a["latency_ms"]["max"],
+                    a["chain_ok"],
+                )
+                for a in report["accounts"]
+            ],
+        )
+    )
+    for a in report["accounts"]:
+        lines.append("")
+        lines.append(
+            f"Account {a['account_id']}: frames {a['first_frame_at'] or '-'} "
+            f"to {a['last_frame_at'] or '-'}"
+        )
+        lines.append(table(["msg_type", "frames"], sorted(a["by_type"].items())))
+        if a["error_notices"]:
+            lines.append(" error notices:")
+            lines.append(
+                table(["at", "details"], [(n["at"], n["details"]) for n in a["error_notices"]])
+            )
+        lines.append(" sessions:")
+        lines.append(
+            table(
+                ["session", "subscribed", "closed", "close_detail", "frames", "clean"],
+                [
+                    (
+                        s["session_id"],
+                        s["subscribed"],
+                        s["closed"],
+                        s["close_detail"],
+                        s["frames"],
+                        s["clean"],
+                    )
+                    for s in a["session_list"]
+                ],
+            )
+        )
+        for p in a["chain_problems"]:
+            lines.append(f" CHAIN BROKEN at row {p['row_id']}: {p['what']}")
+    return "\n".join(lines)

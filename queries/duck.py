@@ -1,0 +1,334 @@
+"""A DuckDB workspace over one trading day of the store or of an export directory.
+
+Every analytics command starts here: :func:`open_store` / :func:`open_export` read
+the day's ``events`` and the ``connection_log`` rows of every session overlapping
+the day as Arrow (through :class:`~queries.source.StoreReader` or the export's
+Parquet files) into an in-memory DuckDB, then define the views the commands and
+``studio-query sql`` query (:mod:`queries.views`). Both sources give the same
+tables, so every command works the same over either. The day's frames are scanned
+in place as Arrow tables (no copy into DuckDB); the small ``connection_log`` is a
+DuckDB table.
+
+What can go wrong (each a :class:`QueryError`): the store or export cannot be read,
+an ``--account`` is unknown, an export lacks the day.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Final
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import duckdb
+import pyarrow as pa
+
+from recorder.tradingday import day_bounds_ns
+
+from .errors import QueryError
+from .exportdir import ExportDir
+from .source import CONNECTION_LOG_SCHEMA, EVENTS_SCHEMA, StoreReader
+from .views import NOTICE_COLUMNS, NOTICE_TYPES, define_views
+
+DEFAULT_TIMEZONE: Final = "America/New_York"
+#: Log rows this long after the day are read too: the ``closed`` row of a session
+#: that spans midnight (sessions live at most one token lifetime, 24 h).
+LOG_LOOKAHEAD_NS: Final = 2 * 86_400 * 1_000_000_000
+
+#: Columns of ``events`` enough for gaps (no payload, no hashes): a lighter read.
+LIGHT_COLUMNS: Final = (
+    "id",
+    "account_id",
+    "session_id",
+    "received_at_ns",
+    "server_ts_ms",
+    "sequence",
+    "msg_type",
+    "trading_day",
+    "replayed",
+)
+
+
+@dataclass
+class Workspace(AbstractContextManager["Workspace"]):
+    """An in-memory DuckDB holding one day (or, for ``sql``, everything) of one source.
+
+    Tables ``_events`` (store schema) and ``_log`` (``connection_log``), the views of
+    :mod:`queries.views` when ``payload`` is true, and what the commands need to know
+    about the day: its bounds, the accounts in scope and "now". ``store``/``export``
+    is the source (for the chain verification that reads it again).
+    """
+
+    con: duckdb.DuckDBPyConnection
+    day: dt.date | None
+    tz: ZoneInfo
+    accounts: tuple[str, ...]
+    now_ns: int
+    source: str
+    payload: bool
+    store: StoreReader | None = None
+    export: ExportDir | None = None
+    _frozen: bool = field(default=False, repr=False)
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.con.close()
+        if self.store is not None:
+            self.store.close()
+
+    @property
+    def bounds_ns(self) -> tuple[int, int]:
+        """[start, end) of the day in its time zone, as UTC epoch nanoseconds."""
+        if self.day is None:
+            raise QueryError("this command needs --day")
+        return day_bounds_ns(self.day, self.tz)
+
+    def rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Run a query of the analytics (their SQL, never user SQL) and fetch every row."""
+        return self.con.execute(sql, list(params)).fetchall()
+
+    def freeze(self) -> None:
+        """Compute the payload views once into tables (for commands querying them often)."""
+        if self.payload and not self._frozen:
+            for name in ("activity", "orders", "fills", "positions"):
+                self.con.execute(f"CREATE TABLE _{name} AS SELECT * FROM {name}")
+                self.con.execute(f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM _{name}")
+            self._frozen = True
+
+
+def zone(name: str) -> ZoneInfo:
+    """The IANA time zone ``name``, or QueryError."""
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise QueryError(
+            f"unknown time zone {name!r}: use an IANA name such as {DEFAULT_TIMEZONE}"
+        ) from None
+
+
+def _connect() -> duckdb.DuckDBPyConnection:
+    con = duckdb.connect(":memory:")
+    con.execute("SET enable_progress_bar = false")
+    con.execute("SET TimeZone = 'UTC'")
+    return con
+
+
+def _load(
+    con: duckdb.DuckDBPyConnection,
+    name: str,
+    schema: pa.Schema,
+    batches: Iterator[pa.RecordBatch],
+    *,
+    native: bool = False,
+) -> None:
+    """Make ``batches`` the relation ``name``: the Arrow table itself (DuckDB scans it in
+    place: no copy, which for a day of a million frames saves most of a second), or with
+    ``native`` a DuckDB table (for the small ones that are modified)."""
+    table = pa.Table.from_batches(list(batches), schema=schema)
+    if not native:
+        con.register(name, table)
+        return
+    con.register("_arrow_source", table)
+    try:
+        con.execute(f"CREATE TABLE {name} AS SELECT * FROM _arrow_source")
+    finally:
+        con.unregister("_arrow_source")
+
+
+def _keep_overlapping_sessions(con: duckdb.DuckDBPyConnection, start_ns: int, end_ns: int) -> None:
+    """Drop log rows of sessions that do not overlap [start, end): opened → closed (or open)."""
+    con.execute(
+        """
+        DELETE FROM _log WHERE session_id NOT IN (
+            SELECT session_id FROM _log GROUP BY session_id
+            HAVING min(at_ns) < $end
+               AND coalesce(max(at_ns) FILTER (WHERE event = 'closed'), $end) >= $start)
+        """,
+        {"start": start_ns, "end": end_ns},
+    )
+
+
+def _scope(
+    con: duckdb.DuckDBPyConnection, requested: Sequence[str] | None, configured: Sequence[str]
+) -> tuple[str, ...]:
+    if requested:
+        return tuple(sorted(set(requested)))
+    found = {
+        str(row[0])
+        for row in con.execute(
+            "SELECT DISTINCT account_id FROM _events UNION SELECT DISTINCT account_id FROM _log"
+        ).fetchall()
+    }
+    return tuple(sorted(found | set(configured)))
+
+
+def _columns(payload: bool, columns: Sequence[str] | None) -> list[str]:
+    if payload:
+        return list(EVENTS_SCHEMA.names)
+    wanted = set(columns or LIGHT_COLUMNS) | {"account_id", "trading_day"}
+    return [name for name in EVENTS_SCHEMA.names if name in wanted]
+
+
+def check_accounts(reader: StoreReader, accounts: Sequence[str], configured: Sequence[str]) -> None:
+    """QueryError naming the first of ``accounts`` the store and configuration do not know."""
+    for account in accounts:
+        if account not in configured and not reader.has_account(account):
+            raise QueryError(
+                f"unknown account {account!r}: nothing recorded for it in {reader.display_url}"
+            )
+
+
+def _schema(schema: pa.Schema, columns: Sequence[str]) -> pa.Schema:
+    return pa.schema([schema.field(name) for name in columns])
+
+
+def _store_events(
+    reader: StoreReader,
+    day: dt.date | None,
+    accounts: list[str] | None,
+    columns: Sequence[str],
+    msg_types: Sequence[str] | None = None,
+) -> Iterator[pa.RecordBatch]:
+    """The day's ``events`` rows with ``columns`` (in that order).
+
+    Reading one day, ``trading_day`` is that day on every row: it is added here
+    instead of being read (and parsed from text, on SQLite) a million times.
+    """
+    if day is None or "trading_day" not in columns:
+        yield from reader.events(day=day, accounts=accounts, columns=columns, msg_types=msg_types)
+        return
+    read = [name for name in columns if name != "trading_day"]
+    schema = _schema(EVENTS_SCHEMA, columns)
+    constant = pa.scalar(day, pa.date32())
+    for batch in reader.events(day=day, accounts=accounts, columns=read, msg_types=msg_types):
+        arrays = dict(zip(read, batch.columns, strict=True))
+        arrays["trading_day"] = pa.repeat(constant, batch.num_rows)
+        yield pa.RecordBatch.from_arrays([arrays[name] for name in columns], schema=schema)
+
+
+def open_store(
+    url: str,
+    *,
+    day: dt.date | None,
+    accounts: Sequence[str] | None = None,
+    configured: Sequence[str] = (),
+    timezone: str = DEFAULT_TIMEZONE,
+    payload: bool = True,
+    notices: bool = True,
+    columns: Sequence[str] | None = None,
+    now_ns: int | None = None,
+) -> Workspace:
+    """A workspace over ``day`` of the store at ``url`` (every day when None).
+
+    ``accounts`` restricts to those accounts (each must be known to the store or be
+    in ``configured``, the configuration's accounts, else QueryError); by default
+    every account with frames or sessions that day, plus ``configured``.
+    ``payload=False`` skips ``raw``/``chain_hash`` (and the payload views) except for
+    error-notices (table ``_notices``, empty with ``notices=False``): enough for gaps
+    and audit, and faster. ``columns`` narrows a light workspace further (default
+    :data:`LIGHT_COLUMNS`; ``account_id`` and ``trading_day`` are always kept).
+    """
+    tz = zone(timezone)
+    reader = StoreReader(url)
+    con = _connect()
+    try:
+        check_accounts(reader, accounts or (), configured)
+        wanted = list(accounts) if accounts else None
+        names = _columns(payload, columns)
+        batches = _store_events(reader, day, wanted, names)
+        _load(con, "_events", _schema(EVENTS_SCHEMA, names), batches)
+        if not payload:
+            types = NOTICE_TYPES if notices else ()
+            kept = _store_events(reader, day, wanted, NOTICE_COLUMNS, types)
+            _load(con, "_notices", _schema(EVENTS_SCHEMA, NOTICE_COLUMNS), kept)
+        end = None if day is None else day_bounds_ns(day, tz)[1] + LOG_LOOKAHEAD_NS
+        log = reader.connection_log(accounts=wanted, end_ns=end)
+        _load(con, "_log", CONNECTION_LOG_SCHEMA, log, native=True)
+        if day is not None:
+            _keep_overlapping_sessions(con, *day_bounds_ns(day, tz))
+        define_views(con, payload)
+        scope = _scope(con, wanted, configured)
+    except BaseException:
+        con.close()
+        reader.close()
+        raise
+    return Workspace(
+        con=con,
+        day=day,
+        tz=tz,
+        accounts=scope,
+        now_ns=now_ns or time.time_ns(),
+        source=url,
+        payload=payload,
+        store=reader,
+    )
+
+
+def open_export(
+    directory: str | Path,
+    *,
+    day: dt.date | None,
+    accounts: Sequence[str] | None = None,
+    payload: bool = True,
+    notices: bool = True,
+    columns: Sequence[str] | None = None,
+    now_ns: int | None = None,
+) -> Workspace:
+    """A workspace over ``day`` of an export directory (every exported day when None).
+
+    The time zone is the one the day was exported with (its manifest's). Accounts
+    are checked against the manifests (QueryError for an unknown one).
+    """
+    export = ExportDir(directory)
+    days = [day] if day is not None else export.days()
+    known = export.accounts(days)
+    for account in accounts or ():
+        if account not in known:
+            raise QueryError(f"unknown account {account!r}: not in the export {export.root}")
+    tz = zone(export.timezone(days) or DEFAULT_TIMEZONE)
+    wanted = list(accounts) if accounts else None
+    names = _columns(payload, columns)
+    con = _connect()
+    try:
+        _load(
+            con,
+            "_events",
+            _schema(EVENTS_SCHEMA, names),
+            export.batches("events", days, wanted, names),
+        )
+        if not payload:
+            types = NOTICE_TYPES if notices else ()
+            kept = export.batches("events", days, wanted, NOTICE_COLUMNS, types)
+            _load(con, "_notices", _schema(EVENTS_SCHEMA, NOTICE_COLUMNS), kept)
+        log = export.batches("connection_log", days, wanted)
+        _load(con, "_log", CONNECTION_LOG_SCHEMA, log, native=True)
+        # A session spanning two exported days is in both days' files: keep one copy.
+        con.execute("CREATE OR REPLACE TABLE _log AS SELECT DISTINCT * FROM _log ORDER BY id")
+        define_views(con, payload)
+        scope = _scope(con, wanted, sorted(known) if day is not None else ())
+    except BaseException:
+        con.close()
+        raise
+
+    return Workspace(
+        con=con,
+        day=day,
+        tz=tz,
+        accounts=scope,
+        now_ns=now_ns or time.time_ns(),
+        source=str(export.root),
+        payload=payload,
+        export=export,
+    )

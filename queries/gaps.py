@@ -1,0 +1,216 @@
+"""Gap detection: what the store may be missing for a trading day, per account.
+
+Three kinds of gap, because each has a different cause and remedy:
+
+* **sequence gaps** — holes in the account's sequence numbers, computed after
+  de-duplication on (account, day, sequence): a hole in one session's live stream
+  that a later session's replay filled is *not* a gap. Sequences are assumed to step
+  by one (the protocol documents only "monotonic"); nothing is inferred before the
+  first sequence seen, so ``first_sequence`` is reported for a human to judge.
+* **coverage gaps** — time of the day not covered by any subscribed session (from
+  ``connection_log``, see :mod:`queries.sessions`), with a reason: ``not recording``
+  (no earlier session), ``unclean end`` (the previous session has no ``closed`` row:
+  the recorder was killed), or ``reconnecting after: <close detail>``. The day is
+  clipped to "now", so the future of today is not a gap.
+* **silences** — stretches of covered time longer than a threshold with no frame at
+  all (heartbeats included): a connection that was up but said nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .duck import Workspace
+from .render import iso_ns, table
+from .sessions import NS_PER_S, Session, clip, complement, load_sessions, merge
+
+DEFAULT_LIVENESS_TIMEOUT_S = 60.0
+#: The ``events`` columns gaps reads (``open_store(..., payload=False, columns=COLUMNS)``).
+COLUMNS = ("account_id", "session_id", "received_at_ns", "sequence", "trading_day")
+
+
+def gaps(
+    ws: Workspace, *, silence_s: float | None = None, liveness_timeout_s: float = 60.0
+) -> dict[str, Any]:
+    """The gaps report of the workspace's day (JSON-ready; see the README for its fields).
+
+    ``silence_s`` defaults to twice ``liveness_timeout_s`` (the recorder's setting).
+    """
+    threshold_s = 2 * liveness_timeout_s if silence_s is None else silence_s
+    threshold_ns = int(threshold_s * NS_PER_S)
+    start, end = ws.bounds_ns
+    until = max(start, min(end, ws.now_ns))
+    summary = {
+        row[0]: row[1:]
+        for row in ws.rows(
+            "SELECT account_id, min(sequence), max(sequence), count(DISTINCT sequence), "
+            "count(*) - count(DISTINCT sequence) FROM _events "
+            "WHERE sequence IS NOT NULL AND trading_day = ? GROUP BY account_id",
+            [ws.day],
+        )
+    }
+    holes: dict[str, list[dict[str, Any]]] = {}
+    for account, first, last, count in ws.rows(
+        """
+        SELECT account_id, prev + 1, sequence - 1, sequence - prev - 1 FROM (
+            SELECT account_id, sequence,
+                   lag(sequence) OVER (PARTITION BY account_id ORDER BY sequence) AS prev
+            FROM (SELECT DISTINCT account_id, sequence FROM _events
+                  WHERE sequence IS NOT NULL AND trading_day = ?))
+        WHERE sequence - prev > 1 ORDER BY account_id, prev
+        """,
+        [ws.day],
+    ):
+        holes.setdefault(account, []).append(
+            {"first_missing": first, "last_missing": last, "count": count}
+        )
+    quiet = _quiet_stretches(ws, threshold_ns)
+    sessions = load_sessions(ws, liveness_timeout_s)
+    accounts = []
+    for account in ws.accounts:
+        first_seq, last_seq, distinct, duplicates = summary.get(account, (None, None, 0, 0))
+        covered = clip(merge(_coverage(sessions[account], ws.now_ns)), start, until)
+        accounts.append(
+            {
+                "account_id": account,
+                "first_sequence": first_seq,
+                "last_sequence": last_seq,
+                "distinct_sequences": distinct,
+                "duplicates": duplicates,
+                "sequence_gaps": holes.get(account, []),
+                "coverage_gaps": [
+                    _coverage_gap(hole, sessions[account], ws.now_ns)
+                    for hole in complement(covered, start, until)
+                ],
+                "silences": _silences(quiet.get(account, [(None, None)]), covered, threshold_ns),
+            }
+        )
+    return {
+        "trading_day": ws.day,
+        "timezone": ws.tz.key,
+        "window": {"start": iso_ns(start), "end": iso_ns(until)},
+        "silence_threshold_s": threshold_s,
+        "accounts": accounts,
+    }
+
+
+def has_sequence_gaps(report: dict[str, Any]) -> bool:
+    """True when any account of a gaps report has a sequence gap (``--fail-on-gaps``)."""
+    return any(account["sequence_gaps"] for account in report["accounts"])
+
+
+def _coverage(sessions: list[Session], now_ns: int) -> list[tuple[int, int]]:
+    return [c for c in (s.coverage(now_ns) for s in sessions) if c is not None]
+
+
+def _coverage_gap(hole: tuple[int, int], sessions: list[Session], now_ns: int) -> dict[str, Any]:
+    start, end = hole
+    before = [
+        (cov[1], s) for s in sessions if (cov := s.coverage(now_ns)) is not None and cov[1] <= start
+    ]
+    previous = max(before, key=lambda item: item[0])[1] if before else None
+    if previous is None:
+        reason = "not recording"
+    elif not previous.clean:
+        reason = "unclean end"
+    else:
+        reason = f"reconnecting after: {previous.close_detail or 'closed'}"
+    return {
+        "start": iso_ns(start),
+        "end": iso_ns(end),
+        "seconds": (end - start) / NS_PER_S,
+        "reason": reason,
+        "after_session": previous.session_id if previous else None,
+        "attempts": sum(
+            1 for s in sessions if s.opened_ns is not None and start <= s.opened_ns < end
+        ),
+        "rejected_subscribes": sum(
+            1 for s in sessions for at, _ in s.rejections if start <= at < end
+        ),
+    }
+
+
+def _quiet_stretches(
+    ws: Workspace, threshold_ns: int
+) -> dict[str, list[tuple[int | None, int | None]]]:
+    """Per account, (previous frame, next frame) pairs further apart than the threshold.
+
+    ``None`` stands for "no frame before" / "no frame after": every silence lies in
+    one of these stretches, so only they need intersecting with coverage.
+    """
+    out: dict[str, list[tuple[int | None, int | None]]] = {}
+    for account, prev, at in ws.rows(
+        """
+        SELECT account_id, prev, received_at_ns FROM (
+            SELECT account_id, received_at_ns,
+                   lag(received_at_ns) OVER (PARTITION BY account_id ORDER BY received_at_ns)
+                   AS prev
+            FROM _events)
+        WHERE prev IS NULL OR received_at_ns - prev > ?
+        UNION ALL
+        SELECT account_id, max(received_at_ns), NULL FROM _events GROUP BY account_id
+        """,
+        [threshold_ns],
+    ):
+        out.setdefault(account, []).append((prev, at))
+    return out
+
+
+def _silences(
+    stretches: list[tuple[int | None, int | None]],
+    covered: list[tuple[int, int]],
+    threshold_ns: int,
+) -> list[dict[str, Any]]:
+    found = []
+    for a, b in covered:
+        for prev, following in stretches:
+            start = a if prev is None else max(prev, a)
+            end = b if following is None else min(following, b)
+            if end - start > threshold_ns:
+                found.append((start, end))
+    return [
+        {"start": iso_ns(s), "end": iso_ns(e), "seconds": (e - s) / NS_PER_S}
+        for s, e in sorted(found)
+    ]
+
+
+def render_gaps(report: dict[str, Any]) -> str:
+    """The gaps report as text for people."""
+    lines = [
+        f"Gaps on {report['trading_day']} ({report['timezone']}), "
+        f"{report['window']['start']} to {report['window']['end']}; "
+        f"silence threshold {report['silence_threshold_s']:g} s"
+    ]
+    for acc in report["accounts"]:
+        lines.append("")
+        span = (
+            f"sequences {acc['first_sequence']}..{acc['last_sequence']}"
+            if acc["first_sequence"] is not None
+            else "no sequenced frames"
+        )
+        lines.append(
+            f"Account {acc['account_id']}: {span}, {acc['distinct_sequences']} distinct, "
+            f"{acc['duplicates']} duplicates"
+        )
+        lines.append(" sequence gaps:")
+        lines.append(
+            table(
+                ["first_missing", "last_missing", "count"],
+                [(g["first_missing"], g["last_missing"], g["count"]) for g in acc["sequence_gaps"]],
+            )
+        )
+        lines.append(" coverage gaps:")
+        lines.append(
+            table(
+                ["start", "end", "seconds", "reason"],
+                [(g["start"], g["end"], g["seconds"], g["reason"]) for g in acc["coverage_gaps"]],
+            )
+        )
+        lines.append(" silences:")
+        lines.append(
+            table(
+                ["start", "end", "seconds"],
+                [(g["start"], g["end"], g["seconds"]) for g in acc["silences"]],
+            )
+        )
+    return "\n".join(lines)

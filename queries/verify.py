@@ -1,0 +1,410 @@
+"""Tamper verification: recompute every account's hash chain, in the store or in an export.
+
+The chain (``recorder.chain``) covers every recorded field of every ``events`` row
+in ``id`` order per account, so recomputing it with
+:func:`recorder.chain.verify_chain` finds any row that was changed, removed,
+inserted or reordered; the report names the account, the first bad row id, the
+hash expected there and the hash stored. Rows stream from the store or the files in
+bounded batches, one account at a time, so memory does not grow with the store.
+
+* Whole store: each account from the genesis hash over all its rows.
+* One day (``day``): each account's stretch of its chain from the day's first row
+  to its last (rows of other days in between included), from the hash of the row
+  before it (:meth:`~queries.source.StoreReader.chain_anchor`).
+* An export: each file's size, SHA-256 and row count against the manifest, no file
+  missing or unlisted, and each account's events file chained from the manifest's
+  ``chain_anchor`` to its ``last_chain_hash``.
+
+Limits: removing an account's *last* rows from the store leaves a shorter chain that
+is still valid — only an external copy of the head (an export manifest, a report
+kept elsewhere) reveals it. ``connection_log`` is not chained; in an export, its
+files are covered by the manifest's SHA-256 only, and the manifest itself is not
+signed. Large jobs are spread over worker processes (one per CPU).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import multiprocessing
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Final
+from urllib.parse import quote
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from recorder.chain import GENESIS_HASH, verify_chain
+
+from .duck import check_accounts
+from .errors import QueryError
+from .exportdir import ExportDir, read_file
+from .render import table
+from .source import EVENTS_SCHEMA, StoreReader
+
+CHANGED: Final = "row changed, removed or reordered"
+#: Below this many rows in total, chains are checked in this process (no workers).
+PARALLEL_MIN_ROWS: Final = 200_000
+_SAFE_SEGMENT: Final = "-._"  # besides letters and digits, kept as-is in partition paths
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong: what, and where (row id and hashes for a chain break, or a file)."""
+
+    what: str
+    row_id: int | None = None
+    expected: str | None = None
+    stored: str | None = None
+    path: str | None = None
+
+
+@dataclass
+class ChainCheck:
+    """The result of checking one account (for one day of an export, or of the store)."""
+
+    account_id: str
+    trading_day: dt.date | None = None
+    rows: int = 0
+    first_id: int | None = None
+    last_id: int | None = None
+    anchor: str = GENESIS_HASH
+    first_hash: str | None = None
+    head: str = GENESIS_HASH
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+@dataclass
+class VerifyReport:
+    """Every account's check, and problems of the export that belong to no account."""
+
+    source: str
+    trading_day: dt.date | None
+    accounts: list[ChainCheck]
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems and all(check.ok for check in self.accounts)
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready: ``{"ok", "source", "trading_day", "accounts": [...], "problems"}``."""
+        return {
+            "ok": self.ok,
+            "source": self.source,
+            "trading_day": self.trading_day,
+            "accounts": [{**asdict(c), "ok": c.ok} for c in self.accounts],
+            "problems": [asdict(p) for p in self.problems],
+        }
+
+
+def check_rows(
+    account_id: str,
+    batches: Iterable[pa.RecordBatch],
+    anchor: str,
+    trading_day: dt.date | None = None,
+) -> ChainCheck:
+    """Recompute the chain over ``batches`` (one account, id order) starting at ``anchor``."""
+    check = ChainCheck(account_id, trading_day, anchor=anchor, head=anchor)
+
+    def rows() -> Iterator[dict[str, Any]]:
+        for batch in batches:
+            names = batch.schema.names
+            # A date encodes as its ISO text (recorder.chain); handing over the text is
+            # byte-identical and spares a datetime.date object per row.
+            columns = [
+                pc.cast(column, pa.string()).to_pylist()
+                if pa.types.is_date32(column.type)
+                else column.to_pylist()
+                for column in batch.columns
+            ]
+            ids = columns[names.index("id")]
+            if check.first_id is None:
+                check.first_id = ids[0]
+                check.first_hash = columns[names.index("chain_hash")][0]
+            check.last_id = ids[-1]
+            for values in zip(*columns, strict=True):
+                yield dict(zip(names, values, strict=True))
+
+    broken, check.head, check.rows = verify_chain(rows(), anchor)
+    if broken is not None:
+        check.problems.append(Problem(CHANGED, broken.row_id, broken.expected, broken.stored))
+    return check
+
+
+# -- the store ------------------------------------------------------------------------------
+
+
+def _store_job(
+    url: str,
+    account: str,
+    first_id: int | None,
+    last_id: int | None,
+    anchor: str,
+    day: dt.date | None,
+) -> ChainCheck:
+    with StoreReader(url) as reader:
+        batches = reader.events(accounts=[account], first_id=first_id, last_id=last_id)
+        return check_rows(account, batches, anchor, day)
+
+
+def verify_store(
+    url: str,
+    *,
+    day: dt.date | None = None,
+    accounts: Sequence[str] | None = None,
+    configured: Sequence[str] = (),
+    workers: int | None = None,
+) -> VerifyReport:
+    """Check the chains of the store at ``url`` (every account, or ``accounts``).
+
+    With ``day``: the stretch of each chain that the day's rows span. Raises
+    QueryError for an unreadable store or an account neither the store nor
+    ``configured`` (the configuration's accounts) knows. ``workers``: processes to
+    spread the accounts over (default: one per CPU when there are many rows).
+    """
+    jobs: list[tuple[Any, ...]] = []
+    sizes: list[int] = []
+    with StoreReader(url) as reader:
+        check_accounts(reader, accounts or (), configured)
+        source = reader.display_url
+        ranges = reader.id_ranges(day=day, accounts=list(accounts) if accounts else None)
+        for account in sorted(set(accounts or ()) | set(ranges)):
+            if account not in ranges:
+                jobs.append((url, account, 0, -1, GENESIS_HASH, day))  # nothing to check
+                sizes.append(0)
+                continue
+            first, last, count = ranges[account]
+            if day is None:
+                jobs.append((url, account, None, None, GENESIS_HASH, None))
+            else:
+                jobs.append((url, account, first, last, reader.chain_anchor(account, first), day))
+            sizes.append(count)
+    checks = _run(_store_job, jobs, sizes, workers)
+    return VerifyReport(source, day, checks)
+
+
+def _run(
+    job: Any, jobs: list[tuple[Any, ...]], sizes: list[int], workers: int | None
+) -> list[ChainCheck]:
+    """Run ``job(*args)`` for every args tuple; in worker processes when it is worth it."""
+    count = workers if workers is not None else min(os.cpu_count() or 1, len(jobs))
+    if count <= 1 or (workers is None and sum(sizes) < PARALLEL_MIN_ROWS):
+        return [job(*args) for args in jobs]
+    # Largest first, so the slowest account does not start last.
+    order = sorted(range(len(jobs)), key=lambda i: -sizes[i])
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=count, mp_context=context) as pool:
+        futures = {i: pool.submit(job, *jobs[i]) for i in order}
+        return [futures[i].result() for i in range(len(jobs))]
+
+
+# -- an export ------------------------------------------------------------------------------
+
+
+def partition_value(account_id: str) -> str:
+    """An account id as the export writes it in a path (percent-encoded beyond [A-Za-z0-9._-])."""
+    return quote(account_id, safe=_SAFE_SEGMENT)
+
+
+def expected_path(table_name: str, day: dt.date, account_id: str) -> str:
+    return (
+        f"{table_name}/trading_day={day.isoformat()}/"
+        f"account_id={partition_value(account_id)}/part-0.parquet"
+    )
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _file_problems(export: ExportDir, day: dt.date, entry: dict[str, Any]) -> list[Problem]:
+    rel = str(entry["path"])
+    try:
+        path = export.file(rel)
+    except QueryError:
+        return [Problem("manifest names a path outside the export directory", path=rel)]
+    if rel != expected_path(str(entry["table"]), day, str(entry["account_id"])):
+        return [Problem("file is not where the layout puts its table, day and account", path=rel)]
+    if not path.is_file():
+        return [Problem("file listed in the manifest is missing", path=rel)]
+    problems = []
+    size = path.stat().st_size
+    if size != entry["bytes"]:
+        problems.append(Problem(f"file has {size} bytes, manifest says {entry['bytes']}", path=rel))
+    if _sha256(path) != entry["sha256"]:
+        problems.append(
+            Problem("file content changed (SHA-256 differs from the manifest)", path=rel)
+        )
+    try:
+        rows = pq.ParquetFile(path).metadata.num_rows
+    except (pa.ArrowInvalid, OSError) as exc:
+        return [*problems, Problem(f"not a readable Parquet file: {exc}", path=rel)]
+    if rows != entry["rows"]:
+        problems.append(Problem(f"file has {rows} rows, manifest says {entry['rows']}", path=rel))
+    return problems
+
+
+def _unlisted(export: ExportDir, day: dt.date, listed: set[str]) -> list[Problem]:
+    found = []
+    for table_name in ("events", "connection_log"):
+        base = export.root / table_name / f"trading_day={day.isoformat()}"
+        if base.is_dir():
+            for path in sorted(base.rglob("*")):
+                rel = path.relative_to(export.root).as_posix()
+                if path.is_file() and rel not in listed:
+                    found.append(Problem("file is not listed in the manifest", path=rel))
+    return found
+
+
+def _export_chain(
+    export: ExportDir,
+    day: dt.date,
+    account: str,
+    facts: dict[str, Any],
+    entry: dict[str, Any],
+    manifest_range: object = None,
+) -> ChainCheck:
+    anchor = str(facts.get("chain_anchor", GENESIS_HASH))
+    path = export.file(str(entry["path"]))
+    try:
+        check = check_rows(
+            account,
+            read_file(path, export.root / "events", "events", EVENTS_SCHEMA.names),
+            anchor,
+            day,
+        )
+    except QueryError as exc:
+        return ChainCheck(
+            account, day, anchor=anchor, problems=[Problem(str(exc), path=entry["path"])]
+        )
+    expectations = (
+        ("events", check.rows, "rows"),
+        ("first_id", check.first_id, "first row id"),
+        ("last_id", check.last_id, "last row id"),
+        ("first_chain_hash", check.first_hash, "first row's chain_hash"),
+    )
+    id_range = manifest_range if isinstance(manifest_range, dict) else {}
+    low, high = id_range.get("first"), id_range.get("last")
+    for row_id in (check.first_id, check.last_id):
+        outside = row_id is not None and (
+            (isinstance(low, int) and row_id < low) or (isinstance(high, int) and row_id > high)
+        )
+        if outside:
+            check.problems.append(
+                Problem(f"row {row_id} lies outside the manifest's id_range", path=entry["path"])
+            )
+    for key, actual, label in expectations:
+        if key in facts and facts[key] != actual:
+            check.problems.append(
+                Problem(f"{label} is {actual}, manifest says {facts[key]}", path=entry["path"])
+            )
+    if check.ok and facts.get("last_chain_hash") not in (None, check.head):
+        check.problems.append(
+            Problem(
+                "chain does not end at the manifest's last_chain_hash: rows removed at the end, "
+                "or the manifest changed",
+                row_id=check.last_id,
+                expected=str(facts["last_chain_hash"]),
+                stored=check.head,
+            )
+        )
+    return check
+
+
+def verify_export(
+    directory: str | Path, *, day: dt.date | None = None, accounts: Sequence[str] | None = None
+) -> VerifyReport:
+    """Check an export directory (every exported day, or ``day``) against its manifests.
+
+    Raises QueryError when the directory or the day's manifest is missing or not an
+    export manifest; everything wrong inside is reported, not raised.
+    """
+    export = ExportDir(directory)
+    days = [day] if day is not None else export.days()
+    if not days:
+        raise QueryError(f"no exported day in {export.root} (manifest/ is empty)")
+    wanted = None if not accounts else set(accounts)
+    if wanted is not None:
+        unknown = wanted - export.accounts(days)
+        if unknown:
+            raise QueryError(
+                f"unknown account {sorted(unknown)[0]!r}: not in the export {export.root}"
+            )
+    report = VerifyReport(str(export.root), day, [])
+    for one_day in days:
+        manifest = export.manifest(one_day)
+        listed = {str(entry["path"]) for entry in manifest["files"]}
+        if wanted is None:
+            report.problems.extend(_unlisted(export, one_day, listed))
+        checks: dict[str, ChainCheck] = {}
+        events_files = {}
+        for entry in manifest["files"]:
+            account = str(entry["account_id"])
+            if wanted is not None and account not in wanted:
+                continue
+            problems = _file_problems(export, one_day, entry)
+            if problems:
+                checks.setdefault(account, ChainCheck(account, one_day)).problems.extend(problems)
+            if entry["table"] == "events":
+                events_files[account] = entry
+        for account, facts in sorted(manifest["accounts"].items()):
+            if wanted is not None and account not in wanted:
+                continue
+            entry = events_files.get(account)
+            if entry is None:
+                if facts.get("events"):
+                    checks.setdefault(account, ChainCheck(account, one_day)).problems.append(
+                        Problem(
+                            f"manifest counts {facts['events']} events but lists no events file"
+                        )
+                    )
+                continue
+            check = _export_chain(export, one_day, account, facts, entry, manifest.get("id_range"))
+            check.problems[:0] = checks.get(account, ChainCheck(account)).problems
+            checks[account] = check
+        for account in sorted(set(events_files) - set(manifest["accounts"])):
+            checks.setdefault(account, ChainCheck(account, one_day)).problems.append(
+                Problem(
+                    "events file of an account the manifest's accounts do not list",
+                    path=str(events_files[account]["path"]),
+                )
+            )
+        report.accounts.extend(checks[a] for a in sorted(checks))
+    return report
+
+
+def render_verify(report: VerifyReport) -> str:
+    """The verification result as text; failures name account, row id and what is wrong."""
+    scope = f" for {report.trading_day}" if report.trading_day else ""
+    lines = [f"Verify {report.source}{scope}: {'OK' if report.ok else 'FAILED'}"]
+    rows = [
+        (c.account_id, c.trading_day, c.rows, c.first_id, c.last_id, "ok" if c.ok else "FAILED")
+        for c in report.accounts
+    ]
+    lines.append(table(["account", "day", "rows", "first_id", "last_id", "chain"], rows))
+    for check in report.accounts:
+        for p in check.problems:
+            lines.append(_problem_line(f"account {check.account_id}", p))
+    lines.extend(_problem_line("export", p) for p in report.problems)
+    return "\n".join(lines)
+
+
+def _problem_line(who: str, p: Problem) -> str:
+    where = f" row {p.row_id}" if p.row_id is not None else ""
+    where += f" file {p.path}" if p.path else ""
+    hashes = f" (expected {p.expected}, stored {p.stored})" if p.expected else ""
+    return f"FAIL {who}:{where}: {p.what}{hashes}"

@@ -1,0 +1,227 @@
+"""``studio-query gaps|audit|reconcile|verify|sql`` through real processes: outputs, exit
+codes, and one-line errors for bad input."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from recorder import migrate
+from recorder.store import open_engine
+from tests.analytics_day import DAY, A, B, record
+from tests.export_writer import write_export
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "queries", *args], capture_output=True,
+                          text=True, timeout=120, cwd=cwd or ROOT, check=False)  # fmt: skip
+
+
+def run_json(*args: str, code: int = 0) -> Any:
+    result = run(*args, "--json")
+    assert result.returncode == code, result.stderr
+    return json.loads(result.stdout)
+
+
+def one_line_error(result: subprocess.CompletedProcess[str], code: int, fragment: str) -> None:
+    assert result.returncode == code, (result.stdout, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    assert lines[0].startswith("studio-query: error: ")
+    assert fragment in lines[0], lines[0]
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The recorded faulty day in a SQLite file (read-only for every test here)."""
+    path = tmp_path_factory.mktemp("cli") / "store.db"
+    engine = open_engine(f"sqlite:///{path}")
+    migrate.upgrade(engine)
+    record(engine)
+    engine.dispose()
+    return f"sqlite:///{path}"
+
+
+def by_account(report: dict[str, Any]) -> dict[str, Any]:
+    return {a["account_id"]: a for a in report["accounts"]}
+
+
+def test_gaps_json_and_fail_on_gaps(store: str) -> None:
+    day = ("--db", store, "--day", "2024-06-10")
+    report = run_json("gaps", *day)
+    assert report["trading_day"] == "2024-06-10"
+    assert report["silence_threshold_s"] == 120
+    assert by_account(report)[A]["sequence_gaps"] == [
+        {"first_missing": 12, "last_missing": 13, "count": 2}
+    ]
+    failing = run("gaps", *day, "--fail-on-gaps", "--json")
+    assert failing.returncode == 1
+    assert json.loads(failing.stdout)["accounts"][1]["account_id"] == A
+    assert run("gaps", *day, "--fail-on-gaps", "--account", B).returncode == 0
+    human = run("gaps", *day, "--silence-s", "90")
+    assert human.returncode == 0
+    assert "Account 100000: sequences 1..18, 16 distinct, 23 duplicates" in human.stdout
+    assert "unclean end" in human.stdout
+
+
+def test_audit_and_reconcile(store: str, tmp_path: Path) -> None:
+    day = ("--db", store, "--day", "2024-06-10")
+    audit = by_account(run_json("audit", *day))
+    assert (audit[A]["frames"], audit[A]["chain_ok"], audit[B]["frames"]) == (57, True, 14)
+    assert audit[A]["latency_ms"]["p99"] == 25.0
+    assert "Audit of 2024-06-10" in run("audit", *day).stdout
+    broker = tmp_path / "eod.csv"
+    broker.write_text("account_id,symbol,quantity\n0042,SPY,5\n")
+    report = run_json("reconcile", *day, "--account", B, "--positions", str(broker))
+    spy = report["accounts"][0]["symbols"][0]
+    assert (spy["vwap_bought"], spy["start_position"], spy["consistent"]) == ("530.25", "-5", True)
+    assert report["accounts"][0]["breaks"] == []
+    assert run("reconcile", *day, "--account", B, "--fail-on-breaks").returncode == 0
+    breaking = run("reconcile", *day, "--fail-on-breaks")
+    assert breaking.returncode == 1
+    assert "position-not-explained: MSFT" in breaking.stdout
+
+
+def test_config_gives_store_time_zone_liveness_and_accounts(store: str, tmp_path: Path) -> None:
+    config = tmp_path / "recorder.toml"
+    config.write_text(
+        '[studio]\naccounts = ["100000", "0042", "777"]\n'
+        f'[store]\nurl = "{store}"\n'
+        '[recorder]\ntrading_day_timezone = "America/New_York"\nliveness_timeout_s = 240\n'
+    )
+    report = by_account(run_json("gaps", "--config", str(config), "--day", "2024-06-10"))
+    assert sorted(report) == [B, A, "777"]
+    assert report["777"]["coverage_gaps"][0]["seconds"] == 86400
+    assert report[A]["silences"] == []  # threshold 2 x 240 s: the 480 s silence is not longer
+    utc = by_account(run_json("gaps", "--db", store, "--day", "2024-06-10", "--timezone", "UTC"))
+    assert utc[B]["coverage_gaps"][0]["start"] == "2024-06-10T00:00:00.000000000Z"
+
+
+def test_verify_store_and_tampered_copy(store: str, tmp_path: Path) -> None:
+    intact = run("verify", "--db", store)
+    assert intact.returncode == 0, intact.stderr
+    assert "OK" in intact.stdout.splitlines()[0]
+    assert run("verify", "--db", store, "--day", "2024-06-10", "--account", B).returncode == 0
+    copy = tmp_path / "copy.db"
+    source = sqlite3.connect(store.removeprefix("sqlite:///"))
+    db = sqlite3.connect(copy)
+    source.backup(db)
+    source.close()
+    db.execute("DROP TRIGGER events_no_update")
+    victim = db.execute("SELECT id FROM events WHERE account_id = '0042' AND sequence = 2 "
+                        "AND NOT replayed").fetchone()[0]  # fmt: skip
+    db.execute("UPDATE events SET raw = replace(raw, '530.25', '530.26') WHERE id = ?", (victim,))
+    db.commit()
+    db.close()
+    for extra in ((), ("--day", "2024-06-10")):
+        broken = run("verify", "--db", f"sqlite:///{copy}", *extra)
+        assert broken.returncode == 1
+        assert f"FAIL account 0042: row {victim}: row changed, removed or reordered" in (
+            broken.stdout
+        )
+    report = run_json("verify", "--db", f"sqlite:///{copy}", code=1)
+    assert report["ok"] is False
+    bad = by_account(report)[B]
+    assert bad["problems"][0]["row_id"] == victim
+    assert by_account(report)[A]["ok"] is True
+
+
+def test_from_export(store: str, tmp_path: Path) -> None:
+    out = tmp_path / "export"
+    write_export(store, DAY, out)
+    day = ("--day", "2024-06-10")
+    assert run_json("gaps", "--from-export", str(out), *day) == run_json(
+        "gaps", "--db", store, *day
+    )
+    assert run("verify", "--from-export", str(out)).returncode == 0
+    events = out / "events" / "trading_day=2024-06-10" / f"account_id={A}" / "part-0.parquet"
+    events.write_bytes(events.read_bytes()[:-100])
+    broken = run("verify", "--from-export", str(out), *day)
+    assert broken.returncode == 1
+    assert f"FAIL account {A}: file {events.relative_to(out).as_posix()}" in broken.stdout
+
+
+def test_sql(store: str) -> None:
+    day = ("--db", store, "--day", "2024-06-10")
+    csv = run("sql", *day, "--csv", "SELECT symbol, quantity FROM positions ORDER BY symbol")
+    assert csv.returncode == 0, csv.stderr
+    assert csv.stdout.splitlines() == ["symbol,quantity", "AAPL,110", "MSFT,-30", "SPY,5"]
+    rows = run_json("sql", *day, "SELECT count(*) AS n FROM events WHERE account_id = '0042'")
+    assert rows == [{"n": 14}]
+    table = run("sql", *day, "SELECT 'x' AS a")
+    assert table.stdout.splitlines()[-1] == "(1 row)"
+
+
+def test_commands_are_documented() -> None:
+    readme = (ROOT / "README.md").read_text()
+    for command in ("gaps", "audit", "reconcile", "verify", "sql"):
+        assert f"studio-query {command}" in readme
+        assert run(command, "--help").returncode == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "fragment"),
+    [
+        (("gaps", "--day", "2024-13-01"), 2, "impossible date '2024-13-01'"),
+        (("audit", "--day", "yesterday"), 2, "bad date 'yesterday'"),
+        (("gaps",), 2, "Missing option '--day'"),
+        (("gaps", "--day", "2024-06-10", "--account", "31337"), 1, "unknown account '31337'"),
+        (("verify", "--account", "31337"), 1, "unknown account '31337'"),
+        (("sql", "SELEC 1"), 1, "SQL error: Parser Error"),
+        (("sql", "SELECT * FROM nowhere"), 1, "SQL error: Catalog Error"),
+        (("sql", "--json", "--csv", "SELECT 1"), 2, "give --json or --csv"),
+        (("gaps", "--day", "2024-06-10", "--timezone", "Mars/Olympus"), 1, "unknown time zone"),
+        (("gaps", "--day", "2024-06-10", "--silence-s", "0"), 2, "--silence-s"),
+        (("reconcile", "--day", "2024-06-10", "--positions", "absent.csv"), 1,
+         "positions file not found: absent.csv"),
+    ],
+)  # fmt: skip
+def test_bad_input_is_one_line(
+    store: str, tmp_path: Path, args: tuple[str, ...], code: int, fragment: str
+) -> None:
+    one_line_error(run(*args, "--db", store, cwd=tmp_path), code, fragment)
+
+
+def test_malformed_positions_file(store: str, tmp_path: Path) -> None:
+    bad = tmp_path / "eod.csv"
+    bad.write_text("account_id,symbol,quantity\n0042,SPY,lots\n")
+    one_line_error(run("reconcile", "--db", store, "--day", "2024-06-10", "--positions",
+                       str(bad)), 1, "line 2: quantity 'lots' is not a decimal")  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "fragment"),
+    [
+        (("gaps", "--db", "sqlite:///absent.db", "--day", "2024-06-10"), 1,
+         "database file not found"),
+        (("verify", "--db", "sqlite:///absent.db"), 1, "database file not found"),
+        (("audit", "--db", "postgresql://postgres@127.0.0.1:1/test", "--day", "2024-06-10"), 1,
+         "cannot connect to PostgreSQL"),
+        (("gaps", "--db", "not a url", "--day", "2024-06-10"), 1, "not a database URL"),
+        (("gaps", "--from-export", "absent", "--day", "2024-06-10"), 1,
+         "export directory not found"),
+        (("verify", "--from-export", "absent"), 1, "export directory not found"),
+        (("gaps", "--db", "sqlite:///x.db", "--from-export", "x", "--day", "2024-06-10"), 2,
+         "give one of --config, --db or --from-export"),
+        (("gaps", "--day", "2024-06-10"), 2, "pass --config PATH"),
+    ],
+)  # fmt: skip
+def test_bad_sources_are_one_line(
+    tmp_path: Path, args: tuple[str, ...], code: int, fragment: str
+) -> None:
+    one_line_error(run(*args, cwd=tmp_path), code, fragment)
+
+
+def test_an_empty_file_is_not_a_store(tmp_path: Path) -> None:
+    (tmp_path / "empty.db").write_bytes(b"")
+    one_line_error(run("audit", "--db", f"sqlite:///{tmp_path}/empty.db", "--day", "2024-06-10"),
+                   1, "no recorder schema")  # fmt: skip

@@ -1,0 +1,225 @@
+"""Analytics and verification over an export directory written to the layout contract.
+
+The directories are written by tests/export_writer.py (a stand-in for
+``studio-query export``): the same day must give the same reports from the export as
+from the store, and any change to the exported files must be caught by ``verify``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from sqlalchemy import Engine
+
+from queries.audit import audit
+from queries.duck import open_export, open_store
+from queries.errors import QueryError
+from queries.gaps import gaps
+from queries.reconcile import reconcile
+from queries.verify import CHANGED, render_verify, verify_export
+from recorder.appender import Appender
+from recorder.records import FrameRecord, LogRecord
+from tests.analytics_day import AFTER_THE_DAY_NS, DAY, A, B, ny, record
+from tests.export_writer import write_export
+
+
+@pytest.fixture
+def exported(engine: Engine, tmp_path: Path) -> tuple[str, Path]:
+    record(engine)
+    url = engine.url.render_as_string(hide_password=False)
+    out = tmp_path / "export"
+    write_export(url, DAY, out)
+    return url, out
+
+
+def test_reports_from_the_export_equal_those_from_the_store(exported: tuple[str, Path]) -> None:
+    url, out = exported
+    for payload, command in ((False, gaps), (False, audit), (True, reconcile)):
+        with open_store(url, day=DAY, payload=payload, now_ns=AFTER_THE_DAY_NS) as ws:
+            from_store = command(ws)
+        with open_export(out, day=DAY, payload=payload, now_ns=AFTER_THE_DAY_NS) as ws:
+            from_export = command(ws)
+        assert from_export == from_store, command.__name__
+    with open_export(out, day=DAY, accounts=[B], payload=False) as ws:
+        assert [a["account_id"] for a in gaps(ws)["accounts"]] == [B]
+        assert ws.tz.key == "America/New_York"
+
+
+def test_intact_export_verifies(exported: tuple[str, Path]) -> None:
+    _, out = exported
+    report = verify_export(out)
+    assert report.ok, render_verify(report)
+    checks = {c.account_id: c for c in report.accounts}
+    assert (checks[A].rows, checks[B].rows) == (57, 14)
+    assert verify_export(out, day=DAY, accounts=[B]).ok
+
+
+def manifest_of(out: Path) -> dict[str, Any]:
+    return json.loads((out / "manifest" / f"trading_day={DAY}.json").read_text())
+
+
+def save_manifest(out: Path, manifest: dict[str, Any]) -> None:
+    (out / "manifest" / f"trading_day={DAY}.json").write_text(json.dumps(manifest))
+
+
+def events_file(out: Path, account: str) -> Path:
+    return out / f"events/trading_day={DAY}/account_id={account}/part-0.parquet"
+
+
+def rewrite(out: Path, account: str, table: pa.Table) -> None:
+    """Replace an account's events file and make the manifest's file entry agree with it."""
+    path = events_file(out, account)
+    pq.write_table(table, path, compression="zstd")
+    manifest = manifest_of(out)
+    data = path.read_bytes()
+    for entry in manifest["files"]:
+        if entry["path"] == path.relative_to(out).as_posix():
+            entry.update(bytes=len(data), sha256=hashlib.sha256(data).hexdigest(),
+                         rows=table.num_rows)  # fmt: skip
+    save_manifest(out, manifest)
+
+
+def problems(out: Path) -> list[tuple[str, Any, str]]:
+    report = verify_export(out)
+    assert not report.ok
+    found = [(c.account_id, p.row_id, p.what) for c in report.accounts for p in c.problems]
+    return found + [("", p.path, p.what) for p in report.problems]
+
+
+def test_a_changed_row_is_named_even_when_the_manifest_was_updated(
+    exported: tuple[str, Path],
+) -> None:
+    _, out = exported
+    table = pq.read_table(events_file(out, B))
+    raws = table["raw"].to_pylist()
+    index = 4  # B-s1's live trade-notice U1 (ack, replay-complete, seq 1, 2, 3, ...)
+    changed = raws[index].replace('"quantity":"10"', '"quantity":"11"')
+    assert changed != raws[index]
+    raws[index] = changed
+    rewrite(out, B, table.set_column(8, "raw", pa.array(raws, pa.string())))
+    victim = table["id"][index].as_py()
+    assert problems(out) == [(B, victim, CHANGED)]
+    assert f"FAIL account {B}: row {victim}" in render_verify(verify_export(out))
+
+
+def test_a_changed_file_fails_its_checksum(exported: tuple[str, Path]) -> None:
+    _, out = exported
+    path = events_file(out, A)
+    with path.open("ab") as handle:
+        handle.write(b"\0")
+    found = problems(out)
+    assert (A, None, "file content changed (SHA-256 differs from the manifest)") in found
+
+
+def test_rows_removed_at_the_end(exported: tuple[str, Path]) -> None:
+    _, out = exported
+    table = pq.read_table(events_file(out, B))
+    shorter = table.slice(0, table.num_rows - 1)
+    rewrite(out, B, shorter)
+    manifest = manifest_of(out)
+    manifest["accounts"][B].update(events=shorter.num_rows, last_id=shorter["id"][-1].as_py())
+    save_manifest(out, manifest)
+    found = problems(out)
+    assert len(found) == 1
+    assert found[0][0] == B
+    assert found[0][1] == shorter["id"][-1].as_py()
+    assert found[0][2].startswith("chain does not end at the manifest's last_chain_hash")
+
+
+def test_missing_unlisted_and_escaping_files(exported: tuple[str, Path]) -> None:
+    _, out = exported
+    events_file(out, A).unlink()
+    stray = out / f"connection_log/trading_day={DAY}/account_id={B}/part-1.parquet"
+    stray.write_bytes(b"x")
+    found = problems(out)
+    assert (A, None, "file listed in the manifest is missing") in found
+    assert ("", stray.relative_to(out).as_posix(), "file is not listed in the manifest") in found
+    manifest = manifest_of(out)
+    manifest["files"][0]["path"] = "../../etc/passwd"
+    save_manifest(out, manifest)
+    assert any("outside the export directory" in what for _, _, what in problems(out))
+
+
+def test_row_count_and_id_checks_against_the_manifest(exported: tuple[str, Path]) -> None:
+    _, out = exported
+    manifest = manifest_of(out)
+    manifest["accounts"][B]["first_id"] = 999
+    manifest["accounts"][A]["first_chain_hash"] = "0" * 64
+    manifest["id_range"]["last"] -= 1
+    save_manifest(out, manifest)
+    found = {(account, what) for account, _, what in problems(out)}
+    first_b = manifest_of(out)["accounts"][B]
+    assert (B, "first row id is 1, manifest says 999") in found
+    assert (A, f"first row's chain_hash is {first_a_hash(out)}, manifest says {'0' * 64}") in found
+    last = manifest["id_range"]["last"] + 1
+    assert (A, f"row {last} lies outside the manifest's id_range") in found
+    assert first_b["events"] == 14
+
+
+def first_a_hash(out: Path) -> str:
+    return str(pq.read_table(events_file(out, A))["chain_hash"][0].as_py())
+
+
+def test_bad_export_directories(tmp_path: Path, exported: tuple[str, Path]) -> None:
+    _, out = exported
+    with pytest.raises(QueryError, match="export directory not found"):
+        open_export(tmp_path / "absent", day=DAY)
+    (tmp_path / "plain").mkdir()
+    with pytest.raises(QueryError, match="not an export directory"):
+        verify_export(tmp_path / "plain")
+    with pytest.raises(QueryError, match="no export of 2024-06-11"):
+        open_export(out, day=DAY.replace(day=11))
+    with pytest.raises(QueryError, match="unknown account '31337'"):
+        open_export(out, day=DAY, accounts=["31337"])
+    manifest = manifest_of(out)
+    manifest["format"] = "something-else"
+    save_manifest(out, manifest)
+    with pytest.raises(QueryError, match="not a studio-recorder-export manifest"):
+        open_export(out, day=DAY)
+
+
+def test_account_ids_that_need_percent_encoding(sqlite_url: str, tmp_path: Path) -> None:
+    from recorder import migrate
+    from recorder.store import open_engine
+
+    engine = open_engine(sqlite_url)
+    migrate.upgrade(engine)
+    odd = "A/1 x%"
+    raw = '{"timestamp":1718026260000,"sequence":1,"payload":{"type":"position-update",' \
+          '"data":{"symbol":"IBM","quantity":"3","average_cost":1.5}}}'  # fmt: skip
+    Appender(engine).append(
+        [FrameRecord(odd, "s", ny(9, 31, 0), 1718026260000, 1, "position-update", DAY, False,
+                     "text", raw)],
+        [LogRecord("s", odd, ny(9, 30, 0), "opened"),
+         LogRecord("s", odd, ny(9, 30, 1), "subscribed")],
+    )  # fmt: skip
+    engine.dispose()
+    out = tmp_path / "export"
+    manifest = write_export(sqlite_url, DAY, out)
+    assert manifest["files"][0]["path"].startswith(
+        f"connection_log/trading_day={DAY}/account_id=A%2F1%20x%25/"
+    )
+    assert verify_export(out).ok
+    with open_export(out, day=DAY) as ws:
+        assert ws.accounts == (odd,)
+        report = reconcile(ws)
+    assert report["accounts"][0]["symbols"][0]["last_position"] == 3
+    with open_export(out, day=DAY) as ws:
+        assert ws.rows("SELECT count(*) FROM connection_log WHERE account_id = ?", [odd]) == [(2,)]
+
+
+def test_an_exported_day_without_data(exported: tuple[str, Path]) -> None:
+    url, out = exported
+    empty = DAY.replace(day=9)
+    manifest = write_export(url, empty, out)
+    assert (manifest["accounts"], manifest["files"]) == ({}, [])
+    assert verify_export(out, day=empty).ok
+    with open_export(out, day=empty, payload=False) as ws:
+        assert gaps(ws)["accounts"] == []
+    assert verify_export(out).ok  # both days
