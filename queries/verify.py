@@ -28,7 +28,7 @@ import datetime as dt
 import hashlib
 import multiprocessing
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -112,6 +112,7 @@ def check_rows(
     batches: Iterable[pa.RecordBatch],
     anchor: str,
     trading_day: dt.date | None = None,
+    resume: Mapping[int, str] | None = None,
 ) -> ChainCheck:
     """Recompute the chain over ``batches`` (one account, id order) starting at ``anchor``."""
     check = ChainCheck(account_id, trading_day, anchor=anchor, head=anchor)
@@ -135,7 +136,7 @@ def check_rows(
             for values in zip(*columns, strict=True):
                 yield dict(zip(names, values, strict=True))
 
-    broken, check.head, check.rows = verify_chain(rows(), anchor)
+    broken, check.head, check.rows = verify_chain(rows(), anchor, resume)
     if broken is not None:
         check.problems.append(Problem(CHANGED, broken.row_id, broken.expected, broken.stored))
     return check
@@ -280,12 +281,19 @@ def _export_chain(
 ) -> ChainCheck:
     anchor = str(facts.get("chain_anchor", GENESIS_HASH))
     path = export.file(str(entry["path"]))
+    # Rows whose predecessor in the account's chain belongs to another day.
+    resume = {
+        int(point["id"]): str(point["previous_hash"])
+        for point in facts.get("chain_resume") or ()
+        if isinstance(point, dict) and isinstance(point.get("id"), int)
+    }
     try:
         check = check_rows(
             account,
             read_file(path, export.root / "events", "events", EVENTS_SCHEMA.names),
             anchor,
             day,
+            resume,
         )
     except QueryError as exc:
         return ChainCheck(

@@ -146,18 +146,24 @@ class ChainBreak:
 
 
 def verify_chain(
-    rows: Iterable[Mapping[Any, Any]], previous_hex: str = GENESIS_HASH
+    rows: Iterable[Mapping[Any, Any]],
+    previous_hex: str = GENESIS_HASH,
+    resume: Mapping[Any, str] | None = None,
 ) -> tuple[ChainBreak | None, str, int]:
     """Recompute a chain over ``rows`` (one account, ``id`` order).
 
     Returns ``(first break or None, last recomputed hash, rows checked)``. After a
     break the recomputation continues from the *stored* hash so that only the
-    first bad row is reported, not every row after it.
+    first bad row is reported, not every row after it. ``resume`` maps row ids to
+    the hash their predecessor in the full chain had: for rows that are a subset
+    of an account's chain (one trading day, with rows of another day in between).
     """
     current = previous_hex
     count = 0
     first_break: ChainBreak | None = None
     for index, row in enumerate(rows):
+        if resume and row.get("id") in resume:
+            current = resume[row["id"]]
         expected = next_hash(current, row)
         stored = row["chain_hash"]
         count += 1
