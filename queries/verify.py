@@ -36,11 +36,11 @@ from typing import Any, Final
 from urllib.parse import quote
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from recorder.chain import GENESIS_HASH, verify_chain
+from recorder.chain import GENESIS_HASH, verify_encoded
 
+from .canonical import canonical_array
 from .duck import check_accounts
 from .errors import QueryError
 from .exportdir import ExportDir, read_file
@@ -117,26 +117,22 @@ def check_rows(
     """Recompute the chain over ``batches`` (one account, id order) starting at ``anchor``."""
     check = ChainCheck(account_id, trading_day, anchor=anchor, head=anchor)
 
-    def rows() -> Iterator[dict[str, Any]]:
-        for batch in batches:
-            names = batch.schema.names
-            # A date encodes as its ISO text (recorder.chain); handing over the text is
-            # byte-identical and spares a datetime.date object per row.
-            columns = [
-                pc.cast(column, pa.string()).to_pylist()
-                if pa.types.is_date32(column.type)
-                else column.to_pylist()
-                for column in batch.columns
-            ]
-            ids = columns[names.index("id")]
-            if check.first_id is None:
-                check.first_id = ids[0]
-                check.first_hash = columns[names.index("chain_hash")][0]
-            check.last_id = ids[-1]
-            for values in zip(*columns, strict=True):
-                yield dict(zip(names, values, strict=True))
+    ids: list[int] = []
 
-    broken, check.head, check.rows = verify_chain(rows(), anchor, resume)
+    def rows() -> Iterator[tuple[bytes, str]]:
+        for batch in batches:
+            if not batch.num_rows:
+                continue
+            batch_ids = batch.column("id").to_pylist()
+            hashes = batch.column("chain_hash").to_pylist()
+            if check.first_id is None:
+                check.first_id = batch_ids[0]
+                check.first_hash = hashes[0]
+            check.last_id = batch_ids[-1]
+            ids.extend(batch_ids)
+            yield from zip(canonical_array(batch).to_pylist(), hashes, strict=True)
+
+    broken, check.head, check.rows = verify_encoded(rows(), ids, anchor, resume)
     if broken is not None:
         check.problems.append(Problem(CHANGED, broken.row_id, broken.expected, broken.stored))
     return check
