@@ -46,6 +46,10 @@ DISCONNECT_TIMEOUT_S: Final = 3.0
 #: How long shutdown waits to record a session's ``closed`` row and close its socket.
 SHUTDOWN_GRACE_S: Final = 5.0
 
+#: Close codes that mean a frame broke the WebSocket protocol (RFC 6455 §7.4.1): protocol
+#: error, invalid payload data (a text frame that is not UTF-8), message too big.
+PROTOCOL_ERROR_CLOSE_CODES: Final = frozenset({1002, 1007, 1009})
+
 Ending = Literal[
     "server-close", "liveness-timeout", "subscribe-timeout", "rejected", "error", "shutdown"
 ]
@@ -224,6 +228,13 @@ class _Conversation:
         code = getattr(reason, "code", None)
         name = getattr(reason, "name", "") or ""
         text = getattr(reason, "reason", None)
+        if code in PROTOCOL_ERROR_CLOSE_CODES:
+            # The WebSocket layer (ours, or the server's) refused a frame: e.g. a text frame
+            # that is not UTF-8 (1007). wsproto reports our side's refusal as a close.
+            self.end(
+                "error", f"protocol error {code} {name}".rstrip() + (f": {text}" if text else "")
+            )
+            return
         detail = f"server close {code} {name}".rstrip() + (f": {text}" if text else "")
         if self.last_notice is not None:
             # An error-notice then a close: the token may be what the server objected to

@@ -35,27 +35,54 @@ RETRY_INITIAL_S: Final = 0.2
 RETRY_MAX_S: Final = 10.0
 
 
+#: Errors that mean "the store cannot take this batch now": SQLite busy/locked, full
+#: (SQLITE_FULL), read-only or failing I/O (SQLITE_READONLY, SQLITE_IOERR); a PostgreSQL
+#: connection refused, cut or terminated. Retried with backoff, never dropped.
+TRANSIENT_DB_ERRORS: Final = (OperationalError, InterfaceError, sqlite3.OperationalError)
+#: PostgreSQL SQLSTATEs retried although the driver files them elsewhere: class 08
+#: (connection exception), class 53 (insufficient resources: disk full, out of memory, too
+#: many connections), 57P01-57P05 (shutdown, crash, cannot connect now), 25006 (read-only
+#: transaction: a standby during a failover), 40001 and 40P01 (serialization, deadlock).
+TRANSIENT_SQLSTATES: Final = frozenset(
+    {"25006", "40001", "40P01", "57P01", "57P02", "57P03", "57P04", "57P05"}
+)
+TRANSIENT_SQLSTATE_CLASSES: Final = frozenset({"08", "53"})
+
+
 def is_transient(exc: BaseException) -> bool:
     """Database errors worth retrying: the store is busy, full, read-only or unreachable.
 
     Both SQLAlchemy's wrapped errors and the drivers' own (the bulk insert paths
-    talk to sqlite3 and psycopg directly) count.
+    talk to sqlite3 and psycopg directly) count. Anything else (a constraint, a
+    schema mismatch, a corrupt file) is a bug or needs a person: not retried.
     """
-    if isinstance(exc, OperationalError | InterfaceError | sqlite3.OperationalError):
+    if isinstance(exc, TRANSIENT_DB_ERRORS):
         return True
-    if isinstance(exc, DBAPIError):
-        return exc.connection_invalidated
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    original = getattr(exc, "orig", None) or exc
+    sqlstate = getattr(original, "sqlstate", None)
+    if isinstance(sqlstate, str) and (
+        sqlstate in TRANSIENT_SQLSTATES or sqlstate[:2] in TRANSIENT_SQLSTATE_CLASSES
+    ):
+        return True
     psycopg = sys.modules.get("psycopg")
     return psycopg is not None and isinstance(
-        exc, psycopg.OperationalError | psycopg.InterfaceError
+        original, psycopg.OperationalError | psycopg.InterfaceError
     )
 
 
 def describe_db_error(exc: BaseException) -> str:
-    """One line naming the driver's error, never the SQL or its parameters (frames)."""
+    """One line naming the driver's error, never the SQL or its parameters (frames).
+
+    SQLite's extended code is added (``disk I/O error (SQLITE_IOERR_WRITE)``): its
+    messages alone do not tell a read-only file from a failing disk.
+    """
     original = getattr(exc, "orig", None) or exc
-    text = str(original).strip().splitlines()
-    return f"{type(original).__name__}: {text[0]}" if text else type(original).__name__
+    lines = str(original).strip().splitlines()
+    line = f"{type(original).__name__}: {lines[0]}" if lines else type(original).__name__
+    code = getattr(original, "sqlite_errorname", None)
+    return f"{line} ({code})" if isinstance(code, str) and code not in line else line
 
 
 class Writer:
