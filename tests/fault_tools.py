@@ -197,7 +197,7 @@ class TcpProxy:
 
     target: tuple[str, int]
     port: int = 0
-    upstream_ports: set[int] = field(default_factory=set)
+    _open: dict[trio.SocketStream, int] = field(default_factory=dict)  # upstream → local port
     _listeners: list[trio.SocketListener] = field(default_factory=list)
     _streams: set[trio.SocketStream] = field(default_factory=set)
     _serving: trio.CancelScope | None = None
@@ -206,6 +206,7 @@ class TcpProxy:
     async def run(self, task_status: trio.TaskStatus[TcpProxy] = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
+            nursery.start_soon(trio.sleep_forever)  # stays open while cut
             await self._listen()
             task_status.started(self)
 
@@ -226,7 +227,7 @@ class TcpProxy:
         except OSError:
             await client.aclose()
             return
-        self.upstream_ports.add(upstream.socket.getsockname()[1])
+        self._open[upstream] = upstream.socket.getsockname()[1]
         self._streams |= {client, upstream}
         try:
             async with trio.open_nursery() as nursery:
@@ -234,6 +235,7 @@ class TcpProxy:
                 nursery.start_soon(self._pump, upstream, client, nursery.cancel_scope)
         finally:
             self._streams -= {client, upstream}
+            self._open.pop(upstream, None)
             for stream in (client, upstream):
                 await trio.aclose_forcefully(stream)
 
@@ -247,6 +249,11 @@ class TcpProxy:
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass
         scope.cancel()
+
+    def open_ports(self) -> set[int]:
+        """Local ports of the relayed connections to the target now open (``client_port`` in
+        PostgreSQL's ``pg_stat_activity``)."""
+        return set(self._open.values())
 
     async def cut(self) -> None:
         """Close the listener (new connections refused) and every relayed connection."""

@@ -11,21 +11,23 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import uuid
 from pathlib import Path
 
 import httpx
 import pytest
 import trio
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
 from recorder import migrate
 from recorder.envelope import decode_raw
 from recorder.simulator import SimConfig, Simulator
-from recorder.store import open_engine
+from recorder.store import normalize_url, open_engine
 
 from .fault_tools import (
     SECRET,
     RecorderProcess,
+    TcpProxy,
     assert_no_loss_no_duplicates,
     free_port,
     hold_exclusive_lock,
@@ -171,3 +173,99 @@ async def test_sqlite_locked_by_another_process_blocks_readers_and_is_reported(
         stored, sim.day_log(A), upto=max(r["sequence"] or 0 for r in stored)
     )
     assert query("verify", "--db", url).returncode == 0
+
+
+def _events(engine: Engine) -> list[str]:
+    return [r["event"] for r in log_rows(engine, A)]
+
+
+def _terminate_backends(admin: Engine, application_name: str, ports: set[int]) -> int:
+    """pg_terminate_backend of the recorder's own backends only: those connected through the
+    test's proxy (its upstream ports) under the test's application_name."""
+    with admin.connect() as conn:
+        killed = conn.execute(
+            text(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE application_name = :app AND client_port = ANY(:ports)"
+            ),
+            {"app": application_name, "ports": sorted(ports)},
+        ).scalar_one()
+        conn.commit()
+    return int(killed)
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+async def test_postgres_terminated_and_unreachable_is_retried_and_reported(
+    pg_url: str, tmp_path: Path
+) -> None:
+    direct = normalize_url(pg_url)
+    migrate.upgrade(admin := open_engine(direct))
+    application_name = f"studio-recorder-faults-{uuid.uuid4().hex[:8]}"
+    sim = Simulator(SimConfig(accounts=(A,), client_secret=SECRET, rate_per_s=50))
+    port = free_port()
+    seen: dict[str, list[dict[str, object]]] = {"terminated": [], "cut": []}
+    with trio.fail_after(150):
+        async with trio.open_nursery() as nursery:
+            proxy = await nursery.start(
+                TcpProxy((direct.host or "127.0.0.1", direct.port or 5432)).run
+            )
+            via_proxy = direct.set(host="127.0.0.1", port=proxy.port).update_query_dict(
+                {"application_name": application_name}
+            )
+            endpoints = await nursery.start(sim.serve)
+            config = write_config(
+                tmp_path / "recorder.toml",
+                endpoints,
+                via_proxy.render_as_string(hide_password=False),
+                [A],
+                metrics_port=port,
+            )
+            async with recorder_process(config, tmp_path / "rec.log", port) as recorder:
+                await wait_for(lambda: _healthy(recorder), timeout_s=30)
+                await wait_for(lambda: len(rows(admin, A)) >= 100, timeout_s=30)
+                # 1. Its backends are terminated (an operator, a failover, a server restart).
+                assert _terminate_backends(admin, application_name, proxy.open_ports()) >= 1
+                # The lost ownership lock is noticed at the next check (5 s): the session
+                # stops, the lock is won back, a new session's replay refills the day.
+                await wait_for(lambda: _events(admin).count("subscribed") >= 2, timeout_s=60)
+                await wait_for(lambda: _healthy(recorder), timeout_s=60)
+                # 2. The server becomes unreachable: connections cut, new ones refused.
+                await proxy.cut()
+                with trio.move_on_after(10):
+                    while True:
+                        status, body = await recorder.health()
+                        if status == 503:
+                            metrics = await recorder.metrics()
+                            seen["cut"].append({**body, "metrics": metrics})
+                        await trio.sleep(0.3)
+                assert len(rows(admin, A)) > 0  # (the test's own direct connection still works)
+                await proxy.restore()
+                written = len(rows(admin, A))
+                await wait_for(lambda: _healthy(recorder), timeout_s=60)
+                await wait_for(lambda: len(rows(admin, A)) >= written + 200, timeout_s=60)
+                recovered = await recorder.metrics()
+                assert await recorder.terminate() == 0
+            nursery.cancel_scope.cancel()
+    assert seen["cut"], "/healthz never reported the unreachable store"
+    reasons = [r for body in seen["cut"] for r in body["reasons"]]  # type: ignore[attr-defined]
+    assert any("store writes failing" in r for r in reasons)
+    assert any(f"account {A} is not subscribed" in r for r in reasons)
+    assert any(b["metrics"]["studio_recorder_store_failing"] == 1.0 for b in seen["cut"])  # type: ignore[index]
+    assert recovered["studio_recorder_store_failing"] == 0.0
+    logged = [line.get("event") for line in recorder.logs()]
+    assert "store-write-failed" in logged
+    assert "ownership-lost" in logged
+    assert logged.index("store-write-recovered") > logged.index("store-write-failed")
+    stored = rows(admin, A)
+    assert_no_loss_no_duplicates(
+        stored, sim.day_log(A), upto=max(r["sequence"] or 0 for r in stored)
+    )
+    journal = log_rows(admin, A)
+    closed = [r["detail"] for r in journal if r["event"] == "closed"]
+    assert len(closed) == _events(admin).count("opened") >= 3  # every session's end journalled
+    assert closed[0] == "ownership lost: the lock connection to the store failed"
+    assert closed[-1] == "shutdown"
+    verify = query("verify", "--db", pg_url)
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+    admin.dispose()
