@@ -82,7 +82,21 @@ def describe_db_error(exc: BaseException) -> str:
     lines = str(original).strip().splitlines()
     line = f"{type(original).__name__}: {lines[0]}" if lines else type(original).__name__
     code = getattr(original, "sqlite_errorname", None)
-    return f"{line} ({code})" if isinstance(code, str) and code not in line else line
+    if not isinstance(code, str) or code in line:
+        return line
+    hint = SQLITE_HINTS.get(code) or SQLITE_HINTS.get("_".join(code.split("_")[:2]))
+    return f"{line} ({code}: {hint})" if hint else f"{line} ({code})"
+
+
+#: What to do about the SQLite errors a store outage gives (by extended, then primary code).
+SQLITE_HINTS: Final = {
+    "SQLITE_BUSY": "another process holds a lock on the database",
+    "SQLITE_FULL": "free space on the database's file system",
+    "SQLITE_READONLY": "the database file is read-only: check its permissions and mount",
+    "SQLITE_IOERR_WRITE": "the database file cannot be written: read-only or immutable file, "
+    "read-only mount, or a failing disk",
+    "SQLITE_CANTOPEN": "the database file cannot be opened",
+}
 
 
 class Writer:

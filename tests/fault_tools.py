@@ -10,14 +10,15 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
 import socket
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -323,11 +324,36 @@ def query(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-@contextmanager
-def immutable(*paths: Path) -> Iterator[None]:
-    """``chattr +i`` (even root cannot write them) for the block; always undone."""
-    subprocess.run(["chattr", "+i", *map(str, paths)], check=True, capture_output=True)
-    try:
-        yield
-    finally:
-        subprocess.run(["chattr", "-i", *map(str, paths)], check=False, capture_output=True)
+def mount_tmpfs(path: Path, size: str) -> str | None:
+    """Mount a tmpfs of ``size`` on ``path``; the error text when that is not possible."""
+    result = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return None if result.returncode == 0 else (result.stderr.strip() or "mount failed")
+
+
+def umount(path: Path) -> None:
+    subprocess.run(["umount", "-l", str(path)], capture_output=True, check=False)
+
+
+def fill_disk(ballast: Path) -> None:
+    """Write ``ballast`` until its file system is full (ENOSPC)."""
+    with ballast.open("wb") as out:
+        try:
+            while True:
+                out.write(b"\0" * 65536)
+                out.flush()
+        except OSError as exc:
+            if exc.errno != errno.ENOSPC:
+                raise
+
+
+def chattr(flag: str, *paths: Path) -> str | None:
+    """``chattr +i``/``-i`` (immutable: even root cannot write); the error text if it failed."""
+    result = subprocess.run(
+        ["chattr", flag, *map(str, paths)], capture_output=True, text=True, check=False
+    )
+    return None if result.returncode == 0 else (result.stderr.strip() or "chattr failed")

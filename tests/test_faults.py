@@ -12,7 +12,9 @@ from __future__ import annotations
 import json
 import sqlite3
 import uuid
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -29,12 +31,16 @@ from .fault_tools import (
     RecorderProcess,
     TcpProxy,
     assert_no_loss_no_duplicates,
+    chattr,
+    fill_disk,
     free_port,
     hold_exclusive_lock,
     log_rows,
+    mount_tmpfs,
     query,
     recorder_process,
     rows,
+    umount,
     wait_for,
     write_config,
 )
@@ -269,3 +275,113 @@ async def test_postgres_terminated_and_unreachable_is_retried_and_reported(
     verify = query("verify", "--db", pg_url)
     assert verify.returncode == 0, verify.stdout + verify.stderr
     admin.dispose()
+
+
+async def _store_outage(
+    tmp_path: Path,
+    database: Path,
+    inject: Callable[[], None],
+    undo: Callable[[], None],
+    *,
+    rate_per_s: float = 100,
+) -> tuple[RecorderProcess, list[dict[str, Any]], Simulator]:
+    """Record, ``inject`` a store fault, watch /healthz until it reports it, ``undo`` it, see
+    the recorder recover and stop it; returns the 503 bodies (each with its metrics)."""
+    sim = Simulator(SimConfig(accounts=(A,), client_secret=SECRET, rate_per_s=rate_per_s))
+    url = f"sqlite:///{database}"
+    engine = open_engine(url)
+    migrate.upgrade(engine)
+    port = free_port()
+    unhealthy: list[dict[str, Any]] = []
+    with trio.fail_after(150):
+        async with trio.open_nursery() as nursery:
+            endpoints = await nursery.start(sim.serve)
+            config = write_config(
+                tmp_path / "recorder.toml", endpoints, url, [A], metrics_port=port
+            )
+            async with recorder_process(config, tmp_path / "rec.log", port) as recorder:
+                await wait_for(lambda: _healthy(recorder), timeout_s=30)
+                await wait_for(lambda: len(rows(engine, A)) >= 100, timeout_s=30)
+                inject()
+                try:
+                    with trio.fail_after(60):
+                        while len(unhealthy) < 5:  # reported, and still reported a second later
+                            status, body = await recorder.health()
+                            if status == 503:
+                                unhealthy.append({**body, "metrics": await recorder.metrics()})
+                            await trio.sleep(0.2)
+                finally:
+                    undo()
+                written = len(rows(engine, A))
+                await wait_for(lambda: _healthy(recorder), timeout_s=60)
+                await wait_for(lambda: len(rows(engine, A)) >= written + 100, timeout_s=60)
+                assert await recorder.terminate() == 0
+            nursery.cancel_scope.cancel()
+    stored = rows(engine, A)
+    engine.dispose()
+    assert len({r["session_id"] for r in stored}) == 1  # the connection was never dropped
+    assert [decode_raw(r["raw_kind"], r["raw"]) for r in stored] == sim.sent_log(A)[: len(stored)]
+    last = max(r["sequence"] or 0 for r in stored)
+    assert_no_loss_no_duplicates(stored, sim.day_log(A), upto=last)
+    verify = query("verify", "--db", url)
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+    with sqlite3.connect(database) as db:
+        assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    assert any(b["metrics"]["studio_recorder_store_failing"] == 1.0 for b in unhealthy)
+    logged = [line.get("event") for line in recorder.logs()]
+    assert logged.index("store-write-recovered") > logged.index("store-write-failed")
+    return recorder, unhealthy, sim
+
+
+def _reasons(unhealthy: list[dict[str, Any]]) -> list[str]:
+    return [reason for body in unhealthy for reason in body["reasons"]]
+
+
+@pytest.mark.slow
+async def test_disk_full_holds_the_batch_reports_it_and_recovers(tmp_path: Path) -> None:
+    small = tmp_path / "small"
+    small.mkdir()
+    problem = mount_tmpfs(small, "16m")
+    if problem is not None:
+        pytest.skip(f"cannot mount a small tmpfs to fill up: {problem}")
+    ballast = small / "ballast"
+    try:
+        recorder, unhealthy, _ = await _store_outage(
+            tmp_path,
+            small / "store.db",
+            lambda: fill_disk(ballast),
+            ballast.unlink,
+            rate_per_s=1000,  # the WAL reuses its space for a while: write a lot, quickly
+        )
+    finally:
+        umount(small)
+    assert any("database or disk is full" in r for r in _reasons(unhealthy))
+    failed = [line for line in recorder.logs() if line.get("event") == "store-write-failed"]
+    assert "SQLITE_FULL" in failed[0]["msg"]
+
+
+@pytest.mark.slow
+async def test_read_only_database_file_holds_the_batch_reports_it_and_recovers(
+    tmp_path: Path,
+) -> None:
+    database = tmp_path / "store.db"
+    probe = tmp_path / "probe"
+    probe.touch()
+    problem = chattr("+i", probe)
+    chattr("-i", probe)
+    if problem is not None:
+        pytest.skip(f"chattr +i is not available here: {problem}")
+    files = (database, tmp_path / "store.db-wal")  # not -shm: it is mapped in memory
+
+    def freeze() -> None:
+        assert chattr("+i", *files) is None
+
+    def thaw() -> None:
+        assert chattr("-i", *files) is None
+
+    try:
+        _, unhealthy, _ = await _store_outage(tmp_path, database, freeze, thaw)
+    finally:
+        chattr("-i", *files)
+    reasons = _reasons(unhealthy)
+    assert any("store writes failing" in r and "SQLITE_IOERR" in r for r in reasons), reasons
