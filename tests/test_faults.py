@@ -10,6 +10,7 @@ and the fault was visible (``/healthz`` 503 with a reason, a metric, a log line)
 from __future__ import annotations
 
 import json
+import random
 import sqlite3
 import uuid
 from collections.abc import Callable
@@ -19,6 +20,7 @@ from typing import Any
 import httpx
 import pytest
 import trio
+import trio.testing
 from sqlalchemy import Engine, text
 
 from recorder import migrate
@@ -44,6 +46,8 @@ from .fault_tools import (
     wait_for,
     write_config,
 )
+from .harness import SECRET as HARNESS_SECRET
+from .harness import start, wait_until
 
 A = "100000"
 
@@ -385,3 +389,61 @@ async def test_read_only_database_file_holds_the_batch_reports_it_and_recovers(
         chattr("-i", *files)
     reasons = _reasons(unhealthy)
     assert any("store writes failing" in r and "SQLITE_IOERR" in r for r in reasons), reasons
+
+
+async def test_invalid_utf8_text_frame_is_refused_recorded_and_reconnects(
+    tmp_path: Path, recorder_clock: trio.testing.MockClock
+) -> None:
+    sim_config = SimConfig(accounts=(A,), client_secret=HARNESS_SECRET, rate_per_s=2)
+    async with trio.open_nursery() as nursery:
+        run = await start(nursery, tmp_path, accounts=(A,), sim_config=sim_config)
+        await wait_until(lambda: len(run.frames(A)) >= 20)
+        run.sim.send_invalid_utf8(
+            A, b'{"timestamp":1,"payload":{"type":"heartbeat","x":"\xc3\x28"}}'
+        )
+        await wait_until(lambda: run.events_of(A).count("replay-complete") == 2)
+        await wait_until(lambda: len(run.frames(A)) >= 80)
+        await run.stop()
+    closed = [r["detail"] for r in run.log(A) if r["event"] == "closed"]
+    # wsproto refuses the frame (RFC 6455: a text frame must be UTF-8) and fails the
+    # connection with 1007; the journal says why, and the recorder reconnects.
+    assert closed[0].startswith("protocol error 1007 INVALID_FRAME_PAYLOAD_DATA: ")
+    assert "utf-8" in closed[0]
+    assert closed[1] == "shutdown"
+    assert run.recorder.state.accounts[A].reconnects_by_reason["error"] == 1
+    stored = run.frames(A)
+    sent = set(run.sim.sent_log(A))
+    assert all(decode_raw(r["raw_kind"], r["raw"]) in sent for r in stored)
+    last = max(r["sequence"] or 0 for r in stored)
+    assert_no_loss_no_duplicates(stored, run.sim.day_log(A), upto=last)
+
+
+async def test_10_mb_text_and_binary_frames_are_stored_exactly(
+    tmp_path: Path, recorder_clock: trio.testing.MockClock
+) -> None:
+    text_frame = json.dumps(
+        {"timestamp": 7, "payload": {"type": "order-update", "data": {"text": "é✓x" * 2_000_000}}},
+        ensure_ascii=False,
+    )
+    binary_frame = random.Random(3).randbytes(10 * 1024 * 1024)
+    assert len(text_frame.encode()) > 10 * 1024 * 1024
+    sim_config = SimConfig(accounts=(A,), client_secret=HARNESS_SECRET, rate_per_s=2)
+    async with trio.open_nursery() as nursery:
+        run = await start(nursery, tmp_path, accounts=(A,), sim_config=sim_config)
+        await wait_until(lambda: "replay-complete" in run.events_of(A))
+        run.sim.send_raw(A, text_frame)
+        run.sim.send_raw(A, binary_frame)
+        await wait_until(lambda: any(r["raw_kind"] == "binary" for r in run.frames(A)))
+        await wait_until(lambda: len(run.frames(A)) >= 10)  # and the stream goes on
+        await run.stop()
+    rows_ = run.frames(A)
+    big_text = [r for r in rows_ if r["server_ts_ms"] == 7]
+    assert len(big_text) == 1
+    assert big_text[0]["raw_kind"] == "text"
+    assert big_text[0]["raw"] == text_frame
+    assert big_text[0]["msg_type"] == "order-update"
+    big_binary = [r for r in rows_ if r["raw_kind"] == "binary"]
+    assert len(big_binary) == 1
+    assert big_binary[0]["msg_type"] is None  # not a text frame: not parsed, kept and flagged
+    assert decode_raw("binary", big_binary[0]["raw"]) == binary_frame
+    assert run.events_of(A) == ["opened", "subscribed", "replay-complete", "closed"]
