@@ -42,6 +42,7 @@ from .fault_tools import (
     query,
     recorder_process,
     rows,
+    rss_bytes,
     umount,
     wait_for,
     write_config,
@@ -447,3 +448,58 @@ async def test_10_mb_text_and_binary_frames_are_stored_exactly(
     assert big_binary[0]["msg_type"] is None  # not a text frame: not parsed, kept and flagged
     assert decode_raw("binary", big_binary[0]["raw"]) == binary_frame
     assert run.events_of(A) == ["opened", "subscribed", "replay-complete", "closed"]
+
+
+#: A flood must not grow the recorder without bound: the default queue (100,000 frames) full.
+FLOOD_RSS_LIMIT_BYTES = 250 * 1024 * 1024
+
+
+@pytest.mark.slow
+async def test_flood_while_the_store_is_stalled_keeps_memory_bounded(tmp_path: Path) -> None:
+    sim = Simulator(SimConfig(accounts=(A,), client_secret=SECRET, rate_per_s=0, heartbeat_s=0))
+    day = 105_000  # more than the queue holds
+    sim.emit(A, day)  # the whole day arrives at once, as the replay of the first subscribe
+    url, engine = sqlite_store(tmp_path)
+    port = free_port()
+    samples: list[tuple[float, int, float]] = []  # (time, RSS bytes, queue depth)
+    with trio.fail_after(240):
+        async with trio.open_nursery() as nursery:
+            endpoints = await nursery.start(sim.serve)
+            config = write_config(
+                tmp_path / "recorder.toml", endpoints, url, [A], metrics_port=port
+            )  # default queue_max_frames: 100,000
+            async with (
+                hold_exclusive_lock(tmp_path / "store.db", 120) as locker,
+                recorder_process(config, tmp_path / "rec.log", port) as recorder,
+            ):
+                full_since = None
+                with trio.fail_after(120):
+                    while full_since is None or trio.current_time() - full_since < 3:
+                        try:
+                            depth = (await recorder.metrics())["studio_recorder_queue_depth"]
+                        except httpx.TransportError:
+                            depth = 0.0
+                        samples.append((trio.current_time(), rss_bytes(recorder.pid), depth))
+                        if depth >= 100_000 and full_since is None:
+                            full_since = trio.current_time()
+                        await trio.sleep(0.25)
+                assert len(rows(engine, A)) == 0  # nothing could be written meanwhile
+                locker.kill()  # the store is back
+                await locker.wait()
+                await wait_for(lambda: _max_sequence(engine) >= day, timeout_s=120)
+                assert await recorder.terminate() == 0
+            nursery.cancel_scope.cancel()
+    peak = max(rss for _, rss, _ in samples)
+    print(f"flood: peak RSS {peak / 2**20:.0f} MiB with {max(d for *_, d in samples):.0f} queued")
+    assert max(depth for *_, depth in samples) == 100_000  # readers waited at the bound …
+    assert peak < FLOOD_RSS_LIMIT_BYTES  # … so memory stayed bounded …
+    at_bound = [rss for at, rss, _ in samples if full_since is not None and at >= full_since]
+    assert max(at_bound) - at_bound[0] < 16 * 2**20  # … and flat while more frames waited
+    stored = rows(engine, A)
+    assert_no_loss_no_duplicates(stored, sim.day_log(A))
+    engine.dispose()
+
+
+def _max_sequence(engine: Engine) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(text("SELECT coalesce(max(sequence), 0) FROM events")).scalar_one())
