@@ -9,15 +9,18 @@ and the fault was visible (``/healthz`` 503 with a reason, a metric, a log line)
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
 import sqlite3
+import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg.errors
 import pytest
 import trio
 import trio.testing
@@ -25,8 +28,10 @@ from sqlalchemy import Engine, text
 
 from recorder import migrate
 from recorder.envelope import decode_raw
+from recorder.health import judge
 from recorder.simulator import SimConfig, Simulator
 from recorder.store import normalize_url, open_engine
+from recorder.writer import is_transient
 
 from .fault_tools import (
     SECRET,
@@ -503,3 +508,62 @@ async def test_flood_while_the_store_is_stalled_keeps_memory_bounded(tmp_path: P
 def _max_sequence(engine: Engine) -> int:
     with engine.connect() as conn:
         return int(conn.execute(text("SELECT coalesce(max(sequence), 0) FROM events")).scalar_one())
+
+
+def test_the_retry_set_holds_store_outages_and_nothing_else(tmp_path: Path) -> None:
+    db = sqlite3.connect(tmp_path / "x.db")
+    db.execute("CREATE TABLE t (x INTEGER PRIMARY KEY)")
+    db.execute("INSERT INTO t VALUES (1)")
+    with pytest.raises(sqlite3.IntegrityError) as duplicate:
+        db.execute("INSERT INTO t VALUES (1)")
+    with pytest.raises(sqlite3.OperationalError) as no_table:
+        db.execute("SELECT * FROM missing")
+    db.close()
+    # A store outage: retried (the batch is held, the queue blocks readers).
+    for outage in (
+        psycopg.errors.AdminShutdown("terminating connection due to administrator command"),
+        psycopg.errors.DiskFull("could not extend file"),
+        psycopg.errors.ReadOnlySqlTransaction("cannot execute COPY in a read-only transaction"),
+        psycopg.errors.CannotConnectNow("the database system is starting up"),
+        psycopg.OperationalError("connection failed"),
+    ):
+        assert is_transient(outage), outage
+    # A bug or a wrong schema: not retried, it stops the recorder loudly.
+    assert not is_transient(duplicate.value)
+    assert not is_transient(psycopg.errors.UniqueViolation("duplicate key"))
+    assert not is_transient(psycopg.errors.UndefinedTable("relation does not exist"))
+    assert not is_transient(ValueError("x"))
+    # sqlite3 files every SQLite failure to run a statement under OperationalError: a missing
+    # table is retried too (and reported by /healthz) rather than losing the batch.
+    assert is_transient(no_table.value)
+
+
+async def test_subscribe_rejected_again_and_again_waits_and_refreshes_the_token_each_time(
+    tmp_path: Path, recorder_clock: trio.testing.MockClock
+) -> None:
+    sim_config = SimConfig(accounts=(A,), client_secret=HARNESS_SECRET, rate_per_s=2)
+    times: list[float] = []
+    reasons: list[str] = []
+    async with trio.open_nursery() as nursery:
+        run = await start(nursery, tmp_path, accounts=(A,), sim_config=sim_config, backoff_max_s=30)
+        await wait_until(lambda: "subscribed" in run.events_of(A))
+        run.sim.reject_next_subscribes(5)  # "success: false" for a long while
+        run.sim.drop_connections(A)
+        with trio.fail_after(600):
+            while run.events_of(A).count("subscribed") < 2:
+                if len(run.sim.subscribes) > len(times) + 1:
+                    times.append(trio.current_time())
+                    reasons += judge(run.recorder.state, time.monotonic()).reasons
+                await trio.sleep(0.5)
+        await run.stop()
+    rejected = [s for s in run.sim.subscribes if not s.accepted]
+    assert len(rejected) == 5
+    assert run.recorder.state.accounts[A].rejected_subscribes == 5
+    # Each rejection waits backoff_max_s (no storm) and retries with a fresh token.
+    # (times: every subscribe after the first one, polled every 0.5 s)
+    assert len(times) == 6
+    assert all(b - a >= 29.5 for a, b in itertools.pairwise(times))
+    assert len({s.token for s in rejected[1:]}) == 4
+    assert run.sim.tokens_issued == 6  # the first token, then one per rejection
+    assert any("not subscribed (subscribe rejected: " in r for r in reasons)
+    assert run.events_of(A).count("subscribe-rejected") == 5
