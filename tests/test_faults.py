@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 import json
 import random
+import re
 import sqlite3
 import time
 import uuid
@@ -82,6 +83,7 @@ async def test_kill_9_mid_stream_then_restart_refills_the_day(tmp_path: Path) ->
             stored_at_kill = rows(engine, A)
             with sqlite3.connect(tmp_path / "store.db") as db:
                 assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+            assert query("verify", "--db", url).returncode == 0  # what the killed one left
             await trio.sleep(1.0)  # the day goes on while nobody records it
             async with recorder_process(config, tmp_path / "second.log") as second:
                 await wait_for(
@@ -569,3 +571,18 @@ async def test_subscribe_rejected_again_and_again_waits_and_refreshes_the_token_
     assert run.sim.tokens_issued == 6  # the first token, then one per rejection
     assert any("not subscribed (subscribe rejected: " in r for r in reasons)
     assert run.events_of(A).count("subscribe-rejected") == 5
+
+
+def test_every_test_the_readme_guarantees_table_names_exists() -> None:
+    root = Path(__file__).resolve().parent.parent
+    readme = (root / "README.md").read_text()
+    section = readme.split("## Guarantees under faults", 1)[1].split("\n## ", 1)[0]
+    named = 0
+    current = None
+    for path, name in re.findall(r"`(tests/[\w/]+\.py)?::(test_\w+)`", section):
+        current = path or current
+        assert current is not None
+        source = (root / current).read_text()
+        assert re.search(rf"^(async )?def {name}\(", source, re.M), f"{current}::{name}"
+        named += 1
+    assert named >= 25
