@@ -155,6 +155,7 @@ async def test_sqlite_locked_by_another_process_blocks_readers_and_is_reported(
                 [A],
                 metrics_port=port,
                 queue_max_frames=queue_max,
+                liveness_timeout_s=4,  # shorter than the readers wait: not mistaken for silence
             )
             async with recorder_process(config, tmp_path / "rec.log", port) as recorder:
                 await wait_for(lambda: _healthy(recorder), timeout_s=30)
@@ -238,6 +239,7 @@ async def test_postgres_terminated_and_unreachable_is_retried_and_reported(
                 via_proxy.render_as_string(hide_password=False),
                 [A],
                 metrics_port=port,
+                queue_max_frames=100,  # full during the outage: sessions end with readers waiting
             )
             async with recorder_process(config, tmp_path / "rec.log", port) as recorder:
                 await wait_for(lambda: _healthy(recorder), timeout_s=30)
