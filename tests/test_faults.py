@@ -66,6 +66,7 @@ def sqlite_store(tmp_path: Path) -> tuple[str, Engine]:
     return url, engine
 
 
+@pytest.mark.timeout(300)
 @pytest.mark.slow
 async def test_kill_9_mid_stream_then_restart_refills_the_day(tmp_path: Path) -> None:
     sim = Simulator(SimConfig(accounts=(A,), client_secret=SECRET, rate_per_s=100))
@@ -135,6 +136,7 @@ async def _healthy(recorder: RecorderProcess) -> bool:
         return False
 
 
+@pytest.mark.timeout(300)
 @pytest.mark.slow
 async def test_sqlite_locked_by_another_process_blocks_readers_and_is_reported(
     tmp_path: Path,
@@ -213,6 +215,7 @@ def _terminate_backends(admin: Engine, application_name: str, ports: set[int]) -
     return int(killed)
 
 
+@pytest.mark.timeout(300)
 @pytest.mark.slow
 @pytest.mark.postgres
 async def test_postgres_terminated_and_unreachable_is_retried_and_reported(
@@ -351,6 +354,7 @@ def _reasons(unhealthy: list[dict[str, Any]]) -> list[str]:
     return [reason for body in unhealthy for reason in body["reasons"]]
 
 
+@pytest.mark.timeout(300)
 @pytest.mark.slow
 async def test_disk_full_holds_the_batch_reports_it_and_recovers(tmp_path: Path) -> None:
     small = tmp_path / "small"
@@ -374,6 +378,7 @@ async def test_disk_full_holds_the_batch_reports_it_and_recovers(tmp_path: Path)
     assert "SQLITE_FULL" in failed[0]["msg"]
 
 
+@pytest.mark.timeout(300)
 @pytest.mark.slow
 async def test_read_only_database_file_holds_the_batch_reports_it_and_recovers(
     tmp_path: Path,
@@ -463,6 +468,7 @@ async def test_10_mb_text_and_binary_frames_are_stored_exactly(
 FLOOD_RSS_LIMIT_BYTES = 250 * 1024 * 1024
 
 
+@pytest.mark.timeout(300)
 @pytest.mark.slow
 async def test_flood_while_the_store_is_stalled_keeps_memory_bounded(tmp_path: Path) -> None:
     sim = Simulator(SimConfig(accounts=(A,), client_secret=SECRET, rate_per_s=0, heartbeat_s=0))
