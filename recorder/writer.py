@@ -35,10 +35,25 @@ RETRY_INITIAL_S: Final = 0.2
 RETRY_MAX_S: Final = 10.0
 
 
-#: Errors that mean "the store cannot take this batch now": SQLite busy/locked, full
-#: (SQLITE_FULL), read-only or failing I/O (SQLITE_READONLY, SQLITE_IOERR); a PostgreSQL
-#: connection refused, cut or terminated. Retried with backoff, never dropped.
-TRANSIENT_DB_ERRORS: Final = (OperationalError, InterfaceError, sqlite3.OperationalError)
+#: SQLite result codes (primary) that mean "the store cannot take this batch now": busy or
+#: locked by another connection, out of memory, read-only file or mount, I/O error (an
+#: immutable file, a failing disk), full, cannot open the file, WAL lock race. Any other
+#: SQLite error (no such table, constraint, corrupt file) is a bug or needs a person.
+TRANSIENT_SQLITE_CODES: Final = frozenset(
+    {
+        "SQLITE_BUSY",
+        "SQLITE_LOCKED",
+        "SQLITE_NOMEM",
+        "SQLITE_READONLY",
+        "SQLITE_IOERR",
+        "SQLITE_FULL",
+        "SQLITE_CANTOPEN",
+        "SQLITE_PROTOCOL",
+    }
+)
+#: Other drivers: errors that mean the server is unreachable, or the connection was cut
+#: or terminated (SQLAlchemy's wrappers and psycopg's own classes).
+TRANSIENT_DB_ERRORS: Final = (OperationalError, InterfaceError)
 #: PostgreSQL SQLSTATEs retried although the driver files them elsewhere: class 08
 #: (connection exception), class 53 (insufficient resources: disk full, out of memory, too
 #: many connections), 57P01-57P05 (shutdown, crash, cannot connect now), 25006 (read-only
@@ -56,11 +71,14 @@ def is_transient(exc: BaseException) -> bool:
     talk to sqlite3 and psycopg directly) count. Anything else (a constraint, a
     schema mismatch, a corrupt file) is a bug or needs a person: not retried.
     """
+    original = getattr(exc, "orig", None) or exc
+    if isinstance(original, sqlite3.Error):
+        name = getattr(original, "sqlite_errorname", None)
+        return isinstance(name, str) and _primary(name) in TRANSIENT_SQLITE_CODES
     if isinstance(exc, TRANSIENT_DB_ERRORS):
         return True
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return True
-    original = getattr(exc, "orig", None) or exc
     sqlstate = getattr(original, "sqlstate", None)
     if isinstance(sqlstate, str) and (
         sqlstate in TRANSIENT_SQLSTATES or sqlstate[:2] in TRANSIENT_SQLSTATE_CLASSES
@@ -70,6 +88,11 @@ def is_transient(exc: BaseException) -> bool:
     return psycopg is not None and isinstance(
         original, psycopg.OperationalError | psycopg.InterfaceError
     )
+
+
+def _primary(sqlite_code: str) -> str:
+    """``SQLITE_IOERR_WRITE`` → ``SQLITE_IOERR`` (the primary result code's name)."""
+    return "_".join(sqlite_code.split("_")[:2])
 
 
 def describe_db_error(exc: BaseException) -> str:
@@ -84,7 +107,7 @@ def describe_db_error(exc: BaseException) -> str:
     code = getattr(original, "sqlite_errorname", None)
     if not isinstance(code, str) or code in line:
         return line
-    hint = SQLITE_HINTS.get(code) or SQLITE_HINTS.get("_".join(code.split("_")[:2]))
+    hint = SQLITE_HINTS.get(code) or SQLITE_HINTS.get(_primary(code))
     return f"{line} ({code}: {hint})" if hint else f"{line} ({code})"
 
 

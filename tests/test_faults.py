@@ -521,16 +521,38 @@ def _max_sequence(engine: Engine) -> int:
 
 
 def test_the_retry_set_holds_store_outages_and_nothing_else(tmp_path: Path) -> None:
-    db = sqlite3.connect(tmp_path / "x.db")
-    db.execute("CREATE TABLE t (x INTEGER PRIMARY KEY)")
-    db.execute("INSERT INTO t VALUES (1)")
-    with pytest.raises(sqlite3.IntegrityError) as duplicate:
-        db.execute("INSERT INTO t VALUES (1)")
-    with pytest.raises(sqlite3.OperationalError) as no_table:
-        db.execute("SELECT * FROM missing")
+    path = tmp_path / "x.db"
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("CREATE TABLE t (x INTEGER PRIMARY KEY, b BLOB)")
+    db.execute("INSERT INTO t VALUES (1, NULL)")
+    sqlite_errors: dict[str, sqlite3.Error] = {}
+
+    def caught(name: str, conn: sqlite3.Connection, sql: str, *args: object) -> None:
+        with pytest.raises(sqlite3.Error) as info:
+            conn.execute(sql, args)
+        sqlite_errors[name] = info.value
+
+    caught("duplicate", db, "INSERT INTO t VALUES (1, NULL)")
+    caught("no table", db, "SELECT * FROM missing")
+    db.execute("BEGIN EXCLUSIVE")
+    other = sqlite3.connect(path, timeout=0, isolation_level=None)
+    caught("busy", other, "INSERT INTO t VALUES (2, NULL)")
+    db.execute("COMMIT")
+    other.execute("PRAGMA query_only = 1")
+    caught("read-only", other, "INSERT INTO t VALUES (3, NULL)")
+    other.close()
+    db.execute(f"PRAGMA max_page_count = {db.execute('PRAGMA page_count').fetchone()[0]}")
+    caught("full", db, "INSERT INTO t VALUES (4, ?)", b"x" * 100_000)
     db.close()
+    names = {name: error.sqlite_errorname for name, error in sqlite_errors.items()}
+    assert names["busy"] == "SQLITE_BUSY"
+    assert names["read-only"] == "SQLITE_READONLY"
+    assert names["full"] == "SQLITE_FULL"
     # A store outage: retried (the batch is held, the queue blocks readers).
     for outage in (
+        sqlite_errors["busy"],
+        sqlite_errors["read-only"],
+        sqlite_errors["full"],
         psycopg.errors.AdminShutdown("terminating connection due to administrator command"),
         psycopg.errors.DiskFull("could not extend file"),
         psycopg.errors.ReadOnlySqlTransaction("cannot execute COPY in a read-only transaction"),
@@ -538,14 +560,15 @@ def test_the_retry_set_holds_store_outages_and_nothing_else(tmp_path: Path) -> N
         psycopg.OperationalError("connection failed"),
     ):
         assert is_transient(outage), outage
-    # A bug or a wrong schema: not retried, it stops the recorder loudly.
-    assert not is_transient(duplicate.value)
-    assert not is_transient(psycopg.errors.UniqueViolation("duplicate key"))
-    assert not is_transient(psycopg.errors.UndefinedTable("relation does not exist"))
-    assert not is_transient(ValueError("x"))
-    # sqlite3 files every SQLite failure to run a statement under OperationalError: a missing
-    # table is retried too (and reported by /healthz) rather than losing the batch.
-    assert is_transient(no_table.value)
+    # A bug, a wrong schema or a bad file: not retried, it stops the recorder loudly.
+    for bug in (
+        sqlite_errors["duplicate"],
+        sqlite_errors["no table"],
+        psycopg.errors.UniqueViolation("duplicate key"),
+        psycopg.errors.UndefinedTable("relation does not exist"),
+        ValueError("x"),
+    ):
+        assert not is_transient(bug), bug
 
 
 async def test_subscribe_rejected_again_and_again_waits_and_refreshes_the_token_each_time(
