@@ -46,6 +46,10 @@ def ownership_key(account_id: str) -> str:
 class Ownership:
     """Always the owner: single-writer stores (SQLite, guarded by :class:`SqliteFileLock`)."""
 
+    #: Why the last :meth:`acquire` could not even ask (the store is unreachable), else None:
+    #: then False means "unknown", not "another instance owns it".
+    unavailable: str | None = None
+
     async def acquire(self, account_id: str) -> bool:
         return True
 
@@ -73,14 +77,16 @@ class PostgresOwnership(Ownership):
             try:
                 won = await trio.to_thread.run_sync(self._try_lock, account_id)
             except SQLAlchemyError as exc:
+                self.unavailable = _first_line(exc)
                 log.warning(
                     "cannot take the ownership lock of account %s: %s",
                     account_id,
-                    _first_line(exc),
+                    self.unavailable,
                     extra={"account": account_id, "event": "lock-error"},
                 )
                 await trio.to_thread.run_sync(self._drop_connection)
                 return False
+            self.unavailable = None
             if won:
                 self._held.add(account_id)
             return won

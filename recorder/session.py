@@ -46,6 +46,10 @@ DISCONNECT_TIMEOUT_S: Final = 3.0
 #: How long shutdown waits to record a session's ``closed`` row and close its socket.
 SHUTDOWN_GRACE_S: Final = 5.0
 
+#: Close codes that mean a frame broke the WebSocket protocol (RFC 6455 §7.4.1): protocol
+#: error, invalid payload data (a text frame that is not UTF-8), message too big.
+PROTOCOL_ERROR_CLOSE_CODES: Final = frozenset({1002, 1007, 1009})
+
 Ending = Literal[
     "server-close", "liveness-timeout", "subscribe-timeout", "rejected", "error", "shutdown"
 ]
@@ -168,7 +172,7 @@ async def run_session(
                 conversation.end("shutdown", "shutdown")
             elif conversation.ending is None:  # cancelled for another reason
                 conversation.end("shutdown", account.stop_reason or "cancelled")
-            await conversation.record_closed()
+            await conversation.record_closed(shutdown)
     assert conversation.ending is not None
     return SessionResult(
         session_id,
@@ -224,6 +228,13 @@ class _Conversation:
         code = getattr(reason, "code", None)
         name = getattr(reason, "name", "") or ""
         text = getattr(reason, "reason", None)
+        if code in PROTOCOL_ERROR_CLOSE_CODES:
+            # The WebSocket layer (ours, or the server's) refused a frame: e.g. a text frame
+            # that is not UTF-8 (1007). wsproto reports our side's refusal as a close.
+            self.end(
+                "error", f"protocol error {code} {name}".rstrip() + (f": {text}" if text else "")
+            )
+            return
         detail = f"server close {code} {name}".rstrip() + (f": {text}" if text else "")
         if self.last_notice is not None:
             # An error-notice then a close: the token may be what the server objected to
@@ -232,22 +243,30 @@ class _Conversation:
             self.tokens.mark_stale(self.token)
         self.end("server-close", detail)
 
-    async def record_closed(self) -> None:
-        """Write any frame caught mid-send and the ``closed`` row, even while being cancelled
-        (bounded by a grace period so a stuck writer cannot hang shutdown)."""
+    async def record_closed(self, shutdown: trio.Event) -> None:
+        """Write any frame caught mid-send and the ``closed`` row, even while being cancelled.
+
+        While the store is down the queue may be full: wait for room as long as it takes
+        (dropping them would lose a frame and make a clean end look unclean), except once
+        shutdown has begun, which waits at most a grace period so a stuck writer cannot
+        hang it."""
         record = LogRecord(
             self.session_id, self.account.account_id, time.time_ns(), "closed", self.detail
         )
         self.account.last_close = self.detail
-        with trio.CancelScope(shield=True), trio.move_on_after(SHUTDOWN_GRACE_S) as scope:
-            await self._flush()
-            await self.sink.send(record)
-        if scope.cancelled_caught:
-            log.error(
-                "could not record the end of session %s: the writer is stuck",
-                self.session_id,
-                extra={"account": self.account.account_id},
-            )
+        with trio.CancelScope(shield=True):
+            while True:
+                with trio.move_on_after(SHUTDOWN_GRACE_S):
+                    await self._flush()
+                    await self.sink.send(record)
+                    return
+                if shutdown.is_set():
+                    break
+        log.error(
+            "could not record the end of session %s: the writer is stuck",
+            self.session_id,
+            extra={"account": self.account.account_id},
+        )
 
     async def _emit(self, record: Record) -> None:
         # A cancelled MemorySendChannel.send() has not enqueued its item: keep it as
@@ -278,7 +297,13 @@ class _Conversation:
             # fires and frames arrived meanwhile, keeping the per-frame path cheap.
             with trio.CancelScope(deadline=deadline):
                 await self._read(ws)
-            await self._flush()
+            if self._pending is not None:
+                # The deadline passed while the writer's queue was full: that is our own
+                # backpressure (the store is slow or down), not a silent upstream. Wait for
+                # room, then measure silence afresh.
+                await self._flush()
+                self.last_rx = trio.current_time()
+                continue
             now = trio.current_time()
             if self.subscribed_at is None and now >= subscribe_deadline:
                 limit_s = self.settings.subscribe_timeout_s

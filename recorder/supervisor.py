@@ -64,7 +64,11 @@ async def supervise_account(
     sessions = {} if sessions is None else sessions
     while True:
         if not await ownership.acquire(account.account_id):
-            if not account.standby:
+            if ownership.unavailable is not None:
+                # Not a standby: nobody may be recording the account (health must say so).
+                account.standby = False
+                account.last_error = f"ownership lock unavailable: {ownership.unavailable}"
+            elif not account.standby:
                 account.standby = True
                 log.warning(
                     "another recorder instance records this account; standing by",

@@ -160,6 +160,12 @@ class Simulator:
         for session in self._account(account_id).subscribers:
             session.enqueue(frame, account_id)
 
+    def send_invalid_utf8(self, account_id: str, payload: bytes = b'{"bad":"\xff\xfe"}') -> None:
+        """Send a *text* frame whose payload is not valid UTF-8 to the account's connections
+        (a protocol violation: the client's WebSocket layer must refuse it, close 1007)."""
+        for session in self._account(account_id).subscribers:
+            session.enqueue_raw_text(payload)
+
     def expire_tokens(self) -> None:
         """Expire every token issued so far; their connections get the auth-expired notice."""
         self._tokens.expire_all(trio.current_time())

@@ -36,7 +36,25 @@ class _Close:
     reason: str | None
 
 
-_Item = tuple[str | bytes | _Close, str | None]  # (what to send, account whose log records it)
+@dataclass(frozen=True)
+class _RawTextFrame:
+    """A text frame whose payload bytes are sent as they are, even when not valid UTF-8."""
+
+    payload: bytes
+
+    def wire_bytes(self) -> bytes:
+        """The whole frame as a server sends it: FIN + text opcode, unmasked, then the payload."""
+        size = len(self.payload)
+        if size < 126:
+            header = bytes([0x81, size])
+        elif size < 1 << 16:
+            header = bytes([0x81, 126]) + size.to_bytes(2, "big")
+        else:
+            header = bytes([0x81, 127]) + size.to_bytes(8, "big")
+        return header + self.payload
+
+
+_Item = tuple[str | bytes | _Close | _RawTextFrame, str | None]  # (what to send, whose log)
 
 
 class Session:
@@ -45,7 +63,7 @@ class Session:
     def __init__(
         self,
         ws: WebSocketConnection,
-        stream: trio.abc.AsyncResource,
+        stream: trio.abc.Stream,
         *,
         on_sent: Callable[[str, str], None],
     ) -> None:
@@ -67,6 +85,11 @@ class Session:
     def enqueue(self, frame: str | bytes, log_as: str | None) -> None:
         """Queue a frame; if it is text and `log_as` is set, it goes in that account's log."""
         self._outbox_in.send_nowait((frame, log_as))
+
+    def enqueue_raw_text(self, payload: bytes) -> None:
+        """Queue a text frame carrying ``payload`` unchecked (a WebSocket library would refuse
+        to build one that is not UTF-8: this writes the frame to the stream itself)."""
+        self._outbox_in.send_nowait((_RawTextFrame(payload), None))
 
     def close_after_queued(self, code: int = CLOSE_NORMAL, reason: str | None = None) -> None:
         """Close the WebSocket with `code` once everything queued before has been sent."""
@@ -99,6 +122,14 @@ class Session:
                     await self.ws.aclose(frame.code, frame.reason)
                 self.scope.cancel()
                 return
+            if isinstance(frame, _RawTextFrame):
+                with trio.CancelScope(shield=True), trio.move_on_after(_SEND_TIMEOUT_S):
+                    try:
+                        await self._stream.send_all(frame.wire_bytes())
+                    except (trio.BrokenResourceError, trio.ClosedResourceError):
+                        self.scope.cancel()
+                        return
+                continue
             # Shielded: a send cancelled halfway would leave half a frame on the wire and
             # corrupt a later clean close. The timeout still bounds a peer that stopped reading.
             with trio.CancelScope(shield=True), trio.move_on_after(_SEND_TIMEOUT_S) as timeout:

@@ -1,0 +1,619 @@
+"""Faults the recorder must survive, each injected for real (see README "Guarantees under faults").
+
+Processes are real ``studio-recorder run`` children killed with SIGKILL; the database is
+locked by another process, cut off behind a TCP proxy, filled up or made immutable; the
+upstream is the simulator on a real port. After each fault: nothing lost (every sequenced
+frame of the day stored, byte for byte), nothing written twice, every chain verifies,
+and the fault was visible (``/healthz`` 503 with a reason, a metric, a log line).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import random
+import re
+import sqlite3
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg.errors
+import pytest
+import trio
+import trio.testing
+from sqlalchemy import Engine, text
+
+from recorder import migrate
+from recorder.envelope import decode_raw
+from recorder.health import judge
+from recorder.simulator import SimConfig, Simulator
+from recorder.store import normalize_url, open_engine
+from recorder.writer import is_transient
+
+from .fault_tools import (
+    SECRET,
+    RecorderProcess,
+    TcpProxy,
+    assert_no_loss_no_duplicates,
+    chattr,
+    fill_disk,
+    free_port,
+    hold_exclusive_lock,
+    log_rows,
+    mount_tmpfs,
+    query,
+    recorder_process,
+    rows,
+    rss_bytes,
+    umount,
+    wait_for,
+    write_config,
+)
+from .harness import SECRET as HARNESS_SECRET
+from .harness import start, wait_until
+
+A = "100000"
+
+
+def sqlite_store(tmp_path: Path) -> tuple[str, Engine]:
+    url = f"sqlite:///{tmp_path}/store.db"
+    engine = open_engine(url)
+    migrate.upgrade(engine)
+    return url, engine
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.slow
+async def test_kill_9_mid_stream_then_restart_refills_the_day(tmp_path: Path) -> None:
+    sim = Simulator(SimConfig(accounts=(A,), client_secret=SECRET, rate_per_s=100))
+    url = f"sqlite:///{tmp_path}/store.db"
+    engine = open_engine(url)
+    migrate.upgrade(engine)
+    with trio.fail_after(120):
+        async with trio.open_nursery() as nursery:
+            endpoints = await nursery.start(sim.serve)
+            config = write_config(tmp_path / "recorder.toml", endpoints, url, [A])
+            async with recorder_process(config, tmp_path / "first.log") as first:
+                await wait_for(lambda: len(rows(engine, A)) >= 300, timeout_s=60)
+                await first.kill9()  # mid-stream: frames in flight and in its queue are gone
+            sent_at_kill = len(sim.day_log(A))
+            stored_at_kill = rows(engine, A)
+            with sqlite3.connect(tmp_path / "store.db") as db:
+                assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+            assert query("verify", "--db", url).returncode == 0  # what the killed one left
+            await trio.sleep(1.0)  # the day goes on while nobody records it
+            async with recorder_process(config, tmp_path / "second.log") as second:
+                await wait_for(
+                    lambda: max(r["sequence"] or 0 for r in rows(engine, A)) >= sent_at_kill + 200,
+                    timeout_s=60,
+                )
+                assert await second.terminate() == 0
+            nursery.cancel_scope.cancel()
+    stored = rows(engine, A)
+    last = max(r["sequence"] or 0 for r in stored)
+    assert_no_loss_no_duplicates(stored, sim.day_log(A), upto=last)
+    # What the killed process had not stored came back with the restart's day replay.
+    stored_by_first = max(r["sequence"] or 0 for r in stored_at_kill)
+    assert stored_by_first < sent_at_kill
+    refilled = [r for r in stored if stored_by_first < (r["sequence"] or 0) <= sent_at_kill]
+    assert refilled
+    assert all(r["replayed"] for r in refilled)
+    sent = set(sim.sent_log(A))
+    assert all(decode_raw(r["raw_kind"], r["raw"]) in sent for r in stored)  # no half rows
+    log = log_rows(engine, A)
+    sessions = list(dict.fromkeys(r["session_id"] for r in log))
+    assert len(sessions) == 2
+    killed = [r["event"] for r in log if r["session_id"] == sessions[0]]
+    assert "subscribed" in killed
+    assert "closed" not in killed  # the unclean end, as the journal shows it
+    assert [r["event"] for r in log if r["session_id"] == sessions[1]][-1] == "closed"
+
+    day = str(stored[0]["trading_day"])
+    verify = query("verify", "--db", url, "--json")
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+    gaps = json.loads(query("gaps", "--db", url, "--day", day, "--json").stdout)
+    coverage = gaps["accounts"][0]["coverage_gaps"]
+    unclean = [g for g in coverage if g["reason"] == "unclean end"]
+    assert len(unclean) == 1
+    assert unclean[0]["after_session"] == sessions[0]
+    assert gaps["accounts"][0]["sequence_gaps"] == []
+    audit = json.loads(query("audit", "--db", url, "--day", day, "--json").stdout)
+    account = audit["accounts"][0]
+    assert account["unclean_sessions"] == 1
+    assert account["chain_ok"] is True
+    assert [s["clean"] for s in account["session_list"]] == [False, True]
+    engine.dispose()
+
+
+async def _healthy(recorder: RecorderProcess) -> bool:
+    try:
+        return (await recorder.health())[0] == 200
+    except httpx.TransportError:  # not listening yet
+        return False
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.slow
+async def test_sqlite_locked_by_another_process_blocks_readers_and_is_reported(
+    tmp_path: Path,
+) -> None:
+    sim = Simulator(SimConfig(accounts=(A,), client_secret=SECRET, rate_per_s=100))
+    url, engine = sqlite_store(tmp_path)
+    port = free_port()
+    queue_max = 300
+    unhealthy: list[dict[str, object]] = []
+    depths: list[float] = []
+    with trio.fail_after(120):
+        async with trio.open_nursery() as nursery:
+            endpoints = await nursery.start(sim.serve)
+            config = write_config(
+                tmp_path / "recorder.toml",
+                endpoints,
+                url,
+                [A],
+                metrics_port=port,
+                queue_max_frames=queue_max,
+                liveness_timeout_s=4,  # shorter than the readers wait: not mistaken for silence
+            )
+            async with recorder_process(config, tmp_path / "rec.log", port) as recorder:
+                await wait_for(lambda: _healthy(recorder), timeout_s=30)
+                await wait_for(lambda: len(rows(engine, A)) >= 100, timeout_s=30)
+                async with hold_exclusive_lock(tmp_path / "store.db", 12) as locker:
+                    while locker.returncode is None:
+                        status, body = await recorder.health()
+                        metrics = await recorder.metrics()
+                        depths.append(metrics["studio_recorder_queue_depth"])
+                        if status == 503:
+                            unhealthy.append({**body, "metrics": metrics})
+                        await trio.sleep(0.2)
+                await wait_for(lambda: _healthy(recorder), timeout_s=30)
+                recovered = await recorder.metrics()
+                written = len(rows(engine, A))
+                await wait_for(lambda: len(rows(engine, A)) >= written + 100, timeout_s=30)
+                assert await recorder.terminate() == 0
+            nursery.cancel_scope.cancel()
+    assert unhealthy, "/healthz never reported the locked store"
+    reasons = [r for body in unhealthy for r in body["reasons"]]  # type: ignore[attr-defined]
+    assert any("store writes failing" in r and "database is locked" in r for r in reasons)
+    assert any(b["metrics"]["studio_recorder_store_failing"] == 1.0 for b in unhealthy)  # type: ignore[index]
+    # The queue filled up to its bound and stayed there: readers waited, memory stayed put.
+    assert max(depths) == queue_max
+    assert recovered["studio_recorder_store_failing"] == 0.0
+    assert recovered["studio_recorder_store_retries_total"] >= 1
+    logged = [line.get("event") for line in recorder.logs()]
+    assert "store-write-failed" in logged
+    assert logged.index("store-write-recovered") > logged.index("store-write-failed")
+    stored = rows(engine, A)
+    assert len({r["session_id"] for r in stored}) == 1  # the connection was never dropped
+    assert [decode_raw(r["raw_kind"], r["raw"]) for r in stored] == sim.sent_log(A)[: len(stored)]
+    assert_no_loss_no_duplicates(
+        stored, sim.day_log(A), upto=max(r["sequence"] or 0 for r in stored)
+    )
+    assert query("verify", "--db", url).returncode == 0
+
+
+def _events(engine: Engine) -> list[str]:
+    return [r["event"] for r in log_rows(engine, A)]
+
+
+def _terminate_backends(admin: Engine, application_name: str, ports: set[int]) -> int:
+    """pg_terminate_backend of the recorder's own backends only: those connected through the
+    test's proxy (its upstream ports) under the test's application_name."""
+    with admin.connect() as conn:
+        killed = conn.execute(
+            text(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE application_name = :app AND client_port = ANY(:ports)"
+            ),
+            {"app": application_name, "ports": sorted(ports)},
+        ).scalar_one()
+        conn.commit()
+    return int(killed)
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.slow
+@pytest.mark.postgres
+async def test_postgres_terminated_and_unreachable_is_retried_and_reported(
+    pg_url: str, tmp_path: Path
+) -> None:
+    direct = normalize_url(pg_url)
+    migrate.upgrade(admin := open_engine(direct))
+    application_name = f"studio-recorder-faults-{uuid.uuid4().hex[:8]}"
+    sim = Simulator(SimConfig(accounts=(A,), client_secret=SECRET, rate_per_s=50))
+    port = free_port()
+    seen: dict[str, list[dict[str, object]]] = {"terminated": [], "cut": []}
+    with trio.fail_after(150):
+        async with trio.open_nursery() as nursery:
+            proxy = await nursery.start(
+                TcpProxy((direct.host or "127.0.0.1", direct.port or 5432)).run
+            )
+            via_proxy = direct.set(host="127.0.0.1", port=proxy.port).update_query_dict(
+                {"application_name": application_name}
+            )
+            endpoints = await nursery.start(sim.serve)
+            config = write_config(
+                tmp_path / "recorder.toml",
+                endpoints,
+                via_proxy.render_as_string(hide_password=False),
+                [A],
+                metrics_port=port,
+                queue_max_frames=100,  # full during the outage: sessions end with readers waiting
+            )
+            async with recorder_process(config, tmp_path / "rec.log", port) as recorder:
+                await wait_for(lambda: _healthy(recorder), timeout_s=30)
+                await wait_for(lambda: len(rows(admin, A)) >= 100, timeout_s=30)
+                # 1. Its backends are terminated (an operator, a failover, a server restart).
+                assert _terminate_backends(admin, application_name, proxy.open_ports()) >= 1
+                # The lost ownership lock is noticed at the next check (5 s): the session
+                # stops, the lock is won back, a new session's replay refills the day.
+                await wait_for(lambda: _events(admin).count("subscribed") >= 2, timeout_s=60)
+                await wait_for(lambda: _healthy(recorder), timeout_s=60)
+                # 2. The server becomes unreachable: connections cut, new ones refused.
+                await proxy.cut()
+                with trio.move_on_after(10):
+                    while True:
+                        status, body = await recorder.health()
+                        if status == 503:
+                            metrics = await recorder.metrics()
+                            seen["cut"].append({**body, "metrics": metrics})
+                        await trio.sleep(0.3)
+                assert len(rows(admin, A)) > 0  # (the test's own direct connection still works)
+                await proxy.restore()
+                written = len(rows(admin, A))
+                await wait_for(lambda: _healthy(recorder), timeout_s=60)
+                await wait_for(lambda: len(rows(admin, A)) >= written + 200, timeout_s=60)
+                recovered = await recorder.metrics()
+                assert await recorder.terminate() == 0
+            nursery.cancel_scope.cancel()
+    assert seen["cut"], "/healthz never reported the unreachable store"
+    reasons = [r for body in seen["cut"] for r in body["reasons"]]  # type: ignore[attr-defined]
+    assert any("store writes failing" in r for r in reasons)
+    assert any(f"account {A} is not subscribed" in r for r in reasons)
+    assert any(b["metrics"]["studio_recorder_store_failing"] == 1.0 for b in seen["cut"])  # type: ignore[index]
+    assert recovered["studio_recorder_store_failing"] == 0.0
+    logged = [line.get("event") for line in recorder.logs()]
+    assert "store-write-failed" in logged
+    assert "ownership-lost" in logged
+    assert logged.index("store-write-recovered") > logged.index("store-write-failed")
+    stored = rows(admin, A)
+    assert_no_loss_no_duplicates(
+        stored, sim.day_log(A), upto=max(r["sequence"] or 0 for r in stored)
+    )
+    journal = log_rows(admin, A)
+    closed = [r["detail"] for r in journal if r["event"] == "closed"]
+    assert len(closed) == _events(admin).count("opened") >= 3  # every session's end journalled
+    assert closed[0] == "ownership lost: the lock connection to the store failed"
+    assert closed[-1] == "shutdown"
+    verify = query("verify", "--db", pg_url)
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+    admin.dispose()
+
+
+async def _store_outage(
+    tmp_path: Path,
+    database: Path,
+    inject: Callable[[], None],
+    undo: Callable[[], None],
+    *,
+    rate_per_s: float = 100,
+) -> tuple[RecorderProcess, list[dict[str, Any]], Simulator]:
+    """Record, ``inject`` a store fault, watch /healthz until it reports it, ``undo`` it, see
+    the recorder recover and stop it; returns the 503 bodies (each with its metrics)."""
+    sim = Simulator(SimConfig(accounts=(A,), client_secret=SECRET, rate_per_s=rate_per_s))
+    url = f"sqlite:///{database}"
+    engine = open_engine(url)
+    migrate.upgrade(engine)
+    port = free_port()
+    unhealthy: list[dict[str, Any]] = []
+    with trio.fail_after(150):
+        async with trio.open_nursery() as nursery:
+            endpoints = await nursery.start(sim.serve)
+            config = write_config(
+                tmp_path / "recorder.toml", endpoints, url, [A], metrics_port=port
+            )
+            async with recorder_process(config, tmp_path / "rec.log", port) as recorder:
+                await wait_for(lambda: _healthy(recorder), timeout_s=30)
+                await wait_for(lambda: len(rows(engine, A)) >= 100, timeout_s=30)
+                inject()
+                try:
+                    with trio.fail_after(60):
+                        while len(unhealthy) < 5:  # reported, and still reported a second later
+                            status, body = await recorder.health()
+                            if status == 503:
+                                unhealthy.append({**body, "metrics": await recorder.metrics()})
+                            await trio.sleep(0.2)
+                finally:
+                    undo()
+                written = len(rows(engine, A))
+                await wait_for(lambda: _healthy(recorder), timeout_s=60)
+                await wait_for(lambda: len(rows(engine, A)) >= written + 100, timeout_s=60)
+                assert await recorder.terminate() == 0
+            nursery.cancel_scope.cancel()
+    stored = rows(engine, A)
+    engine.dispose()
+    assert len({r["session_id"] for r in stored}) == 1  # the connection was never dropped
+    assert [decode_raw(r["raw_kind"], r["raw"]) for r in stored] == sim.sent_log(A)[: len(stored)]
+    last = max(r["sequence"] or 0 for r in stored)
+    assert_no_loss_no_duplicates(stored, sim.day_log(A), upto=last)
+    verify = query("verify", "--db", url)
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+    with sqlite3.connect(database) as db:
+        assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    assert any(b["metrics"]["studio_recorder_store_failing"] == 1.0 for b in unhealthy)
+    logged = [line.get("event") for line in recorder.logs()]
+    assert logged.index("store-write-recovered") > logged.index("store-write-failed")
+    return recorder, unhealthy, sim
+
+
+def _reasons(unhealthy: list[dict[str, Any]]) -> list[str]:
+    return [reason for body in unhealthy for reason in body["reasons"]]
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.slow
+async def test_disk_full_holds_the_batch_reports_it_and_recovers(tmp_path: Path) -> None:
+    small = tmp_path / "small"
+    small.mkdir()
+    problem = mount_tmpfs(small, "16m")
+    if problem is not None:
+        pytest.skip(f"cannot mount a small tmpfs to fill up: {problem}")
+    ballast = small / "ballast"
+    try:
+        recorder, unhealthy, _ = await _store_outage(
+            tmp_path,
+            small / "store.db",
+            lambda: fill_disk(ballast),
+            ballast.unlink,
+            rate_per_s=1000,  # the WAL reuses its space for a while: write a lot, quickly
+        )
+    finally:
+        umount(small)
+    assert any("database or disk is full" in r for r in _reasons(unhealthy))
+    failed = [line for line in recorder.logs() if line.get("event") == "store-write-failed"]
+    assert "SQLITE_FULL" in failed[0]["msg"]
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.slow
+async def test_read_only_database_file_holds_the_batch_reports_it_and_recovers(
+    tmp_path: Path,
+) -> None:
+    database = tmp_path / "store.db"
+    probe = tmp_path / "probe"
+    probe.touch()
+    problem = chattr("+i", probe)
+    chattr("-i", probe)
+    if problem is not None:
+        pytest.skip(f"chattr +i is not available here: {problem}")
+    files = (database, tmp_path / "store.db-wal")  # not -shm: it is mapped in memory
+
+    def freeze() -> None:
+        assert chattr("+i", *files) is None
+
+    def thaw() -> None:
+        assert chattr("-i", *files) is None
+
+    try:
+        _, unhealthy, _ = await _store_outage(tmp_path, database, freeze, thaw)
+    finally:
+        chattr("-i", *files)
+    reasons = _reasons(unhealthy)
+    assert any("store writes failing" in r and "SQLITE_IOERR" in r for r in reasons), reasons
+
+
+async def test_invalid_utf8_text_frame_is_refused_recorded_and_reconnects(
+    tmp_path: Path, recorder_clock: trio.testing.MockClock
+) -> None:
+    sim_config = SimConfig(accounts=(A,), client_secret=HARNESS_SECRET, rate_per_s=2)
+    async with trio.open_nursery() as nursery:
+        run = await start(nursery, tmp_path, accounts=(A,), sim_config=sim_config)
+        await wait_until(lambda: len(run.frames(A)) >= 20)
+        run.sim.send_invalid_utf8(
+            A, b'{"timestamp":1,"payload":{"type":"heartbeat","x":"\xc3\x28"}}'
+        )
+        await wait_until(lambda: run.events_of(A).count("replay-complete") == 2)
+        await wait_until(lambda: len(run.frames(A)) >= 80)
+        await run.stop()
+    closed = [r["detail"] for r in run.log(A) if r["event"] == "closed"]
+    # wsproto refuses the frame (RFC 6455: a text frame must be UTF-8) and fails the
+    # connection with 1007; the journal says why, and the recorder reconnects.
+    assert closed[0].startswith("protocol error 1007 INVALID_FRAME_PAYLOAD_DATA: ")
+    assert "utf-8" in closed[0]
+    assert closed[1] == "shutdown"
+    assert run.recorder.state.accounts[A].reconnects_by_reason["error"] == 1
+    stored = run.frames(A)
+    sent = set(run.sim.sent_log(A))
+    assert all(decode_raw(r["raw_kind"], r["raw"]) in sent for r in stored)
+    last = max(r["sequence"] or 0 for r in stored)
+    assert_no_loss_no_duplicates(stored, run.sim.day_log(A), upto=last)
+
+
+async def test_10_mb_text_and_binary_frames_are_stored_exactly(
+    tmp_path: Path, recorder_clock: trio.testing.MockClock
+) -> None:
+    text_frame = json.dumps(
+        {"timestamp": 7, "payload": {"type": "order-update", "data": {"text": "é✓x" * 2_000_000}}},
+        ensure_ascii=False,
+    )
+    binary_frame = random.Random(3).randbytes(10 * 1024 * 1024)
+    assert len(text_frame.encode()) > 10 * 1024 * 1024
+    sim_config = SimConfig(accounts=(A,), client_secret=HARNESS_SECRET, rate_per_s=2)
+    async with trio.open_nursery() as nursery:
+        run = await start(nursery, tmp_path, accounts=(A,), sim_config=sim_config)
+        await wait_until(lambda: "replay-complete" in run.events_of(A))
+        run.sim.send_raw(A, text_frame)
+        run.sim.send_raw(A, binary_frame)
+        await wait_until(lambda: any(r["raw_kind"] == "binary" for r in run.frames(A)))
+        await wait_until(lambda: len(run.frames(A)) >= 10)  # and the stream goes on
+        await run.stop()
+    rows_ = run.frames(A)
+    big_text = [r for r in rows_ if r["server_ts_ms"] == 7]
+    assert len(big_text) == 1
+    assert big_text[0]["raw_kind"] == "text"
+    assert big_text[0]["raw"] == text_frame
+    assert big_text[0]["msg_type"] == "order-update"
+    big_binary = [r for r in rows_ if r["raw_kind"] == "binary"]
+    assert len(big_binary) == 1
+    assert big_binary[0]["msg_type"] is None  # not a text frame: not parsed, kept and flagged
+    assert decode_raw("binary", big_binary[0]["raw"]) == binary_frame
+    assert run.events_of(A) == ["opened", "subscribed", "replay-complete", "closed"]
+
+
+#: A flood must not grow the recorder without bound: the default queue (100,000 frames) full.
+FLOOD_RSS_LIMIT_BYTES = 250 * 1024 * 1024
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.slow
+async def test_flood_while_the_store_is_stalled_keeps_memory_bounded(tmp_path: Path) -> None:
+    sim = Simulator(SimConfig(accounts=(A,), client_secret=SECRET, rate_per_s=0, heartbeat_s=0))
+    day = 105_000  # more than the queue holds
+    sim.emit(A, day)  # the whole day arrives at once, as the replay of the first subscribe
+    url, engine = sqlite_store(tmp_path)
+    port = free_port()
+    samples: list[tuple[float, int, float]] = []  # (time, RSS bytes, queue depth)
+    with trio.fail_after(240):
+        async with trio.open_nursery() as nursery:
+            endpoints = await nursery.start(sim.serve)
+            config = write_config(
+                tmp_path / "recorder.toml", endpoints, url, [A], metrics_port=port
+            )  # default queue_max_frames: 100,000
+            async with (
+                hold_exclusive_lock(tmp_path / "store.db", 120) as locker,
+                recorder_process(config, tmp_path / "rec.log", port) as recorder,
+            ):
+                full_since = None
+                with trio.fail_after(120):
+                    while full_since is None or trio.current_time() - full_since < 3:
+                        try:
+                            depth = (await recorder.metrics())["studio_recorder_queue_depth"]
+                        except httpx.TransportError:
+                            depth = 0.0
+                        samples.append((trio.current_time(), rss_bytes(recorder.pid), depth))
+                        if depth >= 100_000 and full_since is None:
+                            full_since = trio.current_time()
+                        await trio.sleep(0.25)
+                assert len(rows(engine, A)) == 0  # nothing could be written meanwhile
+                locker.kill()  # the store is back
+                await locker.wait()
+                await wait_for(lambda: _max_sequence(engine) >= day, timeout_s=120)
+                assert await recorder.terminate() == 0
+            nursery.cancel_scope.cancel()
+    peak = max(rss for _, rss, _ in samples)
+    print(f"flood: peak RSS {peak / 2**20:.0f} MiB with {max(d for *_, d in samples):.0f} queued")
+    assert max(depth for *_, depth in samples) == 100_000  # readers waited at the bound …
+    assert peak < FLOOD_RSS_LIMIT_BYTES  # … so memory stayed bounded …
+    at_bound = [rss for at, rss, _ in samples if full_since is not None and at >= full_since]
+    assert max(at_bound) - at_bound[0] < 16 * 2**20  # … and flat while more frames waited
+    stored = rows(engine, A)
+    assert_no_loss_no_duplicates(stored, sim.day_log(A))
+    engine.dispose()
+
+
+def _max_sequence(engine: Engine) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(text("SELECT coalesce(max(sequence), 0) FROM events")).scalar_one())
+
+
+def test_the_retry_set_holds_store_outages_and_nothing_else(tmp_path: Path) -> None:
+    path = tmp_path / "x.db"
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("CREATE TABLE t (x INTEGER PRIMARY KEY, b BLOB)")
+    db.execute("INSERT INTO t VALUES (1, NULL)")
+    sqlite_errors: dict[str, sqlite3.Error] = {}
+
+    def caught(name: str, conn: sqlite3.Connection, sql: str, *args: object) -> None:
+        with pytest.raises(sqlite3.Error) as info:
+            conn.execute(sql, args)
+        sqlite_errors[name] = info.value
+
+    caught("duplicate", db, "INSERT INTO t VALUES (1, NULL)")
+    caught("no table", db, "SELECT * FROM missing")
+    db.execute("BEGIN EXCLUSIVE")
+    other = sqlite3.connect(path, timeout=0, isolation_level=None)
+    caught("busy", other, "INSERT INTO t VALUES (2, NULL)")
+    db.execute("COMMIT")
+    other.execute("PRAGMA query_only = 1")
+    caught("read-only", other, "INSERT INTO t VALUES (3, NULL)")
+    other.close()
+    db.execute(f"PRAGMA max_page_count = {db.execute('PRAGMA page_count').fetchone()[0]}")
+    caught("full", db, "INSERT INTO t VALUES (4, ?)", b"x" * 100_000)
+    db.close()
+    names = {name: error.sqlite_errorname for name, error in sqlite_errors.items()}
+    assert names["busy"] == "SQLITE_BUSY"
+    assert names["read-only"] == "SQLITE_READONLY"
+    assert names["full"] == "SQLITE_FULL"
+    # A store outage: retried (the batch is held, the queue blocks readers).
+    for outage in (
+        sqlite_errors["busy"],
+        sqlite_errors["read-only"],
+        sqlite_errors["full"],
+        psycopg.errors.AdminShutdown("terminating connection due to administrator command"),
+        psycopg.errors.DiskFull("could not extend file"),
+        psycopg.errors.ReadOnlySqlTransaction("cannot execute COPY in a read-only transaction"),
+        psycopg.errors.CannotConnectNow("the database system is starting up"),
+        psycopg.OperationalError("connection failed"),
+    ):
+        assert is_transient(outage), outage
+    # A bug, a wrong schema or a bad file: not retried, it stops the recorder loudly.
+    for bug in (
+        sqlite_errors["duplicate"],
+        sqlite_errors["no table"],
+        psycopg.errors.UniqueViolation("duplicate key"),
+        psycopg.errors.UndefinedTable("relation does not exist"),
+        ValueError("x"),
+    ):
+        assert not is_transient(bug), bug
+
+
+async def test_subscribe_rejected_again_and_again_waits_and_refreshes_the_token_each_time(
+    tmp_path: Path, recorder_clock: trio.testing.MockClock
+) -> None:
+    sim_config = SimConfig(accounts=(A,), client_secret=HARNESS_SECRET, rate_per_s=2)
+    times: list[float] = []
+    reasons: list[str] = []
+    async with trio.open_nursery() as nursery:
+        run = await start(nursery, tmp_path, accounts=(A,), sim_config=sim_config, backoff_max_s=30)
+        await wait_until(lambda: "subscribed" in run.events_of(A))
+        run.sim.reject_next_subscribes(5)  # "success: false" for a long while
+        run.sim.drop_connections(A)
+        with trio.fail_after(600):
+            while True:
+                if len(run.sim.subscribes) > len(times) + 1:
+                    times.append(trio.current_time())
+                    reasons += judge(run.recorder.state, time.monotonic()).reasons
+                elif run.events_of(A).count("subscribed") >= 2:
+                    break
+                await trio.sleep(0.5)
+        await run.stop()
+    rejected = [s for s in run.sim.subscribes if not s.accepted]
+    assert len(rejected) == 5
+    assert run.recorder.state.accounts[A].rejected_subscribes == 5
+    # Each rejection waits backoff_max_s (no storm) and retries with a fresh token.
+    # (times: every subscribe after the first one, polled every 0.5 s)
+    assert len(times) == 6
+    assert all(b - a >= 29.5 for a, b in itertools.pairwise(times))
+    assert len({s.token for s in rejected[1:]}) == 4
+    assert run.sim.tokens_issued == 6  # the first token, then one per rejection
+    assert any("not subscribed (subscribe rejected: " in r for r in reasons)
+    assert run.events_of(A).count("subscribe-rejected") == 5
+
+
+def test_every_test_the_readme_guarantees_table_names_exists() -> None:
+    root = Path(__file__).resolve().parent.parent
+    readme = (root / "README.md").read_text()
+    section = readme.split("## Guarantees under faults", 1)[1].split("\n## ", 1)[0]
+    named = 0
+    current = None
+    for path, name in re.findall(r"`(tests/[\w/]+\.py)?::(test_\w+)`", section):
+        current = path or current
+        assert current is not None
+        source = (root / current).read_text()
+        assert re.search(rf"^(async )?def {name}\(", source, re.M), f"{current}::{name}"
+        named += 1
+    assert named >= 25
