@@ -23,6 +23,7 @@ from recorder import migrate
 from recorder.auth import TokenSource, TokenUnavailable
 from recorder.chain import verify_chain
 from recorder.config import Secret, Settings, parse_config
+from recorder.health import judge
 from recorder.runtime import Recorder, run_recorder, ssl_context_for
 from recorder.schema import connection_log, events
 from recorder.session import TlsHandshakeError, check_tls
@@ -207,6 +208,9 @@ async def test_untrusted_certificate_is_refused_with_its_reason_and_retried_with
     assert account.last_error.startswith("TlsHandshakeError: TLS handshake with 127.0.0.1:")
     assert "certificate verify failed" in account.last_error
     assert "ca_file" in account.last_error
+    health = judge(recorder.state, 0.0)
+    assert not health.ok
+    assert any("certificate verify failed" in reason for reason in health.reasons)
     failures = [r for r in caplog.records if getattr(r, "event", None) == "connect-failed"]
     assert len(failures) >= 5
     assert all("certificate verify failed" in r.getMessage() for r in failures)
@@ -253,6 +257,12 @@ async def test_check_tls_fails_fast_with_the_reason_or_passes_with_the_ca(
             ca.configure_trust(trusting)
             await check_tls(url, trusting)
             await check_tls(f"wss://localhost:{port}/x", trusting)
+        # A trusted certificate for another name is refused all the same.
+        other = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ca.issue_cert("studio.example").configure_cert(other)
+        other_port = await nursery.start(tls_terminator, other, 9)
+        with trio.fail_after(5), pytest.raises(TlsHandshakeError, match="mismatch"):
+            await check_tls(f"wss://127.0.0.1:{other_port}/x", trusting)
         nursery.cancel_scope.cancel()
 
 
