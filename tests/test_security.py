@@ -711,3 +711,18 @@ def test_hostile_dates_are_refused_in_one_line(hostile_store: str, tmp_path: Pat
         assert "expected YYYY-MM-DD" in lines[0], result.stderr
     assert not (tmp_path / "out").exists()
     _store_intact(hostile_store)
+
+
+def test_every_test_the_readme_security_section_names_exists() -> None:
+    import re
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("\n## Security\n", 1)[1].split("\n## ", 1)[0]
+    sources = {p.name: p.read_text(encoding="utf-8") for p in (ROOT / "tests").glob("test_*.py")}
+    named = re.findall(r"tests/(test_\w+\.py)::(test_\w+)", section)
+    assert len(named) > 20
+    for file_name, test_name in named:
+        assert f"def {test_name}(" in sources[file_name], f"{file_name}::{test_name}"
+    everywhere = "".join(sources.values())
+    for test_name in set(re.findall(r"`(test_\w+)`", section)):
+        assert f"def {test_name}(" in everywhere, test_name
