@@ -68,12 +68,11 @@ def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
 
 
 def load_settings(config_path: str | None) -> Settings:
-    """The recorder configuration (``--config`` or ``$STUDIO_RECORDER_CONFIG``); its warnings
-    go to stderr, one line each. The client secret is not read: queries never need it."""
-    settings = load_config(config_path_from(config_path, os.environ))
-    for message in settings.warnings:
-        click.echo(f"{PROG}: warning: {message}", err=True)
-    return settings
+    """The recorder configuration (``--config`` or ``$STUDIO_RECORDER_CONFIG``).
+
+    The client secret is not read (queries never need it) and its permission warnings
+    are left to ``studio-recorder``, which uses it: scheduled query jobs stay quiet."""
+    return load_config(config_path_from(config_path, os.environ))
 
 
 def store_options(func: Callable[..., Any]) -> Callable[..., Any]:

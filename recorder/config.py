@@ -219,7 +219,9 @@ def parse_config(document: Mapping[str, Any], env: Mapping[str, str], path: Path
         recorder=_recorder(reader),
         metrics=_metrics(reader),
         path=path,
-        warnings=_permission_warnings(path, studio.client_secret_file),
+        warnings=_permission_warnings(
+            path, studio.client_secret_file, env.get(CREDENTIALS_DIR_ENV)
+        ),
     )
 
 
@@ -232,9 +234,18 @@ def _group_or_other_mode(path: Path) -> int | None:
     return mode if mode & 0o044 else None
 
 
-def _permission_warnings(path: Path, secret_file: Path | None) -> tuple[str, ...]:
-    """Warnings for a config file (or secret file) others can read when it names a secret."""
+def _permission_warnings(
+    path: Path, secret_file: Path | None, credentials_dir: str | None
+) -> tuple[str, ...]:
+    """Warnings for a config file (or secret file) others can read when it names a secret.
+
+    None when the secret is a systemd credential (``$CREDENTIALS_DIRECTORY``): only the
+    service can read it there, and the configuration must stay readable by the service's
+    (dynamic) user.
+    """
     if secret_file is None:
+        return ()
+    if credentials_dir and secret_file.is_relative_to(credentials_dir):
         return ()
     warnings = []
     mode = _group_or_other_mode(path)
