@@ -29,6 +29,7 @@ import pytest
 import trio
 import trio.testing
 from click.testing import CliRunner, Result
+from sqlalchemy import Engine, func, select
 
 from queries.cli import cli as query_cli
 from recorder import migrate
@@ -39,6 +40,7 @@ from recorder.envelope import decode_raw
 from recorder.logs import JsonFormatter, TextFormatter
 from recorder.ownership import SqliteFileLock
 from recorder.records import FrameRecord, LogRecord
+from recorder.schema import events
 from recorder.simulator import SimConfig, SimEndpoints, Simulator
 from recorder.store import open_engine
 
@@ -733,3 +735,29 @@ def test_every_test_the_readme_security_section_names_exists() -> None:
     everywhere = "".join(sources.values())
     for test_name in set(re.findall(r"`(test_\w+)`", section)):
         assert f"def {test_name}(" in everywhere, test_name
+
+
+def test_hostile_account_ids_are_parameters_on_every_backend(engine: Engine) -> None:
+    """The same through each store backend's own placeholders (``?`` / ``$n``)."""
+    accounts = [A, "' OR 1=1 --", '"; DROP TABLE events; --']
+    appender = Appender(engine)
+    for account in accounts:
+        appender.append(
+            [frame(account, n) for n in (1, 2)],
+            [LogRecord(f"s-{account}", account, NOON_NS, "opened")],
+        )
+    url = engine.url.render_as_string(hide_password=False)
+    for account in accounts[1:]:
+        for command in ("sql", "audit", "verify"):
+            args = [command, "--db", url, "--account", account, "--json"]
+            if command != "verify":
+                args += ["--day", DAY]
+            if command == "sql":
+                args.append("SELECT account_id, count(*) AS n FROM events GROUP BY account_id")
+            result = CliRunner().invoke(query_cli, args)
+            assert result.exit_code == 0, (result.output, result.exception)
+            document = json.loads(result.output)
+            rows = document if command == "sql" else document["accounts"]
+            assert [r["account_id"] for r in rows] == [account]
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(events)).scalar_one() == 6
