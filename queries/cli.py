@@ -22,7 +22,7 @@ from typing import Any, NoReturn, ParamSpec, TypeVar
 import click
 import duckdb
 
-from recorder.config import config_path_from, load_config
+from recorder.config import Settings, config_path_from, load_config
 from recorder.errors import ConfigError
 
 from . import __version__
@@ -67,6 +67,14 @@ def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
     return wrapper
 
 
+def load_settings(config_path: str | None) -> Settings:
+    """The recorder configuration (``--config`` or ``$STUDIO_RECORDER_CONFIG``).
+
+    The client secret is not read (queries never need it) and its permission warnings
+    are left to ``studio-recorder``, which uses it: scheduled query jobs stay quiet."""
+    return load_config(config_path_from(config_path, os.environ))
+
+
 def store_options(func: Callable[..., Any]) -> Callable[..., Any]:
     """``--config PATH`` / ``--db URL``: which store to read."""
     func = click.option(
@@ -87,7 +95,7 @@ def store_url(config_path: str | None, db_url: str | None) -> str:
         raise ConfigError("give either --db or --config, not both")
     if db_url:
         return db_url
-    return load_config(config_path_from(config_path, os.environ)).store.url
+    return load_settings(config_path).store.url
 
 
 def day_option(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -179,7 +187,7 @@ def resolve_source(
         raise ConfigError("give either --db or --config, not both")
     if db_url:
         return Source(db_url, None, timezone or DEFAULT_TIMEZONE, DEFAULT_LIVENESS_TIMEOUT_S, ())
-    settings = load_config(config_path_from(config_path, os.environ))
+    settings = load_settings(config_path)
     return Source(
         settings.store.url,
         None,
@@ -288,7 +296,7 @@ def store_and_timezone(
         return db_url, timezone or DEFAULT_TIMEZONE
     if timezone:
         raise ConfigError("--timezone goes with --db; with --config the config's zone is used")
-    settings = load_config(config_path_from(config_path, os.environ))
+    settings = load_settings(config_path)
     return settings.store.url, settings.recorder.trading_day_timezone
 
 

@@ -409,7 +409,7 @@ def _where(clauses: list[str]) -> str:
     return (" WHERE " + " AND ".join(clauses)) if clauses else ""
 
 
-_DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_DATE_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 
 def _conform(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
@@ -437,7 +437,7 @@ def display_url(url: str | URL) -> str:
 
 def parse_day(text: str) -> dt.date:
     """A ``YYYY-MM-DD`` trading day, or QueryError saying what is wrong with it."""
-    if not _DATE_RE.match(text or ""):
+    if not _DATE_RE.fullmatch(text or ""):
         raise QueryError(f"bad date {text!r}: expected YYYY-MM-DD")
     try:
         return dt.date.fromisoformat(text)

@@ -33,7 +33,6 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Final
-from urllib.parse import quote
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -44,13 +43,13 @@ from .canonical import canonical_array
 from .duck import check_accounts
 from .errors import QueryError
 from .exportdir import ExportDir, read_file
+from .layout import file_path
 from .render import table
 from .source import EVENTS_SCHEMA, StoreReader
 
 CHANGED: Final = "row changed, removed or reordered"
 #: Below this many rows in total, chains are checked in this process (no workers).
 PARALLEL_MIN_ROWS: Final = 200_000
-_SAFE_SEGMENT: Final = "-._"  # besides letters and digits, kept as-is in partition paths
 
 
 @dataclass(frozen=True)
@@ -208,16 +207,10 @@ def _run(
 # -- an export ------------------------------------------------------------------------------
 
 
-def partition_value(account_id: str) -> str:
-    """An account id as the export writes it in a path (percent-encoded beyond [A-Za-z0-9._-])."""
-    return quote(account_id, safe=_SAFE_SEGMENT)
-
-
 def expected_path(table_name: str, day: dt.date, account_id: str) -> str:
-    return (
-        f"{table_name}/trading_day={day.isoformat()}/"
-        f"account_id={partition_value(account_id)}/part-0.parquet"
-    )
+    """Where the export puts a partition's file: the writer's own layout function, so an
+    id the writer encodes specially (``..``, ``~``) is not reported as misplaced."""
+    return file_path(table_name, day, account_id)
 
 
 def _sha256(path: Path) -> str:

@@ -125,7 +125,7 @@ class TokenSource:
                 response = await client.post(self.token_url, json=body)
         except httpx.HTTPError as exc:
             # httpx messages name the URL at most, never the request body.
-            raise TokenUnavailable(f"token request failed: {type(exc).__name__}: {exc}") from None
+            raise TokenUnavailable(f"token request failed: {describe_http_error(exc)}") from None
         if response.status_code != 200:
             raise TokenUnavailable(f"token endpoint answered HTTP {response.status_code}")
         value, lifetime_s = _parse_token_response(response)
@@ -141,6 +141,28 @@ class TokenSource:
             },
         )
         return Token(value, now + lifetime_s - margin, self.generation)
+
+
+def describe_http_error(exc: BaseException) -> str:
+    """``Type: message`` of an httpx error, with the reason from its causes when it has none.
+
+    httpx says nothing of a failed TLS handshake (its ConnectError has an empty
+    message; the reason is an ssl error further down the chain). httpx messages
+    name the URL at most, never the request body, so the secret cannot appear.
+    """
+    text = str(exc).strip()
+    seen: set[int] = set()
+    inner: BaseException | None = exc
+    while inner is not None and id(inner) not in seen:
+        seen.add(id(inner))
+        if isinstance(inner, ssl.SSLCertVerificationError):
+            reason = inner.verify_message
+            text = f"[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed: {reason}"
+            break
+        if not text:
+            text = str(inner).strip()
+        inner = inner.__cause__ or inner.__context__
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def _parse_token_response(response: httpx.Response) -> tuple[str, float]:

@@ -88,8 +88,17 @@ def db_option(func: Callable[..., Any]) -> Callable[..., Any]:
     )(func)
 
 
+def warn(message: str) -> None:
+    click.echo(f"{PROG}: warning: {message}", err=True)
+
+
 def settings_from(config_path: str | None) -> Settings:
-    return load_config(config_path_from(config_path, os.environ))
+    """The configuration; its warnings (e.g. a secret named by a world-readable file) go to
+    stderr, one line each."""
+    settings = load_config(config_path_from(config_path, os.environ))
+    for message in settings.warnings:
+        warn(message)
+    return settings
 
 
 def engine_from(config_path: str | None, db_url: str | None, *, must_exist: bool) -> Engine:

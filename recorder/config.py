@@ -5,6 +5,11 @@ The file is named by ``--config PATH`` or the environment variable
 naming the file and the key. The client secret never comes from the TOML: only
 from ``STUDIO_CLIENT_SECRET`` or the file named by ``client_secret_file``
 (relative names are looked up in ``$CREDENTIALS_DIRECTORY`` when systemd sets it).
+The secret file is read only when credentials are needed
+(:meth:`Settings.require_credentials`, i.e. by ``studio-recorder run``), so
+commands that only read the store work without access to it. Things that are
+allowed but unwise (a config file readable by others that names a secret file)
+become :attr:`Settings.warnings`, which the command lines print.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 import ipaddress
 import math
 import os
+import stat
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -70,9 +76,11 @@ class StudioSettings:
     token_url: str
     audience: str
     client_id: str | None
-    client_secret: Secret | None = field(repr=False)
+    client_secret: Secret | None = field(repr=False)  # from the environment only
     accounts: tuple[str, ...]
     ca_file: Path | None = None
+    #: Where the secret is read from when needed (resolved; not read at load time).
+    client_secret_file: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -113,17 +121,40 @@ class Settings:
     recorder: RecorderSettings
     metrics: MetricsSettings
     path: Path | None = None
+    #: One line each: allowed but unwise settings, for the command line to print.
+    warnings: tuple[str, ...] = ()
 
     def require_credentials(self) -> tuple[str, Secret]:
-        """``(client_id, client_secret)``, or ConfigError naming what is missing."""
+        """``(client_id, client_secret)``, or ConfigError naming what is missing.
+
+        Reads ``[studio] client_secret_file`` now (unless ``STUDIO_CLIENT_SECRET``
+        is set): a missing, unreadable or empty file is a ConfigError naming the
+        key and the file.
+        """
         where = self.path or "<config>"
         if not self.studio.client_id:
             raise ConfigError(f"{where}: [studio] client_id is not set (or set {CLIENT_ID_ENV})")
-        if self.studio.client_secret is None:
+        if self.studio.client_secret is not None:
+            return self.studio.client_id, self.studio.client_secret
+        if self.studio.client_secret_file is None:
             raise ConfigError(
                 f"{where}: no client secret: set {CLIENT_SECRET_ENV} or [studio] client_secret_file"
             )
-        return self.studio.client_id, self.studio.client_secret
+        return self.studio.client_id, read_secret_file(self.studio.client_secret_file, where)
+
+
+def read_secret_file(secret_path: Path, where: object) -> Secret:
+    """The client secret in ``secret_path`` (stripped), or ConfigError naming key and file."""
+    try:
+        value = secret_path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        problem = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise ConfigError(
+            f"{where}: [studio] client_secret_file cannot be read ({secret_path}: {problem})"
+        ) from None
+    if not value:
+        raise ConfigError(f"{where}: [studio] client_secret_file is empty ({secret_path})")
+    return Secret(value)
 
 
 _SECTIONS: Final = {
@@ -181,13 +212,55 @@ def parse_config(document: Mapping[str, Any], env: Mapping[str, str], path: Path
             if key not in _SECTIONS[section]:
                 raise ConfigError(f"{path}: unknown key [{section}] {key}")
     reader = _Reader(path, document)
+    studio = _studio(reader, env, path)
     return Settings(
-        studio=_studio(reader, env, path),
+        studio=studio,
         store=_store(reader),
         recorder=_recorder(reader),
         metrics=_metrics(reader),
         path=path,
+        warnings=_permission_warnings(
+            path, studio.client_secret_file, env.get(CREDENTIALS_DIR_ENV)
+        ),
     )
+
+
+def _group_or_other_mode(path: Path) -> int | None:
+    """``path``'s permission bits when group or others may read it, else None."""
+    try:
+        mode = stat.S_IMODE(path.stat().st_mode)
+    except OSError:
+        return None
+    return mode if mode & 0o044 else None
+
+
+def _permission_warnings(
+    path: Path, secret_file: Path | None, credentials_dir: str | None
+) -> tuple[str, ...]:
+    """Warnings for a config file (or secret file) others can read when it names a secret.
+
+    None when the secret is a systemd credential (``$CREDENTIALS_DIRECTORY``): only the
+    service can read it there, and the configuration must stay readable by the service's
+    (dynamic) user.
+    """
+    if secret_file is None:
+        return ()
+    if credentials_dir and secret_file.is_relative_to(credentials_dir):
+        return ()
+    warnings = []
+    mode = _group_or_other_mode(path)
+    if mode is not None:
+        warnings.append(
+            f"{path} is readable by group/others (mode {mode:04o}) and names a "
+            f"client_secret_file: restrict it with chmod 600"
+        )
+    mode = _group_or_other_mode(secret_file)
+    if mode is not None:
+        warnings.append(
+            f"{secret_file} ([studio] client_secret_file) is readable by group/others "
+            f"(mode {mode:04o}): restrict it with chmod 600"
+        )
+    return tuple(warnings)
 
 
 class _Reader:
@@ -294,7 +367,8 @@ def _studio(reader: _Reader, env: Mapping[str, str], path: Path) -> StudioSettin
         raise reader.fail("studio", "accounts", "lists an account twice")
 
     client_id = env.get(CLIENT_ID_ENV) or reader.string("studio", "client_id", None)
-    secret = _client_secret(reader, env, path)
+    secret = Secret(env[CLIENT_SECRET_ENV]) if env.get(CLIENT_SECRET_ENV) else None
+    secret_file = _client_secret_file(reader, env, path)
     ca_file = reader.string("studio", "ca_file", None)
     ca_path = None
     if ca_file:
@@ -304,12 +378,12 @@ def _studio(reader: _Reader, env: Mapping[str, str], path: Path) -> StudioSettin
     return StudioSettings(
         url=url, token_url=token_url, audience=audience, client_id=client_id or None,
         client_secret=secret, accounts=tuple(accounts), ca_file=ca_path,
+        client_secret_file=secret_file,
     )  # fmt: skip
 
 
-def _client_secret(reader: _Reader, env: Mapping[str, str], path: Path) -> Secret | None:
-    if env.get(CLIENT_SECRET_ENV):
-        return Secret(env[CLIENT_SECRET_ENV])
+def _client_secret_file(reader: _Reader, env: Mapping[str, str], path: Path) -> Path | None:
+    """Where ``[studio] client_secret_file`` points (not read here: see require_credentials)."""
     name = reader.string("studio", "client_secret_file", None)
     if not name:
         return None
@@ -317,16 +391,7 @@ def _client_secret(reader: _Reader, env: Mapping[str, str], path: Path) -> Secre
     if not secret_path.is_absolute():
         base = env.get(CREDENTIALS_DIR_ENV)
         secret_path = Path(base) / name if base else path.parent / name
-    try:
-        value = secret_path.read_text(encoding="utf-8").strip()
-    except (OSError, UnicodeDecodeError) as exc:
-        problem = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-        raise reader.fail(
-            "studio", "client_secret_file", f"cannot be read ({secret_path}: {problem})"
-        ) from None
-    if not value:
-        raise reader.fail("studio", "client_secret_file", f"is empty ({secret_path})")
-    return Secret(value)
+    return secret_path
 
 
 def _store(reader: _Reader) -> StoreSettings:

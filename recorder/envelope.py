@@ -86,7 +86,12 @@ def parse_envelope(frame: str | bytes) -> Envelope:
     The fast path (msgspec) handles well-formed frames; anything it refuses (not
     JSON by its strict reading, a payload that is not an object, ...) goes through
     :func:`parse_envelope_slow`, the reference, so both agree on every input.
+    Binary frames (Studio sends none) always take the reference path: msgspec does
+    not check the UTF-8 of the parts it skips, so it would read an envelope from
+    bytes that are not valid JSON text.
     """
+    if not isinstance(frame, str):
+        return parse_envelope_slow(frame)
     try:
         document = _decode_fast(frame)
     except (msgspec.DecodeError, RecursionError):

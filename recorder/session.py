@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from typing import Final, Literal, Protocol
+from urllib.parse import urlsplit
 
 import trio
 from trio_websocket import (
@@ -64,12 +65,63 @@ class Sink(Protocol):
 Connect = Callable[[str], AbstractAsyncContextManager[WebSocketConnection]]
 
 
+class TlsHandshakeError(OSError):
+    """The TLS handshake with the WebSocket server failed (e.g. its certificate does not
+    verify). An OSError, so the supervisor retries it with backoff like any connect failure."""
+
+
+async def check_tls(url: str, ssl_context: ssl.SSLContext | None) -> None:
+    """Complete a TLS handshake with ``url``'s server on a throwaway connection.
+
+    trio-websocket reports a failed TLS handshake (an untrusted certificate, a wrong
+    host name) only as a bare ``ConnectionTimeout`` once its connect timeout has run
+    out (python-trio/trio-websocket#199): the reason is lost and the failure is slow.
+    This pre-handshake fails at once and says why. Raises TlsHandshakeError (or OSError
+    when the server cannot be reached).
+    """
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    port = parts.port or 443
+    context = ssl_context or ssl.create_default_context()
+    try:
+        with trio.fail_after(CONNECT_TIMEOUT_S):
+            stream = await trio.open_ssl_over_tcp_stream(
+                host, port, ssl_context=context, https_compatible=True
+            )
+            try:
+                await stream.do_handshake()
+            finally:
+                await trio.aclose_forcefully(stream)
+    except trio.TooSlowError:
+        raise TlsHandshakeError(
+            f"TLS handshake with {host}:{port} timed out after {CONNECT_TIMEOUT_S:g} s"
+        ) from None
+    except trio.BrokenResourceError as exc:
+        cause = exc.__cause__
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            reason = f"certificate verify failed: {cause.verify_message}"
+            hint = " (is [studio] ca_file set to the CA that signed it?)"
+        else:
+            reason = str(cause or exc) or type(exc).__name__
+            hint = ""
+        raise TlsHandshakeError(
+            f"TLS handshake with {host}:{port} failed: {reason}{hint}"
+        ) from None
+
+
 def default_connect(ssl_context: ssl.SSLContext | None) -> Connect:
-    """trio-websocket's client, with our limits; ``ssl_context`` for wss:// (None: defaults)."""
+    """trio-websocket's client, with our limits; ``ssl_context`` for wss:// (None: defaults).
+
+    A wss:// connection is preceded by :func:`check_tls`, so that a certificate that
+    does not verify fails fast with its reason instead of hanging until the connect
+    timeout.
+    """
 
     @asynccontextmanager
     async def connect(url: str) -> AsyncIterator[WebSocketConnection]:
         ws: WebSocketConnection | None = None
+        if url.startswith("wss:"):
+            await check_tls(url, ssl_context)
         try:
             async with open_websocket_url(
                 url,

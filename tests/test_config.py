@@ -117,7 +117,6 @@ def test_secret_never_shows_in_repr(tmp_path: Path) -> None:
         ),
         (MINIMAL + 'environment = "staging"\n', r"environment must be"),
         (MINIMAL + 'environment = "sandbox"\nurl = "wss://x/ws"\n', r"cannot be combined"),
-        (MINIMAL + 'client_secret_file = "missing"\n', r"client_secret_file cannot be read"),
         (MINIMAL + 'ca_file = "missing.pem"\n', r"ca_file does not name a readable file"),
         ("[studio\n", r"not valid TOML"),
         ("studio = 3\n", r"\[studio\] must be a table"),
@@ -131,11 +130,31 @@ def test_bad_config_names_file_and_key(tmp_path: Path, text: str, message: str) 
     assert "\n" not in str(info.value)
 
 
-def test_loopback_plain_urls_are_allowed(tmp_path: Path) -> None:
-    path = write(tmp_path, MINIMAL + 'url = "ws://127.0.0.1:8765/ws"\n'
-                 'token_url = "http://localhost:8766/oauth/token"\n')  # fmt: skip
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.8.9.10", "localhost", "LOCALHOST", "[::1]"])
+def test_loopback_plain_urls_are_allowed(tmp_path: Path, host: str) -> None:
+    path = write(tmp_path, MINIMAL + f'url = "ws://{host}:8765/ws"\n'
+                 f'token_url = "http://{host}:8766/oauth/token"\n')  # fmt: skip
     settings = load_config(path, env={})
-    assert settings.studio.url == "ws://127.0.0.1:8765/ws"
+    assert settings.studio.url == f"ws://{host}:8765/ws"
+    assert settings.studio.token_url == f"http://{host}:8766/oauth/token"
+
+
+@pytest.mark.parametrize(
+    "host", ["example.com", "10.0.0.1", "[2001:db8::1]", "localhost.example.com", "0.0.0.0"]
+)
+@pytest.mark.parametrize(
+    ("key", "scheme", "secure"), [("url", "ws", "wss"), ("token_url", "http", "https")]
+)
+def test_plain_urls_are_refused_for_other_hosts(
+    tmp_path: Path, host: str, key: str, scheme: str, secure: str
+) -> None:
+    path = write(tmp_path, MINIMAL + f'{key} = "{scheme}://{host}:8765/x"\n')
+    with pytest.raises(ConfigError) as info:
+        load_config(path, env={})
+    assert str(info.value) == (
+        f"{path}: [studio] {key} uses {scheme}:// for a non-loopback host; "
+        f"use {secure}:// ({scheme}://{host}:8765/x)"
+    )
 
 
 def test_missing_credentials_are_reported_only_when_needed(tmp_path: Path) -> None:
@@ -145,6 +164,24 @@ def test_missing_credentials_are_reported_only_when_needed(tmp_path: Path) -> No
     settings = load_config(write(tmp_path, MINIMAL + 'client_id = "c"\n'), env={})
     with pytest.raises(ConfigError, match="no client secret"):
         settings.require_credentials()
+
+
+def test_secret_file_is_read_only_when_credentials_are_needed(tmp_path: Path) -> None:
+    path = write(tmp_path, MINIMAL + 'client_id = "c"\nclient_secret_file = "missing"\n')
+    settings = load_config(path, env={})  # loading never reads the secret file
+    assert settings.studio.client_secret_file == tmp_path / "missing"
+    with pytest.raises(ConfigError) as info:
+        settings.require_credentials()
+    assert str(info.value) == (
+        f"{path}: [studio] client_secret_file cannot be read "
+        f"({tmp_path / 'missing'}: No such file or directory)"
+    )
+    (tmp_path / "missing").write_text("  \n")
+    with pytest.raises(ConfigError, match=r"\[studio\] client_secret_file is empty"):
+        settings.require_credentials()
+    (tmp_path / "missing").write_text("late-secret\n")
+    assert settings.require_credentials()[1].reveal() == "late-secret"
+    assert "late-secret" not in repr(settings)
 
 
 def test_missing_file_and_path_resolution(tmp_path: Path) -> None:
