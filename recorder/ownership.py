@@ -36,7 +36,13 @@ log = logging.getLogger(__name__)
 
 #: How often a standing-by instance retries an account's lock, and the owner checks its lock.
 OWNERSHIP_POLL_S: Final = 5.0
-_LOCK_SQL: Final = text("SELECT pg_try_advisory_lock(hashtextextended(:key, 0))")
+#: Advisory locks are per database, not per schema: the key names the schema the store lives
+#: in, so two stores in one database (two deployments, or parallel test runs) never block each
+#: other. (The appender's per-batch chain lock is not namespaced: a collision there only
+#: serialises two batches.)
+_LOCK_SQL: Final = text(
+    "SELECT pg_try_advisory_lock(hashtextextended(current_schema() || '/' || :key, 0))"
+)
 
 
 def ownership_key(account_id: str) -> str:

@@ -205,11 +205,15 @@ class TcpProxy:
     _nursery: trio.Nursery | None = None
 
     async def run(self, task_status: trio.TaskStatus[TcpProxy] = trio.TASK_STATUS_IGNORED) -> None:
-        async with trio.open_nursery() as nursery:
-            self._nursery = nursery
-            nursery.start_soon(trio.sleep_forever)  # stays open while cut
-            await self._listen()
-            task_status.started(self)
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                nursery.start_soon(trio.sleep_forever)  # stays open while cut
+                await self._listen()
+                task_status.started(self)
+        finally:
+            with trio.CancelScope(shield=True):
+                await self._close_all()
 
     async def _listen(self) -> None:
         assert self._nursery is not None
@@ -223,22 +227,21 @@ class TcpProxy:
             await trio.serve_listeners(self._relay, listeners)
 
     async def _relay(self, client: trio.SocketStream) -> None:
-        try:
-            upstream = await trio.open_tcp_stream(*self.target)
-        except OSError:
-            await client.aclose()
-            return
-        self._open[upstream] = upstream.socket.getsockname()[1]
-        self._streams |= {client, upstream}
-        try:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._pump, client, upstream, nursery.cancel_scope)
-                nursery.start_soon(self._pump, upstream, client, nursery.cancel_scope)
-        finally:
-            self._streams -= {client, upstream}
-            self._open.pop(upstream, None)
-            for stream in (client, upstream):
-                await trio.aclose_forcefully(stream)
+        async with client:
+            try:
+                upstream = await trio.open_tcp_stream(*self.target)
+            except OSError:
+                return
+            async with upstream:
+                self._streams |= {client, upstream}
+                try:
+                    self._open[upstream] = upstream.socket.getsockname()[1]
+                    async with trio.open_nursery() as nursery:
+                        nursery.start_soon(self._pump, client, upstream, nursery.cancel_scope)
+                        nursery.start_soon(self._pump, upstream, client, nursery.cancel_scope)
+                finally:
+                    self._streams -= {client, upstream}
+                    self._open.pop(upstream, None)
 
     @staticmethod
     async def _pump(
@@ -251,6 +254,10 @@ class TcpProxy:
             pass
         scope.cancel()
 
+    async def _close_all(self) -> None:
+        for resource in [*self._listeners, *self._streams]:
+            await trio.aclose_forcefully(resource)
+
     def open_ports(self) -> set[int]:
         """Local ports of the relayed connections to the target now open (``client_port`` in
         PostgreSQL's ``pg_stat_activity``)."""
@@ -260,10 +267,7 @@ class TcpProxy:
         """Close the listener (new connections refused) and every relayed connection."""
         assert self._serving is not None
         self._serving.cancel()
-        for listener in self._listeners:
-            await trio.aclose_forcefully(listener)
-        for stream in list(self._streams):
-            await trio.aclose_forcefully(stream)
+        await self._close_all()
 
     async def restore(self) -> None:
         """Listen again on the same port."""

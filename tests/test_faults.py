@@ -16,7 +16,7 @@ import re
 import sqlite3
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,7 @@ from sqlalchemy import Engine, text
 from recorder import migrate
 from recorder.envelope import decode_raw
 from recorder.health import judge
+from recorder.ownership import PostgresOwnership
 from recorder.simulator import SimConfig, Simulator
 from recorder.store import normalize_url, open_engine
 from recorder.writer import is_transient
@@ -80,15 +81,18 @@ async def test_kill_9_mid_stream_then_restart_refills_the_day(tmp_path: Path) ->
             async with recorder_process(config, tmp_path / "first.log") as first:
                 await wait_for(lambda: len(rows(engine, A)) >= 300, timeout_s=60)
                 await first.kill9()  # mid-stream: frames in flight and in its queue are gone
-            sent_at_kill = len(sim.day_log(A))
             stored_at_kill = rows(engine, A)
             with sqlite3.connect(tmp_path / "store.db") as db:
                 assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
             assert query("verify", "--db", url).returncode == 0  # what the killed one left
             await trio.sleep(1.0)  # the day goes on while nobody records it
+            sent_before_restart = len(sim.day_log(A))
             async with recorder_process(config, tmp_path / "second.log") as second:
                 await wait_for(
-                    lambda: max(r["sequence"] or 0 for r in rows(engine, A)) >= sent_at_kill + 200,
+                    lambda: (
+                        max(r["sequence"] or 0 for r in rows(engine, A))
+                        >= sent_before_restart + 200
+                    ),
                     timeout_s=60,
                 )
                 assert await second.terminate() == 0
@@ -96,11 +100,12 @@ async def test_kill_9_mid_stream_then_restart_refills_the_day(tmp_path: Path) ->
     stored = rows(engine, A)
     last = max(r["sequence"] or 0 for r in stored)
     assert_no_loss_no_duplicates(stored, sim.day_log(A), upto=last)
-    # What the killed process had not stored came back with the restart's day replay.
+    # What the killed process had not stored (in its memory, in flight, or sent while nobody
+    # recorded) came back with the restart's day replay.
     stored_by_first = max(r["sequence"] or 0 for r in stored_at_kill)
-    assert stored_by_first < sent_at_kill
-    refilled = [r for r in stored if stored_by_first < (r["sequence"] or 0) <= sent_at_kill]
-    assert refilled
+    missed = range(stored_by_first + 1, sent_before_restart + 1)
+    refilled = [r for r in stored if r["sequence"] in missed]
+    assert len(refilled) == len(missed) > 0
     assert all(r["replayed"] for r in refilled)
     sent = set(sim.sent_log(A))
     assert all(decode_raw(r["raw_kind"], r["raw"]) in sent for r in stored)  # no half rows
@@ -196,6 +201,15 @@ async def test_sqlite_locked_by_another_process_blocks_readers_and_is_reported(
     assert query("verify", "--db", url).returncode == 0
 
 
+@pytest.fixture
+def pg_store(pg_url: str) -> Iterator[Engine]:
+    """The test's PostgreSQL store, migrated; its connections closed afterwards."""
+    engine = open_engine(pg_url)
+    migrate.upgrade(engine)
+    yield engine
+    engine.dispose()
+
+
 def _events(engine: Engine) -> list[str]:
     return [r["event"] for r in log_rows(engine, A)]
 
@@ -219,10 +233,10 @@ def _terminate_backends(admin: Engine, application_name: str, ports: set[int]) -
 @pytest.mark.slow
 @pytest.mark.postgres
 async def test_postgres_terminated_and_unreachable_is_retried_and_reported(
-    pg_url: str, tmp_path: Path
+    pg_url: str, pg_store: Engine, tmp_path: Path
 ) -> None:
     direct = normalize_url(pg_url)
-    migrate.upgrade(admin := open_engine(direct))
+    admin = pg_store
     application_name = f"studio-recorder-faults-{uuid.uuid4().hex[:8]}"
     sim = Simulator(SimConfig(accounts=(A,), client_secret=SECRET, rate_per_s=50))
     port = free_port()
@@ -291,7 +305,6 @@ async def test_postgres_terminated_and_unreachable_is_retried_and_reported(
     assert closed[-1] == "shutdown"
     verify = query("verify", "--db", pg_url)
     assert verify.returncode == 0, verify.stdout + verify.stderr
-    admin.dispose()
 
 
 async def _store_outage(
@@ -617,3 +630,31 @@ def test_every_test_the_readme_guarantees_table_names_exists() -> None:
         assert re.search(rf"^(async )?def {name}\(", source, re.M), f"{current}::{name}"
         named += 1
     assert named >= 25
+
+
+@pytest.mark.postgres
+async def test_ownership_locks_of_stores_in_other_schemas_do_not_collide(pg_url: str) -> None:
+    # Advisory locks are database-wide: a store in another schema of the same database (a
+    # second deployment, a parallel test run) must not make this one stand by.
+    url = normalize_url(pg_url)
+    other_schema = f"t_{uuid.uuid4().hex[:12]}"
+    admin = open_engine(url.difference_update_query(["options"]))
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{other_schema}"'))
+    other_url = url.update_query_dict({"options": f"-csearch_path={other_schema}"})
+    engines = [open_engine(url), open_engine(url), open_engine(other_url)]
+    owners = [PostgresOwnership(engine) for engine in engines]
+    try:
+        with trio.fail_after(30):
+            assert await owners[0].acquire(A)
+            assert not await owners[1].acquire(A)  # same store: one owner
+            assert owners[1].unavailable is None  # a real standby, not an error
+            assert await owners[2].acquire(A)  # another store: its own lock
+    finally:
+        for owner in owners:
+            await owner.close()
+        for engine in engines:
+            engine.dispose()
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{other_schema}" CASCADE'))
+        admin.dispose()
