@@ -147,7 +147,16 @@ async def test_kill_9_of_the_owner_hands_the_account_to_the_standby(
                             stderr=log,
                         )
                     )
-                    await trio.sleep(1.5)  # the owner wins the lock first
+                    # The owner wins the lock first (it records), then the standby stands
+                    # by, before the owner is killed. (A fixed 1.5 s sleep was too short for
+                    # a process to start on a loaded machine.)
+                    while name == "owner" and not rows_of(engine, A):
+                        await trio.sleep(0.1)
+                    while (
+                        name == "standby"
+                        and '"standby"' not in (tmp_path / "standby.log").read_text()
+                    ):
+                        await trio.sleep(0.1)
                 while len(rows_of(engine, A)) < 100:
                     await trio.sleep(0.1)
                 processes[0].send_signal(signal.SIGKILL)
