@@ -52,9 +52,16 @@ Ending = Literal[
 
 
 class Sink(Protocol):
-    """Where records go: the writer's channel (``trio.MemorySendChannel``)."""
+    """Where records go: the writer's channel (``trio.MemorySendChannel``).
+
+    ``send_nowait`` enqueues or raises ``trio.WouldBlock`` when the channel is full
+    (never both); frames go through it first, so a frame costs no trip through the
+    scheduler unless the writer is behind and backpressure has to wait.
+    """
 
     async def send(self, value: Record, /) -> None: ...
+
+    def send_nowait(self, value: Record, /) -> None: ...
 
 
 Connect = Callable[[str], AbstractAsyncContextManager[WebSocketConnection]]
@@ -300,6 +307,7 @@ class _Conversation:
         tracker = self.tracker
         trading_day = self.trading_day
         emit = self._emit
+        send_nowait = self.sink.send_nowait
         by_type = account.frames_by_type
         while True:
             message = await ws.get_message()
@@ -310,20 +318,22 @@ class _Conversation:
             raw_kind, raw = encode_raw(message)
             msg_type = envelope.msg_type
             sequence = envelope.sequence
-            await emit(
-                FrameRecord(
-                    account_id,
-                    session_id,
-                    received_at_ns,
-                    envelope.server_ts_ms,
-                    sequence,
-                    msg_type,
-                    trading_day(envelope.server_ts_ms, received_at_ns),
-                    replayed,
-                    raw_kind,
-                    raw,
-                )
+            record = FrameRecord(
+                account_id,
+                session_id,
+                received_at_ns,
+                envelope.server_ts_ms,
+                sequence,
+                msg_type,
+                trading_day(envelope.server_ts_ms, received_at_ns),
+                replayed,
+                raw_kind,
+                raw,
             )
+            try:
+                send_nowait(record)  # enqueued, or WouldBlock and nothing enqueued
+            except trio.WouldBlock:
+                await emit(record)  # the writer is behind: wait (cancellation keeps it pending)
             self.frames += 1
             account.frames += 1
             by_type[msg_type] += 1
