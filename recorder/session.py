@@ -41,6 +41,9 @@ log = logging.getLogger(__name__)
 #: Largest frame accepted (larger ones close the connection with 1009 and are logged).
 MAX_FRAME_BYTES: Final = 64 * 1024 * 1024
 RECEIVE_BUFFER_BYTES: Final = 64 * 1024
+#: Messages trio-websocket may hold for a session that is busy (its default is 1, which
+#: wakes the reading task once per message). Memory: at most this many frames.
+MESSAGE_QUEUE_SIZE: Final = 64
 CONNECT_TIMEOUT_S: Final = 20.0
 DISCONNECT_TIMEOUT_S: Final = 3.0
 #: How long shutdown waits to record a session's ``closed`` row and close its socket.
@@ -79,6 +82,7 @@ def default_connect(ssl_context: ssl.SSLContext | None) -> Connect:
                 ssl_context=ssl_context if url.startswith("wss:") else None,
                 max_message_size=MAX_FRAME_BYTES,
                 receive_buffer_size=RECEIVE_BUFFER_BYTES,
+                message_queue_size=MESSAGE_QUEUE_SIZE,
                 connect_timeout=CONNECT_TIMEOUT_S,
                 disconnect_timeout=DISCONNECT_TIMEOUT_S,
             ) as ws:
@@ -309,8 +313,12 @@ class _Conversation:
         emit = self._emit
         send_nowait = self.sink.send_nowait
         by_type = account.frames_by_type
+        queued = queued_messages(ws)
         while True:
-            message = await ws.get_message()
+            try:
+                message = queued()  # already received: no trip through the scheduler
+            except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+                message = await ws.get_message()  # waits, or raises ConnectionClosed
             received_at_ns = time.time_ns()
             self.last_rx = trio.current_time()
             envelope = parse_envelope(message)
@@ -388,6 +396,27 @@ _ROUTINE: Final = frozenset(
         "heartbeat",
     }
 )
+
+
+def _nothing_queued() -> str | bytes:
+    raise trio.WouldBlock
+
+
+def queued_messages(ws: WebSocketConnection) -> Callable[[], str | bytes]:
+    """A function returning the next message trio-websocket already received, without
+    waiting: it raises ``trio.WouldBlock`` when there is none (also ``EndOfChannel`` or
+    ``ClosedResourceError`` once the connection is closed; ``ws.get_message()`` then
+    raises the proper ``ConnectionClosed``).
+
+    ``get_message()`` passes through trio's scheduler once per message even when
+    messages are waiting; reading the queue behind it (trio-websocket 0.12's
+    ``_recv_channel``, a ``trio.MemoryReceiveChannel``) takes a burst of frames in one
+    go. If a future trio-websocket renames it, this falls back to "nothing queued"
+    and every message goes through ``get_message()`` as before.
+    """
+    channel = getattr(ws, "_recv_channel", None)
+    receive_nowait = getattr(channel, "receive_nowait", None)
+    return receive_nowait if callable(receive_nowait) else _nothing_queued
 
 
 def describe_error(exc: BaseException) -> str:

@@ -19,7 +19,12 @@ import time
 import trio
 from trio_websocket import open_websocket_url
 
-from recorder.session import CONNECT_TIMEOUT_S, MAX_FRAME_BYTES, RECEIVE_BUFFER_BYTES
+from recorder.session import (
+    CONNECT_TIMEOUT_S,
+    MAX_FRAME_BYTES,
+    MESSAGE_QUEUE_SIZE,
+    RECEIVE_BUFFER_BYTES,
+)
 
 
 async def drain_account(url: str, account: str, expected: int, out: dict[str, int]) -> None:
@@ -27,6 +32,7 @@ async def drain_account(url: str, account: str, expected: int, out: dict[str, in
         url,
         max_message_size=MAX_FRAME_BYTES,
         receive_buffer_size=RECEIVE_BUFFER_BYTES,
+        message_queue_size=MESSAGE_QUEUE_SIZE,
         connect_timeout=CONNECT_TIMEOUT_S,
     ) as ws:
         subscribe = {
