@@ -30,7 +30,14 @@ from trio_websocket import (
 )
 
 from .auth import Token, TokenSource
-from .envelope import ACK_TYPE, ERROR_NOTICE_TYPE, REPLAY_COMPLETE_TYPE, encode_raw, parse_envelope
+from .envelope import (
+    ACK_TYPE,
+    ERROR_NOTICE_TYPE,
+    RAW_TEXT,
+    REPLAY_COMPLETE_TYPE,
+    encode_raw,
+    parse_envelope,
+)
 from .records import FrameRecord, LogRecord, Record
 from .replay import ReplayTracker
 from .state import AccountState
@@ -314,29 +321,37 @@ class _Conversation:
         send_nowait = self.sink.send_nowait
         by_type = account.frames_by_type
         queued = queued_messages(ws)
+        time_ns = time.time_ns
+        current_time = trio.current_time
+        new_record = tuple.__new__  # FrameRecord is a NamedTuple: skip its Python __new__
         while True:
             try:
                 message = queued()  # already received: no trip through the scheduler
             except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
                 message = await ws.get_message()  # waits, or raises ConnectionClosed
-            received_at_ns = time.time_ns()
-            self.last_rx = trio.current_time()
+            received_at_ns = time_ns()
+            self.last_rx = current_time()
             envelope = parse_envelope(message)
             replayed = tracker.observe(envelope)
-            raw_kind, raw = encode_raw(message)
-            msg_type = envelope.msg_type
-            sequence = envelope.sequence
-            record = FrameRecord(
-                account_id,
-                session_id,
-                received_at_ns,
-                envelope.server_ts_ms,
-                sequence,
-                msg_type,
-                trading_day(envelope.server_ts_ms, received_at_ns),
-                replayed,
-                raw_kind,
-                raw,
+            if type(message) is str and "\x00" not in message:
+                raw_kind, raw = RAW_TEXT, message  # the common case of encode_raw
+            else:
+                raw_kind, raw = encode_raw(message)
+            msg_type, sequence, server_ts_ms = envelope[:3]
+            record = new_record(
+                FrameRecord,
+                (
+                    account_id,
+                    session_id,
+                    received_at_ns,
+                    server_ts_ms,
+                    sequence,
+                    msg_type,
+                    trading_day(server_ts_ms, received_at_ns),
+                    replayed,
+                    raw_kind,
+                    raw,
+                ),
             )
             try:
                 send_nowait(record)  # enqueued, or WouldBlock and nothing enqueued
