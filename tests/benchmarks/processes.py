@@ -24,9 +24,12 @@ import psutil
 _SAMPLE_S = 0.05
 
 
+ROOT = Path(__file__).resolve().parents[2]
+
+
 def _repo_env() -> dict[str, str]:
     env = dict(os.environ)
-    root = str(Path(__file__).resolve().parents[2])
+    root = str(ROOT)
     env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     return env
 
@@ -58,7 +61,9 @@ class ServerProcess:
             args += ["--mode", "live", "--rate", str(rate)]
         if not self_test:
             args.append("--no-self-test")
-        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, text=True, env=_repo_env())
+        self.proc = subprocess.Popen(
+            args, stdout=subprocess.PIPE, text=True, env=_repo_env(), cwd=ROOT
+        )
         self.events: queue.Queue[dict[str, Any]] = queue.Queue()
         assert self.proc.stdout is not None
         threading.Thread(target=self._read, args=(self.proc.stdout,), daemon=True).start()
@@ -105,7 +110,7 @@ def run_drain(url: str, accounts: list[str], per_account: int) -> dict[str, Any]
         str(per_account),
     ]
     result = subprocess.run(
-        args, capture_output=True, text=True, env=_repo_env(), timeout=3600, check=False
+        args, capture_output=True, text=True, env=_repo_env(), cwd=ROOT, timeout=3600, check=False
     )
     if result.returncode != 0:
         raise RuntimeError(f"drain client failed: {result.stderr.strip()[-2000:]}")
