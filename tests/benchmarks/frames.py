@@ -1,8 +1,8 @@
 """Realistic Activity frames for the ingest benchmark, and their WebSocket encoding.
 
-Frames follow ``/work/shared/PROTOCOL.md``: sequenced ``order-update`` (60 %),
-``trade-notice`` (30 %) and ``position-update`` (10 %) frames whose server
-timestamps fall on :data:`DAY` (so the export and analytics benchmarks can read
+Frames follow ``/work/shared/PROTOCOL.md``: sequenced ``order-update`` (50 %),
+``trade-notice`` (30 %) and ``position-update`` (20 %) frames, in order lives whose
+fills add up to the orders' filled quantities, with server timestamps on :data:`DAY` (so the export and analytics benchmarks can read
 the recorded day), plus the unsequenced ack and ``replay-complete``. Order
 updates carry a ``text`` field sized so that the frames average ``frame_bytes``.
 Built with string templates (about 1 µs a frame), not ``json.dumps``.
@@ -27,7 +27,6 @@ __all__ = [
 #: The trading session the frames' timestamps are spread over (09:30 to 16:00 New York).
 SESSION_MS: Final = int(6.5 * 3600 * 1000)
 SYMBOLS: Final = ("AAPL", "MSFT", "NVDA", "SPY", "TSLA", "AMZN", "META", "QQQ")
-STATUSES: Final = ("new", "partially-filled", "filled", "canceled")
 
 
 def account_ids(count: int) -> list[str]:
@@ -35,46 +34,63 @@ def account_ids(count: int) -> list[str]:
     return [f"{100000 + n}" for n in range(count - 1)] + ["0042"]
 
 
-def _order(account: str, n: int, ts_ms: int, text: str) -> str:
-    price = f"{150 + n % 97}.{n % 100:02d}"
-    status = STATUSES[n % 4]
-    state = "open" if n % 4 < 2 else "closed"
-    filled = (n % 4) * 25
+def _order(account: str, o: int, version: int, status: str, filled: int, ts_ms: int,
+           text: str) -> str:  # fmt: skip
+    price = f"{150 + o % 97}.{o % 100:02d}"
+    state = "closed" if status == "filled" else "open"
     return (
         f'{{"type":"order-update","data":{{"created_at":{ts_ms - 900},"updated_at":{ts_ms - 3},'
-        f'"order_id":"{12390213 + n}","reference_id":"ref-{n:08d}","version":{n % 7 + 1},'
+        f'"order_id":"{12390213 + o}","reference_id":"ref-{o:08d}","version":{version},'
         f'"account_id":"{account}","account_number":"ACC{account}","state":"{state}",'
-        f'"status":"{status}","symbol":"{SYMBOLS[n % 8]}","order_type":"limit","side":"buy",'
+        f'"status":"{status}","symbol":"{SYMBOLS[o % 8]}","order_type":"limit","side":"buy",'
         f'"quantity":"100","price":"{price}","time_in_force":"day","average_price":{price},'
         f'"filled_quantity":"{filled}","order_update_reason":"execution-report",'
         f'"running_position":"{filled}"{text}}}}}'
     )
 
 
-def _fill(account: str, n: int, ts_ms: int) -> str:
+def _fill(account: str, o: int, part: int, quantity: int, ts_ms: int) -> str:
     return (
         f'{{"type":"trade-notice","data":{{"created_at":{ts_ms - 20},"account_id":"{account}",'
-        f'"account_number":"ACC{account}","trade_id":"{88120017 + n}",'
-        f'"order_id":"{12390213 + n}","symbol":"{SYMBOLS[n % 8]}","side":"buy",'
-        f'"quantity":"25","price":"{150 + n % 97}.47","running_position":"{n % 400}"}}}}'
+        f'"account_number":"ACC{account}","trade_id":"{12390213 + o}-{part}",'
+        f'"order_id":"{12390213 + o}","symbol":"{SYMBOLS[o % 8]}","side":"buy",'
+        f'"quantity":"{quantity}","price":"{150 + o % 97}.{o % 100:02d}",'
+        f'"running_position":"{quantity * part}"}}}}'
     )
 
 
-def _position(account: str, n: int) -> str:
+def _position(account: str, o: int) -> str:
     return (
         f'{{"type":"position-update","data":{{"account_id":"{account}",'
-        f'"account_number":"ACC{account}","symbol":"{SYMBOLS[n % 8]}",'
-        f'"quantity":"{n % 1000}","average_cost":189.47}}}}'
+        f'"account_number":"ACC{account}","symbol":"{SYMBOLS[o % 8]}",'
+        f'"quantity":"{o * 100}","average_cost":189.47}}}}'
     )
+
+
+#: Share of order-update frames (the ones padded to reach the requested size).
+ORDER_SHARE: Final = 0.5
 
 
 def _payload(account: str, n: int, ts_ms: int, text: str) -> str:
-    kind = n % 10
-    if kind < 6:
-        return _order(account, n, ts_ms, text)
-    if kind < 9:
-        return _fill(account, n, ts_ms)
-    return _position(account, n)
+    """Frame ``n``: blocks of ten frames hold two orders' lives (new, partial fill, fill,
+    filled, fill; new, filled, fill) and two position updates, so fills match orders."""
+    block, step = divmod(n, 10)
+    o = 2 * block + (step >= 5)
+    if step == 0 or step == 5:
+        return _order(account, o, 1, "new", 0, ts_ms, text)
+    if step == 1:
+        return _order(account, o, 2, "partially-filled", 50, ts_ms, text)
+    if step == 2:
+        return _fill(account, o, 1, 50, ts_ms)
+    if step == 3:
+        return _order(account, o, 3, "filled", 100, ts_ms, text)
+    if step == 4:
+        return _fill(account, o, 2, 50, ts_ms)
+    if step == 6:
+        return _order(account, o, 2, "filled", 100, ts_ms, text)
+    if step == 7:
+        return _fill(account, o, 1, 100, ts_ms)
+    return _position(account, o)
 
 
 def _envelope(ts_ms: int, sequence: int, payload: str) -> str:
@@ -85,7 +101,7 @@ def _padding(account: str, frame_bytes: int) -> str:
     """The ``text`` field that brings the average frame to about ``frame_bytes``."""
     sample = [_envelope(OPEN_MS, n + 1, _payload(account, n, OPEN_MS, "")) for n in range(100)]
     mean = sum(len(s) for s in sample) / len(sample)
-    extra = round((frame_bytes - mean) / 0.6) - len(',"text":""')
+    extra = round((frame_bytes - mean) / ORDER_SHARE) - len(',"text":""')
     return f',"text":"{"x" * extra}"' if extra > 0 else ""
 
 
