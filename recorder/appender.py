@@ -42,7 +42,16 @@ _SQLITE_INSERT_MANY: Final = f"INSERT INTO events ({_COLUMN_LIST}) VALUES " + ",
 )
 _DAY_INDEX: Final = EVENT_COLUMNS.index("trading_day")
 _PG_COPY: Final = f"COPY events ({_COLUMN_LIST}) FROM STDIN"
-_PG_CHAIN_LOCK: Final = text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))")
+#: Every account of a batch locked in one statement, in the (sorted) order given.
+_PG_CHAIN_LOCKS: Final = text(
+    "SELECT pg_advisory_xact_lock(hashtextextended(t.key, 0)) "
+    "FROM unnest(CAST(:keys AS text[])) WITH ORDINALITY AS t(key, n) ORDER BY t.n"
+)
+#: Every account's chain head in one query (each through the (account_id, id) index).
+_PG_HEADS: Final = text(
+    "SELECT t.account, (SELECT e.chain_hash FROM events AS e WHERE e.account_id = t.account "
+    "ORDER BY e.id DESC LIMIT 1) FROM unnest(CAST(:accounts AS text[])) AS t(account)"
+)
 
 
 class Appender:
@@ -72,9 +81,15 @@ class Appender:
             if self.dialect == "postgresql" and frames:
                 # Serialise writers per account and extend the head as stored, so even two
                 # instances writing one account (a split-brain moment) never fork its chain.
-                for account in sorted({frame.account_id for frame in frames}):
-                    conn.execute(_PG_CHAIN_LOCK, {"key": f"studio-recorder:chain:{account}"})
-                    self._heads[account] = stored_head(conn, account)
+                # Two round trips whatever the number of accounts; the heads are read by a
+                # second statement, whose snapshot sees whatever the lock holder committed.
+                accounts = sorted({frame.account_id for frame in frames})
+                keys = [f"studio-recorder:chain:{account}" for account in accounts]
+                conn.execute(_PG_CHAIN_LOCKS, {"keys": keys})
+                result = conn.execute(_PG_HEADS, {"accounts": accounts})
+                heads: dict[str, str | None] = {row[0]: row[1] for row in result}
+                for account in accounts:
+                    self._heads[account] = heads.get(account) or GENESIS_HASH
             rows, new_heads = self.chain(frames)
             if rows:
                 self._insert_events(conn, rows)
