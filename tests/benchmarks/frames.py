@@ -2,9 +2,10 @@
 
 Frames follow ``/work/shared/PROTOCOL.md``: sequenced ``order-update`` (50 %),
 ``trade-notice`` (30 %) and ``position-update`` (20 %) frames, in order lives whose
-fills add up to the orders' filled quantities, with server timestamps on :data:`DAY` (so the export and analytics benchmarks can read
-the recorded day), plus the unsequenced ack and ``replay-complete``. Order
-updates carry a ``text`` field sized so that the frames average ``frame_bytes``.
+fills add up to the orders' filled quantities, with server timestamps on :data:`DAY`
+(so the export and analytics benchmarks can read the recorded day), plus the
+unsequenced ack and ``replay-complete``. Order updates carry a ``text`` field sized
+so that the frames average ``frame_bytes``.
 Built with string templates (about 1 µs a frame), not ``json.dumps``.
 """
 
