@@ -31,7 +31,14 @@ from trio_websocket import (
 )
 
 from .auth import Token, TokenSource
-from .envelope import ACK_TYPE, ERROR_NOTICE_TYPE, REPLAY_COMPLETE_TYPE, encode_raw, parse_envelope
+from .envelope import (
+    ACK_TYPE,
+    ERROR_NOTICE_TYPE,
+    RAW_TEXT,
+    REPLAY_COMPLETE_TYPE,
+    encode_raw,
+    parse_envelope,
+)
 from .records import FrameRecord, LogRecord, Record
 from .replay import ReplayTracker
 from .state import AccountState
@@ -42,6 +49,9 @@ log = logging.getLogger(__name__)
 #: Largest frame accepted (larger ones close the connection with 1009 and are logged).
 MAX_FRAME_BYTES: Final = 64 * 1024 * 1024
 RECEIVE_BUFFER_BYTES: Final = 64 * 1024
+#: Messages trio-websocket may hold for a session that is busy (its default is 1, which
+#: wakes the reading task once per message). Memory: at most this many frames.
+MESSAGE_QUEUE_SIZE: Final = 64
 CONNECT_TIMEOUT_S: Final = 20.0
 DISCONNECT_TIMEOUT_S: Final = 3.0
 #: How long shutdown waits to record a session's ``closed`` row and close its socket.
@@ -57,9 +67,16 @@ Ending = Literal[
 
 
 class Sink(Protocol):
-    """Where records go: the writer's channel (``trio.MemorySendChannel``)."""
+    """Where records go: the writer's channel (``trio.MemorySendChannel``).
+
+    ``send_nowait`` enqueues or raises ``trio.WouldBlock`` when the channel is full
+    (never both); frames go through it first, so a frame costs no trip through the
+    scheduler unless the writer is behind and backpressure has to wait.
+    """
 
     async def send(self, value: Record, /) -> None: ...
+
+    def send_nowait(self, value: Record, /) -> None: ...
 
 
 Connect = Callable[[str], AbstractAsyncContextManager[WebSocketConnection]]
@@ -128,6 +145,7 @@ def default_connect(ssl_context: ssl.SSLContext | None) -> Connect:
                 ssl_context=ssl_context if url.startswith("wss:") else None,
                 max_message_size=MAX_FRAME_BYTES,
                 receive_buffer_size=RECEIVE_BUFFER_BYTES,
+                message_queue_size=MESSAGE_QUEUE_SIZE,
                 connect_timeout=CONNECT_TIMEOUT_S,
                 disconnect_timeout=DISCONNECT_TIMEOUT_S,
             ) as ws:
@@ -377,30 +395,45 @@ class _Conversation:
         tracker = self.tracker
         trading_day = self.trading_day
         emit = self._emit
+        send_nowait = self.sink.send_nowait
         by_type = account.frames_by_type
+        queued = queued_messages(ws)
+        time_ns = time.time_ns
+        current_time = trio.current_time
+        new_record = tuple.__new__  # FrameRecord is a NamedTuple: skip its Python __new__
         while True:
-            message = await ws.get_message()
-            received_at_ns = time.time_ns()
-            self.last_rx = trio.current_time()
+            try:
+                message = queued()  # already received: no trip through the scheduler
+            except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+                message = await ws.get_message()  # waits, or raises ConnectionClosed
+            received_at_ns = time_ns()
+            self.last_rx = current_time()
             envelope = parse_envelope(message)
             replayed = tracker.observe(envelope)
-            raw_kind, raw = encode_raw(message)
-            msg_type = envelope.msg_type
-            sequence = envelope.sequence
-            await emit(
-                FrameRecord(
+            if type(message) is str and "\x00" not in message:
+                raw_kind, raw = RAW_TEXT, message  # the common case of encode_raw
+            else:
+                raw_kind, raw = encode_raw(message)
+            msg_type, sequence, server_ts_ms = envelope[:3]
+            record = new_record(
+                FrameRecord,
+                (
                     account_id,
                     session_id,
                     received_at_ns,
-                    envelope.server_ts_ms,
+                    server_ts_ms,
                     sequence,
                     msg_type,
-                    trading_day(envelope.server_ts_ms, received_at_ns),
+                    trading_day(server_ts_ms, received_at_ns),
                     replayed,
                     raw_kind,
                     raw,
-                )
+                ),
             )
+            try:
+                send_nowait(record)  # enqueued, or WouldBlock and nothing enqueued
+            except trio.WouldBlock:
+                await emit(record)  # the writer is behind: wait (cancellation keeps it pending)
             self.frames += 1
             account.frames += 1
             by_type[msg_type] += 1
@@ -455,6 +488,27 @@ _ROUTINE: Final = frozenset(
         "heartbeat",
     }
 )
+
+
+def _nothing_queued() -> str | bytes:
+    raise trio.WouldBlock
+
+
+def queued_messages(ws: WebSocketConnection) -> Callable[[], str | bytes]:
+    """A function returning the next message trio-websocket already received, without
+    waiting: it raises ``trio.WouldBlock`` when there is none (also ``EndOfChannel`` or
+    ``ClosedResourceError`` once the connection is closed; ``ws.get_message()`` then
+    raises the proper ``ConnectionClosed``).
+
+    ``get_message()`` passes through trio's scheduler once per message even when
+    messages are waiting; reading the queue behind it (trio-websocket 0.12's
+    ``_recv_channel``, a ``trio.MemoryReceiveChannel``) takes a burst of frames in one
+    go. If a future trio-websocket renames it, this falls back to "nothing queued"
+    and every message goes through ``get_message()`` as before.
+    """
+    channel = getattr(ws, "_recv_channel", None)
+    receive_nowait = getattr(channel, "receive_nowait", None)
+    return receive_nowait if callable(receive_nowait) else _nothing_queued
 
 
 def describe_error(exc: BaseException) -> str:

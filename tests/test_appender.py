@@ -58,3 +58,25 @@ def test_resync_reports_an_uncommitted_batch(engine: Engine) -> None:
     rows = stored(engine, "A")
     assert [r["sequence"] for r in rows] == [1, 2]
     assert verify_chain(rows)[0] is None
+
+
+def test_a_batch_larger_than_one_insert_statement_is_stored_in_order(engine: Engine) -> None:
+    # SQLite inserts SQLITE_ROWS_PER_INSERT rows per statement, then the rest: cover both,
+    # with two days, replayed and live rows, and a frame without sequence or timestamp.
+    from recorder.appender import SQLITE_ROWS_PER_INSERT
+
+    count = 2 * SQLITE_ROWS_PER_INSERT + 7
+    batch = []
+    for n in range(count):
+        f = frame("A" if n % 3 else "B", n)
+        day = dt.date(2024, 6, 10) if n < count // 2 else dt.date(2024, 6, 11)
+        f = f._replace(trading_day=day, replayed=n % 2 == 0)
+        if n == 5:
+            f = f._replace(server_ts_ms=None, sequence=None, msg_type=None, raw="not json")
+        batch.append(f)
+    Appender(engine).append(batch)
+    for account in ("A", "B"):
+        rows = stored(engine, account)
+        expected = [f for f in batch if f.account_id == account]
+        assert [tuple(r[c] for c in FrameRecord._fields) for r in rows] == expected
+        assert verify_chain(rows)[0] is None
