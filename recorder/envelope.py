@@ -108,7 +108,10 @@ def parse_envelope(frame: str | bytes) -> Envelope:
     sequence = document.sequence
     if sequence is not None and not _INT64_MIN <= sequence <= _INT64_MAX:
         sequence = None
-    return Envelope(payload.type, sequence, timestamp, payload.success, payload.details)
+    details = payload.details
+    if not storable(payload.type) or (details is not None and not storable(details)):
+        return parse_envelope_slow(frame)  # the reference decides what to keep of them
+    return Envelope(payload.type, sequence, timestamp, payload.success, details)
 
 
 def parse_envelope_slow(frame: str | bytes) -> Envelope:
@@ -120,17 +123,46 @@ def parse_envelope_slow(frame: str | bytes) -> Envelope:
     if not isinstance(document, dict):
         return UNPARSEABLE
     payload = document.get("payload")
-    if not isinstance(payload, dict) or not isinstance(payload.get("type"), str):
+    msg_type = payload.get("type") if isinstance(payload, dict) else None
+    if not isinstance(payload, dict) or not isinstance(msg_type, str) or not storable(msg_type):
         return Envelope(None, _int64(document.get("sequence")), _int64(document.get("timestamp")))
     success = payload.get("success")
     details = payload.get("details")
     return Envelope(
-        msg_type=payload["type"],
+        msg_type=msg_type,
         sequence=_int64(document.get("sequence")),
         server_ts_ms=_int64(document.get("timestamp")),
         success=success if isinstance(success, bool) else None,
-        details=details if isinstance(details, str) else None,
+        details=storable_text(details) if isinstance(details, str) else None,
     )
+
+
+def storable(text: str) -> bool:
+    """Whether a string decoded from a frame can go into a text column as it is.
+
+    JSON escapes can spell what no database text can hold: a lone surrogate
+    (``"\\udc00"``, which has no UTF-8 encoding) or U+0000 (which PostgreSQL text
+    refuses). A frame's ``type`` like that is treated as absent (the frame counts as
+    unparseable; its raw text is stored all the same), so one hostile frame cannot
+    make every batch it is in fail to insert.
+    """
+    if "\x00" in text:
+        return False
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def storable_text(details: str) -> str:
+    """``details`` with what a text column cannot hold spelled as backslash escapes."""
+    if storable(details):
+        return details
+    escaped = details.encode("utf-8", "backslashreplace").decode("utf-8")
+    return escaped.replace("\x00", "\\x00")
 
 
 def encode_raw(frame: str | bytes) -> tuple[str, str]:

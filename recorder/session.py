@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import ssl
 import time
 import uuid
@@ -38,6 +39,7 @@ from .envelope import (
     REPLAY_COMPLETE_TYPE,
     encode_raw,
     parse_envelope,
+    storable_text,
 )
 from .records import FrameRecord, LogRecord, Record
 from .replay import ReplayTracker
@@ -282,6 +284,7 @@ class _Conversation:
         self.detail = ""
         self.last_rx = trio.current_time()
         self._pending: Record | None = None
+        self._subscribe_deadline = math.inf  # set when the subscribe is sent
         self.attempted: trio.Event | None = None  # set once the subscribe got its answer
 
     def subscribed_for_s(self) -> float:
@@ -321,7 +324,11 @@ class _Conversation:
         shutdown has begun, which waits at most a grace period so a stuck writer cannot
         hang it."""
         record = LogRecord(
-            self.session_id, self.account.account_id, time.time_ns(), "closed", self.detail
+            self.session_id,
+            self.account.account_id,
+            time.time_ns(),
+            "closed",
+            storable_text(self.detail),
         )
         self.account.last_close = self.detail
         with trio.CancelScope(shield=True):
@@ -340,10 +347,20 @@ class _Conversation:
 
     async def _emit(self, record: Record) -> None:
         # A cancelled MemorySendChannel.send() has not enqueued its item: keep it as
-        # pending so the frame is sent after the timeout (or at shutdown), never lost.
+        # pending so the frame is sent at shutdown (record_closed), never lost.
         self._pending = record
         await self.sink.send(record)
         self._pending = None
+        # A wait here is our own backpressure (the store is slow or down), not a silent
+        # upstream: measure silence afresh from now.
+        self.last_rx = trio.current_time()
+
+    def _deadline(self) -> float:
+        """When waiting for the next frame must stop: silence, or no ack in time."""
+        deadline = self.last_rx + self.settings.liveness_timeout_s
+        if self.subscribed_at is None:
+            deadline = min(deadline, self._subscribe_deadline)
+        return deadline
 
     async def _flush(self) -> None:
         if self._pending is not None:
@@ -351,29 +368,19 @@ class _Conversation:
             self._pending = None
 
     async def log_event(self, event: str, detail: str | None = None) -> None:
-        record = LogRecord(self.session_id, self.account.account_id, time.time_ns(), event, detail)
+        text = None if detail is None else storable_text(detail)
+        record = LogRecord(self.session_id, self.account.account_id, time.time_ns(), event, text)
         await self._emit(record)
 
     async def run(self, ws: WebSocketConnection) -> None:
         """Subscribe, then read until the server closes or a timeout/rejection ends it."""
         await ws.send_message(subscribe_message(self.account.account_id, self.token))
-        subscribe_deadline = trio.current_time() + self.settings.subscribe_timeout_s
+        self._subscribe_deadline = subscribe_deadline = (
+            trio.current_time() + self.settings.subscribe_timeout_s
+        )
         liveness_s = self.settings.liveness_timeout_s
         while self.ending is None:
-            deadline = self.last_rx + liveness_s
-            if self.subscribed_at is None:
-                deadline = min(deadline, subscribe_deadline)
-            # One scope per deadline, not per frame: the loop re-arms it only when it
-            # fires and frames arrived meanwhile, keeping the per-frame path cheap.
-            with trio.CancelScope(deadline=deadline):
-                await self._read(ws)
-            if self._pending is not None:
-                # The deadline passed while the writer's queue was full: that is our own
-                # backpressure (the store is slow or down), not a silent upstream. Wait for
-                # room, then measure silence afresh.
-                await self._flush()
-                self.last_rx = trio.current_time()
-                continue
+            await self._read(ws)  # returns when a deadline passed with nothing to read
             now = trio.current_time()
             if self.subscribed_at is None and now >= subscribe_deadline:
                 limit_s = self.settings.subscribe_timeout_s
@@ -405,7 +412,13 @@ class _Conversation:
             try:
                 message = queued()  # already received: no trip through the scheduler
             except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
-                message = await ws.get_message()  # waits, or raises ConnectionClosed
+                # Only waiting for a frame is bounded by the deadlines: a frame already
+                # received is always recorded and acted upon whole (an ack whose hand-off
+                # waited for the writer still counts as the ack).
+                with trio.CancelScope(deadline=self._deadline()) as waiting:
+                    message = await ws.get_message()  # waits, or raises ConnectionClosed
+                if waiting.cancelled_caught:
+                    return
             received_at_ns = time_ns()
             self.last_rx = current_time()
             envelope = parse_envelope(message)
@@ -433,7 +446,7 @@ class _Conversation:
             try:
                 send_nowait(record)  # enqueued, or WouldBlock and nothing enqueued
             except trio.WouldBlock:
-                await emit(record)  # the writer is behind: wait (cancellation keeps it pending)
+                await emit(record)  # the writer is behind: wait (backpressure)
             self.frames += 1
             account.frames += 1
             by_type[msg_type] += 1

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import trio
+from sqlalchemy import Engine
 
 from recorder.chain import verify_chain
 from recorder.simulator import SimConfig
@@ -251,3 +252,36 @@ async def test_never_acked_subscribe_times_out_and_retries(
     closed = [r["detail"] for r in run.log(A) if r["event"] == "closed"]
     assert closed[0] == "subscribe timeout: no ack within 10 s"
     assert closed[-1] == "shutdown"
+
+
+async def test_json_escapes_no_text_column_can_hold_are_stored_and_do_not_stop_the_writer(
+    tmp_path: Path, recorder_clock: trio.testing.MockClock, engine: Engine
+) -> None:
+    # A lone surrogate has no UTF-8 encoding and PostgreSQL text refuses U+0000: spelled as
+    # JSON escapes in a frame's type or an ack's details, they once reached the insert and
+    # failed every batch holding that frame (a crash loop, since the replay resends it).
+    hostile = [
+        '{"sequence":900001,"timestamp":5,"payload":{"type":"\\udc00"}}',
+        '{"timestamp":6,"payload":{"type":"order-\\u0000update"}}',
+        '{"timestamp":7,"payload":{"type":"subscribe-ack","success":true,'
+        '"details":"\\ud800 \\u0000"}}',
+    ]
+    async with trio.open_nursery() as nursery:
+        run = await start(
+            nursery,
+            tmp_path,
+            accounts=(A,),
+            engine=engine,
+            sim_config=SimConfig(accounts=(A,), client_secret=SECRET, rate_per_s=0),
+        )
+        await wait_until(lambda: "replay-complete" in run.events_of(A))
+        for frame in hostile:
+            run.sim.send_raw(A, frame)
+        run.sim.send_raw(A, '{"timestamp":8,"payload":{"type":"after"}}')
+        await wait_until(lambda: '{"timestamp":8,"payload":{"type":"after"}}' in run.raws(A))
+        await run.stop()
+    by_raw = {raw: row for raw, row in zip(run.raws(A), run.frames(A), strict=True)}
+    for frame in hostile[:2]:
+        assert by_raw[frame]["msg_type"] is None  # unparseable type, raw kept exactly
+    assert by_raw[hostile[2]]["msg_type"] == "subscribe-ack"
+    assert verify_chain(run.frames(A))[0] is None
