@@ -23,6 +23,7 @@ import datetime as dt
 import hashlib
 import sqlite3
 from collections.abc import Sequence
+from contextlib import closing
 from typing import Any, Final
 
 from sqlalchemy import Connection, Engine, insert, select, text
@@ -35,8 +36,18 @@ from .schema import connection_log, events
 EVENT_COLUMNS: Final = (*FrameRecord._fields, "chain_hash")
 _COLUMN_LIST: Final = ", ".join(EVENT_COLUMNS)
 _SQLITE_ROW: Final = f"({', '.join('?' * len(EVENT_COLUMNS))})"
-#: Rows per multi-row INSERT: 2,750 parameters (SQLite before 3.32 allowed only 999).
-SQLITE_ROWS_PER_INSERT: Final = 250 if sqlite3.sqlite_version_info >= (3, 32) else 90
+
+
+def _sqlite_rows_per_insert(most: int = 250) -> int:
+    """Rows per multi-row INSERT: up to ``most``, within this SQLite build's limit on
+    bound parameters (999 before 3.32, 32,766 since, lower or higher where a build says)."""
+    with closing(sqlite3.connect(":memory:")) as probe:
+        limit = probe.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+    return max(1, min(most, limit // len(EVENT_COLUMNS)))
+
+
+#: Rows per multi-row INSERT (250 rows: 2,750 parameters where the build allows it).
+SQLITE_ROWS_PER_INSERT: Final = _sqlite_rows_per_insert()
 _SQLITE_INSERT_MANY: Final = f"INSERT INTO events ({_COLUMN_LIST}) VALUES " + ", ".join(
     [_SQLITE_ROW] * SQLITE_ROWS_PER_INSERT
 )
