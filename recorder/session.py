@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import ssl
 import time
 import uuid
@@ -37,6 +36,7 @@ from .envelope import (
     ERROR_NOTICE_TYPE,
     RAW_TEXT,
     REPLAY_COMPLETE_TYPE,
+    Envelope,
     encode_raw,
     parse_envelope,
     storable_text,
@@ -284,7 +284,9 @@ class _Conversation:
         self.detail = ""
         self.last_rx = trio.current_time()
         self._pending: Record | None = None
-        self._subscribe_deadline = math.inf  # set when the subscribe is sent
+        # The envelope of the frame in ``_pending`` when its hand-off was cut short by a
+        # deadline: acted upon once the frame is handed over (see run()).
+        self._pending_envelope: Envelope | None = None
         self.attempted: trio.Event | None = None  # set once the subscribe got its answer
 
     def subscribed_for_s(self) -> float:
@@ -347,20 +349,10 @@ class _Conversation:
 
     async def _emit(self, record: Record) -> None:
         # A cancelled MemorySendChannel.send() has not enqueued its item: keep it as
-        # pending so the frame is sent at shutdown (record_closed), never lost.
+        # pending so the frame is sent after the timeout (or at shutdown), never lost.
         self._pending = record
         await self.sink.send(record)
         self._pending = None
-        # A wait here is our own backpressure (the store is slow or down), not a silent
-        # upstream: measure silence afresh from now.
-        self.last_rx = trio.current_time()
-
-    def _deadline(self) -> float:
-        """When waiting for the next frame must stop: silence, or no ack in time."""
-        deadline = self.last_rx + self.settings.liveness_timeout_s
-        if self.subscribed_at is None:
-            deadline = min(deadline, self._subscribe_deadline)
-        return deadline
 
     async def _flush(self) -> None:
         if self._pending is not None:
@@ -375,12 +367,27 @@ class _Conversation:
     async def run(self, ws: WebSocketConnection) -> None:
         """Subscribe, then read until the server closes or a timeout/rejection ends it."""
         await ws.send_message(subscribe_message(self.account.account_id, self.token))
-        self._subscribe_deadline = subscribe_deadline = (
-            trio.current_time() + self.settings.subscribe_timeout_s
-        )
+        subscribe_deadline = trio.current_time() + self.settings.subscribe_timeout_s
         liveness_s = self.settings.liveness_timeout_s
         while self.ending is None:
-            await self._read(ws)  # returns when a deadline passed with nothing to read
+            deadline = self.last_rx + liveness_s
+            if self.subscribed_at is None:
+                deadline = min(deadline, subscribe_deadline)
+            # One scope per deadline, not per frame: the loop re-arms it only when it
+            # fires and frames arrived meanwhile, keeping the per-frame path cheap.
+            with trio.CancelScope(deadline=deadline):
+                await self._read(ws)
+            if self._pending is not None:
+                # The deadline passed while the writer's queue was full: that is our own
+                # backpressure (the store is slow or down), not a silent upstream. Wait for
+                # room, then measure silence afresh.
+                await self._flush()
+                self.last_rx = trio.current_time()
+                envelope, self._pending_envelope = self._pending_envelope, None
+                if envelope is not None:  # a frame, received in time: act on it whole
+                    self._count(envelope)
+                    await self._act_on(envelope)
+                continue
             now = trio.current_time()
             if self.subscribed_at is None and now >= subscribe_deadline:
                 limit_s = self.settings.subscribe_timeout_s
@@ -412,13 +419,7 @@ class _Conversation:
             try:
                 message = queued()  # already received: no trip through the scheduler
             except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
-                # Only waiting for a frame is bounded by the deadlines: a frame already
-                # received is always recorded and acted upon whole (an ack whose hand-off
-                # waited for the writer still counts as the ack).
-                with trio.CancelScope(deadline=self._deadline()) as waiting:
-                    message = await ws.get_message()  # waits, or raises ConnectionClosed
-                if waiting.cancelled_caught:
-                    return
+                message = await ws.get_message()  # waits, or raises ConnectionClosed
             received_at_ns = time_ns()
             self.last_rx = current_time()
             envelope = parse_envelope(message)
@@ -446,7 +447,11 @@ class _Conversation:
             try:
                 send_nowait(record)  # enqueued, or WouldBlock and nothing enqueued
             except trio.WouldBlock:
-                await emit(record)  # the writer is behind: wait (backpressure)
+                # The writer is behind: wait (backpressure). If a deadline cuts the wait
+                # short, the frame stays pending and run() hands it over and acts on it.
+                self._pending_envelope = envelope
+                await emit(record)
+                self._pending_envelope = None
             self.frames += 1
             account.frames += 1
             by_type[msg_type] += 1
@@ -456,17 +461,33 @@ class _Conversation:
                 account.live_sequence_gaps = tracker.live_holes
             if msg_type is None or msg_type in _ROUTINE:
                 continue
-            if msg_type == ACK_TYPE and self.subscribed_at is None:
-                await self._on_ack(envelope.success, envelope.details)
-            elif msg_type == REPLAY_COMPLETE_TYPE and tracker.replay_done:
-                await self.log_event("replay-complete")
-            elif msg_type == ERROR_NOTICE_TYPE:
-                self.last_notice = envelope.details or "(no details)"
-                log.warning(
-                    "error-notice from the server: %s",
-                    self.last_notice,
-                    extra={"account": account_id, "session": session_id},
-                )
+            await self._act_on(envelope)
+
+    def _count(self, envelope: Envelope) -> None:
+        """The loop's per-frame counters, for a frame it handed over late (rare)."""
+        account = self.account
+        self.frames += 1
+        account.frames += 1
+        account.frames_by_type[envelope.msg_type] += 1
+        account.last_frame_ns = time.time_ns()
+        if envelope.sequence is not None:
+            account.last_sequence = envelope.sequence
+            account.live_sequence_gaps = self.tracker.live_holes
+
+    async def _act_on(self, envelope: Envelope) -> None:
+        """What a frame that is not routine means for the session (ack, replay end, notice)."""
+        msg_type = envelope.msg_type
+        if msg_type == ACK_TYPE and self.subscribed_at is None:
+            await self._on_ack(envelope.success, envelope.details)
+        elif msg_type == REPLAY_COMPLETE_TYPE and self.tracker.replay_done:
+            await self.log_event("replay-complete")
+        elif msg_type == ERROR_NOTICE_TYPE:
+            self.last_notice = envelope.details or "(no details)"
+            log.warning(
+                "error-notice from the server: %s",
+                self.last_notice,
+                extra={"account": self.account.account_id, "session": self.session_id},
+            )
 
     async def _on_ack(self, success: bool | None, details: str | None) -> None:
         if self.attempted is not None:

@@ -1,9 +1,9 @@
 """A frame whose hand-off waits for the writer is still acted upon whole.
 
 When the store is slow or down, the writer's queue is full and handing a frame over
-waits. The liveness and subscribe deadlines bound only the wait *for* a frame: an ack
-that arrived in time but waited for the writer past the subscribe timeout still
-subscribes the session, instead of being stored and then ignored (which ended the
+waits. A liveness or subscribe deadline that passes meanwhile does not make the session
+ignore the frame: an ack that arrived in time but waited for the writer past the subscribe
+timeout still subscribes the session, instead of being stored and then ignored (which ended the
 session as a subscribe timeout and reconnected for as long as the store was slow).
 """
 
