@@ -6,8 +6,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -22,19 +20,10 @@ from recorder.schema import events
 from recorder.simulator import SimConfig
 from recorder.store import open_engine
 
+from .fault_tools import query
 from .harness import SECRET, start, wait_until
 
 A, B = "100000", "0042"
-
-
-def query(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "queries", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
 
 
 async def test_recorded_day_with_faults_through_export_and_analytics(
