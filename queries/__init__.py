@@ -12,7 +12,7 @@ JSON-ready dicts (decimals as ``Decimal``; :func:`to_json` renders them exactly)
 
 from __future__ import annotations
 
-__version__ = "0.1.0"  # before the imports below: the export writes it into manifests
+from recorder import __version__
 
 from .audit import audit, render_audit
 from .duck import Workspace, open_export, open_store

@@ -22,10 +22,10 @@ from typing import Any, NoReturn, ParamSpec, TypeVar
 import click
 import duckdb
 
+from recorder import __version__
 from recorder.config import Settings, config_path_from, load_config
 from recorder.errors import ConfigError
 
-from . import __version__
 from .audit import COLUMNS as audit_columns
 from .audit import audit, render_audit
 from .duck import DEFAULT_TIMEZONE, Workspace, open_export, open_store

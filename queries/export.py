@@ -38,9 +38,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from recorder import __version__
+from recorder.chain import GENESIS_HASH
 from recorder.tradingday import day_bounds_ns
 
-from . import __version__
 from .errors import QueryError
 from .layout import (
     CONNECTION_LOG_FILE_SCHEMA,
@@ -55,7 +56,7 @@ from .manifest import AccountEntry, FileEntry, Manifest
 from .parallel import OrderedReads
 from .partfile import PartFile, connection_log_file_batch, events_file_batch
 from .publish import Staging, create_private_file, describe
-from .source import CONNECTION_LOG_SCHEMA, GENESIS_HASH, StoreReader
+from .source import CONNECTION_LOG_SCHEMA, StoreReader
 
 DEFAULT_TIMEZONE: Final = "America/New_York"
 #: Rows per store read.

@@ -27,6 +27,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
+from recorder.errors import first_line
+
 from .errors import QueryError
 from .source import CONNECTION_LOG_SCHEMA, EVENTS_SCHEMA
 
@@ -183,8 +185,7 @@ def read_file(
             if batch.num_rows:
                 yield _conform(batch, pa.schema([schema.field(n) for n in names]))
     except (pa.ArrowInvalid, pa.ArrowTypeError, OSError, KeyError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise QueryError(f"cannot read {path}: {first}") from None
+        raise QueryError(f"cannot read {path}: {first_line(exc)}") from None
 
 
 def _conform(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:

@@ -31,6 +31,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Final
 
+from recorder.errors import first_line
+
 from .errors import QueryError
 
 DIR_MODE: Final = 0o700
@@ -221,5 +223,4 @@ def describe(exc: OSError, out: Path) -> str:
         if exc.filename and Path(exc.filename) != out:
             reason += f": {exc.filename}"
         return reason
-    text = str(exc).strip()  # pyarrow's OSError: "[Errno 27] Error writing bytes ... Detail: ..."
-    return text.splitlines()[0] if text else type(exc).__name__
+    return first_line(exc)  # pyarrow's OSError: "[Errno 27] Error writing bytes ... Detail: ..."

@@ -26,11 +26,13 @@ import pyarrow.compute as pc
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
+from recorder.chain import GENESIS_HASH
+from recorder.errors import first_line
+from recorder.store import SQLITE_BUSY_TIMEOUT_MS, safe_url
+
 from .errors import QueryError
 
-GENESIS_HASH: Final = "0" * 64
 BATCH_ROWS: Final = 65_536
-SQLITE_BUSY_TIMEOUT_MS: Final = 5_000
 
 #: Arrow schema of ``events`` rows as read from the store.
 EVENTS_SCHEMA: Final = pa.schema(
@@ -81,7 +83,7 @@ class StoreReader(AbstractContextManager["StoreReader"]):
             raise QueryError(f"not a database URL: {url!r}") from None
         self.backend = parsed.get_backend_name()
         self.url = parsed
-        self.display_url = parsed.render_as_string(hide_password=True)
+        self.display_url = safe_url(parsed)
         self._conn: Any
         if self.backend == "sqlite":
             if not parsed.database or parsed.database == ":memory:":
@@ -99,8 +101,7 @@ class StoreReader(AbstractContextManager["StoreReader"]):
             try:
                 self._conn = pg_dbapi.connect(uri, autocommit=True)
             except Exception as exc:  # the driver raises its own DBAPI hierarchy
-                first = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
-                raise QueryError(f"cannot connect to PostgreSQL: {first}") from None
+                raise QueryError(f"cannot connect to PostgreSQL: {first_line(exc)}") from None
         else:
             raise QueryError(f"unsupported database {self.backend!r}: use SQLite or PostgreSQL")
         try:
@@ -368,7 +369,7 @@ class StoreReader(AbstractContextManager["StoreReader"]):
         except QueryError:
             raise
         except Exception as exc:  # ADBC raises its own DBAPI errors
-            raise QueryError(f"store read failed: {str(exc).strip().splitlines()[0]}") from None
+            raise QueryError(f"store read failed: {first_line(exc)}") from None
         finally:
             cursor.close()
 
@@ -376,7 +377,7 @@ class StoreReader(AbstractContextManager["StoreReader"]):
         try:
             self._table(f"PRAGMA {setting}", [])
         except Exception as exc:  # the driver's own DBAPI errors
-            raise QueryError(f"cannot read the store: {_first_line(exc)}") from None
+            raise QueryError(f"cannot read the store: {first_line(exc)}") from None
 
     def _check_schema(self) -> None:
         try:
@@ -385,7 +386,7 @@ class StoreReader(AbstractContextManager["StoreReader"]):
         except Exception as exc:
             text = str(exc)
             if "no such table" not in text and "does not exist" not in text:
-                raise QueryError(f"cannot read the store: {_first_line(exc)}") from None
+                raise QueryError(f"cannot read the store: {first_line(exc)}") from None
             raise QueryError(
                 "database has no recorder schema (tables events, connection_log): "
                 "is this the right database? run `studio-recorder db upgrade` to create it"
@@ -398,11 +399,6 @@ def _drop_sentinel(batch: pa.RecordBatch, *, first: bool) -> pa.RecordBatch:
             raise QueryError("store read failed: SQLite returned the rows out of order")
         batch = batch.slice(1)
     return batch.drop_columns(["_sentinel"])
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _where(clauses: list[str]) -> str:
@@ -425,14 +421,6 @@ def _conform(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
                 column = column.cast(field.type)
         arrays.append(column)
     return pa.RecordBatch.from_arrays(arrays, schema=schema)
-
-
-def display_url(url: str | URL) -> str:
-    """``url`` for messages and reports: any password masked."""
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return "<invalid URL>"
 
 
 def parse_day(text: str) -> dt.date:

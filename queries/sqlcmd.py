@@ -21,6 +21,8 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from recorder.errors import first_line
+
 from .duck import Workspace
 from .errors import QueryError
 from .render import decimal_text, table
@@ -39,8 +41,7 @@ def run_sql(ws: Workspace, sql: str) -> pa.Table:
             return pa.table({})
         return result.to_arrow_table()
     except duckdb.Error as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise QueryError(f"SQL error: {first}") from None
+        raise QueryError(f"SQL error: {first_line(exc)}") from None
 
 
 def _plain(column: pa.ChunkedArray) -> list[Any]:

@@ -6,13 +6,18 @@ hash-chained store (SQLite by default, PostgreSQL in production).
 
 from __future__ import annotations
 
+from importlib.metadata import PackageNotFoundError, version
+
+try:  # the one place the version is written is pyproject.toml
+    __version__ = version("studio-recorder")
+except PackageNotFoundError:  # running from a source tree that was never installed
+    __version__ = "0+unknown"
+
 from .chain import GENESIS_HASH, canonical_bytes, next_hash, verify_chain
 from .config import Settings, load_config
 from .envelope import Envelope, decode_raw, encode_raw, parse_envelope
 from .errors import AuthError, ConfigError, RecorderError, StoreError
 from .tradingday import trading_day
-
-__version__ = "0.1.0"
 
 __all__ = [
     "GENESIS_HASH",

@@ -23,6 +23,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from . import __version__, migrate
 from .config import Settings, config_path_from, load_config
+from .dberrors import db_error_line
 from .demo import run_demo
 from .errors import ConfigError, RecorderError
 from .logs import LogFormat, setup_logging
@@ -35,6 +36,7 @@ from .store import open_engine, safe_url
 from .systemd import DEFAULT_CONFIG as DEFAULT_UNIT_CONFIG
 from .systemd import DEFAULT_SECRET as DEFAULT_UNIT_SECRET
 from .systemd import render_unit
+from .texttable import table
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -44,13 +46,6 @@ PROG = "studio-recorder"
 def fail(message: str, code: int = 1) -> NoReturn:
     click.echo(f"{PROG}: error: {message}", err=True)
     sys.exit(code)
-
-
-def db_error_line(exc: SQLAlchemyError) -> str:
-    """One line for a database error: the driver's first line, never the SQL or its parameters."""
-    original = getattr(exc, "orig", None)
-    text = str(original if original is not None else exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
@@ -231,30 +226,21 @@ def status_command(config_path: str | None, as_json: bool) -> None:
         "reconnects",
         "last close",
     ]
-    table = [
+    cells = [
         [
             r.account_id,
-            r.last_frame_at or "-",
-            r.last_frame_type or "-",
-            "-" if r.last_sequence_today is None else str(r.last_sequence_today),
-            str(r.frames_today),
+            r.last_frame_at,
+            r.last_frame_type,
+            r.last_sequence_today,
+            r.frames_today,
             r.session_state,
-            r.session_since or "-",
-            str(r.reconnects_today),
-            r.last_close_reason or "-",
+            r.session_since,
+            r.reconnects_today,
+            r.last_close_reason,
         ]
         for r in rows
     ]
-    click.echo(render_table(headers, table))
-
-
-def render_table(headers: list[str], rows: list[list[str]]) -> str:
-    widths = [
-        max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)
-    ]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))]
-    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
-    return "\n".join(line.rstrip() for line in lines)
+    click.echo(table(headers, cells))
 
 
 def _accounts(_ctx: click.Context, _param: click.Parameter, value: str) -> tuple[str, ...]:
@@ -375,7 +361,7 @@ def demo_command(seconds: float, directory: Path) -> None:
         ]
         for a in summary.accounts
     ]
-    click.echo(render_table(headers, rows))
+    click.echo(table(headers, rows))
     click.echo(f"store: {summary.database}   config: {directory / 'recorder.toml'}")
     click.echo(f"next: studio-recorder status --config {directory / 'recorder.toml'}")
     if not all(a.chain_ok for a in summary.accounts):

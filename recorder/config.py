@@ -24,12 +24,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 from urllib.parse import urlsplit
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from .errors import ConfigError
+from .tradingday import DEFAULT_TIMEZONE, UnknownZone, zone
 
 CONFIG_ENV: Final = "STUDIO_RECORDER_CONFIG"
 CLIENT_ID_ENV: Final = "STUDIO_CLIENT_ID"
@@ -44,6 +45,8 @@ DEFAULT_TOKEN_URL: Final = "https://auth.clearstreet.io/oauth/token"
 DEFAULT_AUDIENCE: Final = "https://api.clearstreet.io"
 DEFAULT_STORE_URL: Final = "sqlite:///studio-events.db"
 DEFAULT_METRICS_LISTEN: Final = "127.0.0.1:9464"
+#: No frame at all (heartbeats included) for this long: the session is dead, reconnect.
+DEFAULT_LIVENESS_TIMEOUT_S: Final = 60.0
 
 
 class Secret:
@@ -90,8 +93,8 @@ class StoreSettings:
 
 @dataclass(frozen=True)
 class RecorderSettings:
-    trading_day_timezone: str = "America/New_York"
-    liveness_timeout_s: float = 60.0
+    trading_day_timezone: str = DEFAULT_TIMEZONE
+    liveness_timeout_s: float = DEFAULT_LIVENESS_TIMEOUT_S
     subscribe_timeout_s: float = 10.0
     backoff_initial_s: float = 1.0
     backoff_max_s: float = 60.0
@@ -101,7 +104,7 @@ class RecorderSettings:
 
     @property
     def tz(self) -> ZoneInfo:
-        return ZoneInfo(self.trading_day_timezone)
+        return zone(self.trading_day_timezone)
 
 
 @dataclass(frozen=True)
@@ -408,8 +411,8 @@ def _recorder(reader: _Reader) -> RecorderSettings:
     tz_name = reader.string("recorder", "trading_day_timezone", defaults.trading_day_timezone)
     assert tz_name is not None
     try:
-        ZoneInfo(tz_name)
-    except (ZoneInfoNotFoundError, ValueError):
+        zone(tz_name)
+    except UnknownZone:
         raise reader.fail(
             "recorder", "trading_day_timezone", f"is not an IANA time zone (got {tz_name!r})"
         ) from None

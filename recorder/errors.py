@@ -21,3 +21,13 @@ class StoreError(RecorderError):
 
 class AuthError(RecorderError):
     """The token endpoint refused the credentials or answered something unusable."""
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of ``exc``'s message, or its type's name when it has none.
+
+    How every error from a library (a driver, pyarrow, DuckDB) is quoted in a one-line
+    message: later lines hold SQL, parameters or context that are noise at best.
+    """
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

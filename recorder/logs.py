@@ -8,11 +8,12 @@ never passed to the logger in the first place.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import logging
 import sys
 from typing import Final, Literal
+
+from .instants import NS_PER_S, iso_ns
 
 LogFormat = Literal["auto", "text", "json"]
 
@@ -27,8 +28,7 @@ def _extras(record: logging.LogRecord) -> dict[str, object]:
 
 
 def _timestamp(record: logging.LogRecord) -> str:
-    moment = dt.datetime.fromtimestamp(record.created, dt.UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    return str(iso_ns(int(record.created * NS_PER_S), 3))
 
 
 class TextFormatter(logging.Formatter):

@@ -29,6 +29,7 @@ import trio
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import SQLAlchemyError
 
+from .dberrors import db_error_line
 from .errors import StoreError
 from .store import sqlite_path
 
@@ -83,7 +84,7 @@ class PostgresOwnership(Ownership):
             try:
                 won = await trio.to_thread.run_sync(self._try_lock, account_id)
             except SQLAlchemyError as exc:
-                self.unavailable = _first_line(exc)
+                self.unavailable = db_error_line(exc)
                 log.warning(
                     "cannot take the ownership lock of account %s: %s",
                     account_id,
@@ -113,7 +114,7 @@ class PostgresOwnership(Ownership):
                 log.error(
                     "lost the ownership-lock connection (%s): stopping %d accounts until "
                     "their locks are won back",
-                    _first_line(exc),
+                    db_error_line(exc),
                     len(lost),
                     extra={"event": "ownership-lost"},
                 )
@@ -175,8 +176,3 @@ def ownership_for(engine: Engine) -> tuple[Ownership, SqliteFileLock | None]:
         return PostgresOwnership(engine), None
     path = sqlite_path(engine.url)
     return Ownership(), SqliteFileLock(path) if path is not None else None
-
-
-def _first_line(exc: BaseException) -> str:
-    text_ = str(getattr(exc, "orig", None) or exc).strip()
-    return text_.splitlines()[0] if text_ else type(exc).__name__

@@ -6,12 +6,12 @@ operators can ask it from any shell. Times are UTC.
 
 from __future__ import annotations
 
-import datetime as dt
 from dataclasses import asdict, dataclass
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, Engine, func, select
 
+from .instants import iso_ns
 from .schema import connection_log, events
 from .tradingday import day_bounds_ns, day_of_ns
 
@@ -33,13 +33,6 @@ class AccountStatus:
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
-
-
-def iso_ns(value: int | None) -> str | None:
-    if value is None:
-        return None
-    moment = dt.datetime.fromtimestamp(value // 1_000_000_000, dt.UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S") + f".{value % 1_000_000_000 // 1_000_000:03d}Z"
 
 
 def account_status(conn: Connection, account_id: str, tz: ZoneInfo, now_ns: int) -> AccountStatus:
@@ -78,13 +71,13 @@ def account_status(conn: Connection, account_id: str, tz: ZoneInfo, now_ns: int)
     return AccountStatus(
         account_id=account_id,
         trading_day=day.isoformat(),
-        last_frame_at=iso_ns(last.received_at_ns) if last else None,
+        last_frame_at=iso_ns(last.received_at_ns, 3) if last else None,
         last_frame_type=last.msg_type if last else None,
         last_sequence_today=today[1],
         frames_today=int(today[0]),
         session_id=latest.session_id if latest else None,
         session_state=latest.event if latest else "never connected",
-        session_since=iso_ns(latest.at_ns) if latest else None,
+        session_since=iso_ns(latest.at_ns, 3) if latest else None,
         sessions_today=int(opened_today),
         reconnects_today=max(0, int(opened_today) - 1),
         last_close_reason=last_close,

@@ -11,10 +11,27 @@ comparisons per frame.
 from __future__ import annotations
 
 import datetime as dt
-from zoneinfo import ZoneInfo
+from typing import Final
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-NS_PER_MS = 1_000_000
-NS_PER_S = 1_000_000_000
+from .instants import NS_PER_MS, NS_PER_S
+
+#: The trading-day time zone when none is configured: US equities trade in New York.
+DEFAULT_TIMEZONE: Final = "America/New_York"
+
+
+class UnknownZone(ValueError):
+    """A time zone name that is not an IANA zone this system knows."""
+
+
+def zone(name: str) -> ZoneInfo:
+    """The IANA time zone ``name``; UnknownZone (a ValueError) with a one-line message if none."""
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise UnknownZone(
+            f"unknown time zone {name!r}: use an IANA name such as {DEFAULT_TIMEZONE}"
+        ) from None
 
 
 def day_of_ns(instant_ns: int, tz: ZoneInfo) -> dt.date:

@@ -28,12 +28,12 @@ import trio.testing
 from sqlalchemy import Engine, text
 
 from recorder import migrate
+from recorder.dberrors import is_transient
 from recorder.envelope import decode_raw
 from recorder.health import judge
 from recorder.ownership import PostgresOwnership
 from recorder.simulator import SimConfig, Simulator
 from recorder.store import normalize_url, open_engine
-from recorder.writer import is_transient
 
 from .fault_tools import (
     SECRET,

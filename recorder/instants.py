@@ -1,0 +1,30 @@
+"""Time units and instants as text: UTC epoch nanoseconds are how the store keeps time.
+
+Pure, tiny and imported by both packages, so that a unit or a timestamp format has
+one definition.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Final
+
+NS_PER_MS: Final = 1_000_000
+NS_PER_S: Final = 1_000_000_000
+
+_EPOCH: Final = dt.datetime(1970, 1, 1)
+
+
+def iso_ns(instant_ns: int | None, digits: int = 9) -> str | None:
+    """UTC epoch nanoseconds as ISO 8601 text: ``2024-06-10T14:30:00.123456789Z``.
+
+    ``digits`` of the fraction are kept (truncated, never rounded up into the next
+    second): 9 for reports, 3 for logs and status. Instants before 1970 work too.
+    None stays None.
+    """
+    if instant_ns is None:
+        return None
+    seconds, nanos = divmod(int(instant_ns), NS_PER_S)
+    moment = _EPOCH + dt.timedelta(seconds=seconds)
+    fraction = f"{nanos:09d}"[:digits]
+    return f"{moment:%Y-%m-%dT%H:%M:%S}{'.' if digits else ''}{fraction}Z"
