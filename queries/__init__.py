@@ -15,6 +15,7 @@ from __future__ import annotations
 from recorder import __version__
 
 from .audit import audit, render_audit
+from .contract import CONNECTION_LOG_SCHEMA, EVENTS_SCHEMA
 from .duck import Workspace, open_export, open_store
 from .errors import QueryError
 from .export import export_day
@@ -30,7 +31,7 @@ from .manifest import AccountEntry, FileEntry, Manifest
 from .positionsfile import read_positions
 from .reconcile import reconcile, render_reconcile
 from .render import iso_ns, to_json
-from .source import CONNECTION_LOG_SCHEMA, EVENTS_SCHEMA, StoreReader, parse_day
+from .source import StoreReader, parse_day
 from .sqlcmd import render_csv, render_json, render_table, run_sql
 from .verify import ChainCheck, Problem, VerifyReport, render_verify, verify_export, verify_store
 from .views import VIEWS

@@ -30,9 +30,10 @@ import pyarrow as pa
 
 from recorder.tradingday import day_bounds_ns
 
+from .contract import CONNECTION_LOG_SCHEMA, EVENTS_SCHEMA
 from .errors import QueryError
 from .exportdir import ExportDir
-from .source import CONNECTION_LOG_SCHEMA, EVENTS_SCHEMA, StoreReader
+from .source import StoreReader
 from .views import NOTICE_COLUMNS, NOTICE_TYPES, define_views
 
 DEFAULT_TIMEZONE: Final = "America/New_York"

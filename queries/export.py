@@ -42,6 +42,7 @@ from recorder import __version__
 from recorder.chain import GENESIS_HASH
 from recorder.tradingday import day_bounds_ns
 
+from .contract import CONNECTION_LOG_SCHEMA, EVENTS_SCHEMA
 from .errors import QueryError
 from .layout import (
     CONNECTION_LOG_FILE_SCHEMA,
@@ -51,22 +52,21 @@ from .layout import (
     encode_account,
     file_path,
     manifest_path,
+    to_file_batch,
 )
 from .manifest import AccountEntry, FileEntry, Manifest
 from .parallel import OrderedReads
-from .partfile import PartFile, connection_log_file_batch, events_file_batch
+from .partfile import PartFile
 from .publish import Staging, create_private_file, describe
-from .source import CONNECTION_LOG_SCHEMA, StoreReader
+from .source import StoreReader
 
 DEFAULT_TIMEZONE: Final = "America/New_York"
 #: Rows per store read.
 CHUNK_ROWS: Final = 32_768
 #: Rows waiting for their row group, over all accounts, before the largest is written early.
 PENDING_BYTES_MAX: Final = 128 * 1024 * 1024
-_STORE_EVENT_COLUMNS: Final = [
-    "account_id", "id", "session_id", "received_at_ns", "server_ts_ms", "sequence",
-    "msg_type", "replayed", "raw_kind", "raw", "chain_hash",
-]  # fmt: skip
+#: What an export reads of ``events``: every column but the day, which it already knows.
+_STORE_EVENT_COLUMNS: Final = [name for name in EVENTS_SCHEMA.names if name != "trading_day"]
 _STAGED_MANIFEST: Final = "manifest.json"
 
 #: ``progress(rows_written, rows_total)``: called as ``events`` rows are written.
@@ -198,7 +198,7 @@ def _write_events(
             columns=_STORE_EVENT_COLUMNS,
             id_range=(chunk.first_id, chunk.last_id),
         )
-        return [(a, events_file_batch(rows)) for batch in batches for a, rows in split(batch)]
+        return [(a, to_file_batch(rows, "events")) for batch in batches for a, rows in split(batch)]
 
     written = 0
     with OrderedReads(url, workers) as reads:
@@ -317,7 +317,7 @@ def _write_log(root: Path, day: dt.date, account: str, log: pa.Table) -> FileEnt
     relative = file_path("connection_log", day, account)
     with PartFile(root, relative, CONNECTION_LOG_FILE_SCHEMA) as part:
         for batch in rows.to_batches():
-            part.write(connection_log_file_batch(batch))
+            part.write(to_file_batch(batch, "connection_log"))
     return part.entry("connection_log", account)
 
 

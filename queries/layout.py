@@ -25,41 +25,66 @@ from typing import Final
 import pyarrow as pa
 import pyarrow.dataset as ds
 
-TABLES: Final = ("events", "connection_log")
+from .contract import CONNECTION_LOG_SCHEMA, EVENTS_SCHEMA, SCHEMAS
+
+TABLES: Final = tuple(SCHEMAS)
 FILE_NAME: Final = "part-0.parquet"
 MANIFEST_DIR: Final = "manifest"
 
 #: Schema of the partition columns that live in the directory names.
 PARTITION_SCHEMA: Final = pa.schema([("trading_day", pa.date32()), ("account_id", pa.string())])
 
-#: Columns inside ``events`` files, in this order (all nullable, as readers infer them).
-EVENTS_FILE_SCHEMA: Final = pa.schema(
-    [
-        ("id", pa.int64()),
-        ("session_id", pa.string()),
-        ("received_at", pa.timestamp("ns", tz="UTC")),
-        ("server_ts", pa.timestamp("ms", tz="UTC")),
-        ("sequence", pa.int64()),
-        ("msg_type", pa.string()),
-        ("replayed", pa.bool_()),
-        ("raw_kind", pa.string()),
-        ("raw", pa.string()),
-        ("chain_hash", pa.string()),
-    ]
-)
+#: Store columns holding epoch integers that the files hold as UTC timestamps instead:
+#: store name → (name in the file, unit). Every other column keeps its name and type.
+TIMESTAMP_COLUMNS: Final = {
+    "received_at_ns": ("received_at", "ns"),
+    "server_ts_ms": ("server_ts", "ms"),
+    "at_ns": ("at", "ns"),
+}
 
+
+def file_field(field: pa.Field) -> pa.Field:
+    """The field a store column becomes inside an exported file."""
+    if field.name in TIMESTAMP_COLUMNS:
+        name, unit = TIMESTAMP_COLUMNS[field.name]
+        return pa.field(name, pa.timestamp(unit, tz="UTC"))
+    return field
+
+
+def file_columns(table: str) -> list[str]:
+    """The store columns of ``table`` that its files hold (all but the partition columns)."""
+    return [name for name in SCHEMAS[table].names if name not in PARTITION_SCHEMA.names]
+
+
+def file_schema(store_schema: pa.Schema) -> pa.Schema:
+    """Columns inside a table's files: the store's, in its order, less the partition
+    columns (they live in the path), timestamps as :data:`TIMESTAMP_COLUMNS` says."""
+    return pa.schema([file_field(f) for f in store_schema if f.name not in PARTITION_SCHEMA.names])
+
+
+#: Columns inside ``events`` files, in this order (all nullable, as readers infer them).
+EVENTS_FILE_SCHEMA: Final = file_schema(EVENTS_SCHEMA)
 #: Columns inside ``connection_log`` files, in this order.
-CONNECTION_LOG_FILE_SCHEMA: Final = pa.schema(
-    [
-        ("id", pa.int64()),
-        ("session_id", pa.string()),
-        ("at", pa.timestamp("ns", tz="UTC")),
-        ("event", pa.string()),
-        ("detail", pa.string()),
-    ]
-)
+CONNECTION_LOG_FILE_SCHEMA: Final = file_schema(CONNECTION_LOG_SCHEMA)
 
 FILE_SCHEMAS: Final = {"events": EVENTS_FILE_SCHEMA, "connection_log": CONNECTION_LOG_FILE_SCHEMA}
+
+
+def to_file_batch(batch: pa.RecordBatch, table: str) -> pa.RecordBatch:
+    """Store-shaped rows of ``table`` → its file schema (epoch integers viewed as timestamps)."""
+    store_names = {file_field(f).name: f.name for f in SCHEMAS[table]}
+    target = FILE_SCHEMAS[table]
+    arrays = []
+    for field in target:
+        column = batch.column(store_names[field.name])
+        arrays.append(column.view(field.type) if column.type != field.type else column)
+    return pa.RecordBatch.from_arrays(arrays, schema=target)
+
+
+def store_source(name: str) -> str:
+    """The column of an exported file that holds store column ``name``."""
+    return TIMESTAMP_COLUMNS[name][0] if name in TIMESTAMP_COLUMNS else name
+
 
 _SAFE: Final = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-")
 

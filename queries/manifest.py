@@ -8,7 +8,9 @@ recomputed from the files alone (see ``recorder.chain.verify_chain``).
 
 The document is deterministic: keys in a fixed order, accounts and files
 sorted, no wall-clock time, ASCII-only JSON. Exporting the same stored day twice
-gives the same bytes.
+gives the same bytes. Reading goes through the same model (:meth:`Manifest.from_json`),
+which checks the format, the day and the shape of every entry; values are kept as
+written (a verifier holds the files against them).
 """
 
 from __future__ import annotations
@@ -18,8 +20,26 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from .layout import TABLES
+
 FORMAT: Final = "studio-recorder-export"
 FORMAT_VERSION: Final = 1
+
+
+class ManifestError(ValueError):
+    """A manifest that is not this format, or not shaped as it should be (one line)."""
+
+
+def _int_or_none(value: object, what: str) -> int | None:
+    if value is None or (isinstance(value, int) and not isinstance(value, bool)):
+        return value
+    raise ManifestError(f"manifest {what} is not an integer: {value!r}")
+
+
+def _str_or_none(value: object, what: str) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    raise ManifestError(f"manifest {what} is not a string: {value!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +62,22 @@ class FileEntry:
             "bytes": self.bytes,
             "sha256": self.sha256,
         }
+
+    @classmethod
+    def from_document(cls, entry: object) -> FileEntry:
+        """A file entry as read from a manifest; ManifestError when incomplete or mistyped."""
+        keys = ("path", "table", "account_id", "rows", "bytes", "sha256")
+        if not isinstance(entry, dict) or not all(key in entry for key in keys):
+            raise ManifestError(f"manifest file entry is incomplete: {entry!r}")
+        if entry["table"] not in TABLES:
+            raise ManifestError(f"manifest file entry has unknown table {entry['table']!r}")
+        texts = [_str_or_none(entry[k], f"file {k}") for k in ("path", "account_id", "sha256")]
+        numbers = [_int_or_none(entry[k], f"file {k}") for k in ("rows", "bytes")]
+        if None in texts or None in numbers:
+            raise ManifestError(f"manifest file entry is incomplete: {entry!r}")
+        path, account_id, sha256 = (str(t) for t in texts)
+        rows, size = (int(n or 0) for n in numbers)
+        return cls(path, str(entry["table"]), account_id, rows, size, sha256)
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +115,31 @@ class AccountEntry:
             "chain_resume": [{"id": i, "previous_hash": h} for i, h in self.chain_resume],
         }
 
+    @classmethod
+    def from_document(cls, facts: object, account: str) -> AccountEntry:
+        """An account entry as read from a manifest; ManifestError when mistyped."""
+        if not isinstance(facts, dict):
+            raise ManifestError(f"manifest entry of account {account!r} is not an object")
+        resume = []
+        for point in facts.get("chain_resume") or ():
+            if not isinstance(point, dict):
+                raise ManifestError(f"manifest chain_resume of {account!r} holds {point!r}")
+            row_id = _int_or_none(point.get("id"), "chain_resume id")
+            previous = _str_or_none(point.get("previous_hash"), "chain_resume previous_hash")
+            if row_id is None or previous is None:
+                raise ManifestError(f"manifest chain_resume of {account!r} holds {point!r}")
+            resume.append((row_id, previous))
+        return cls(
+            events=_int_or_none(facts.get("events"), "events") or 0,
+            connection_log=_int_or_none(facts.get("connection_log"), "connection_log") or 0,
+            first_id=_int_or_none(facts.get("first_id"), "first_id"),
+            last_id=_int_or_none(facts.get("last_id"), "last_id"),
+            chain_anchor=_str_or_none(facts.get("chain_anchor"), "chain_anchor"),
+            first_chain_hash=_str_or_none(facts.get("first_chain_hash"), "first_chain_hash"),
+            last_chain_hash=_str_or_none(facts.get("last_chain_hash"), "last_chain_hash"),
+            chain_resume=tuple(resume),
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class Manifest:
@@ -90,10 +151,14 @@ class Manifest:
     tool_version: str
     accounts: dict[str, AccountEntry] = field(default_factory=dict)
     files: list[FileEntry] = field(default_factory=list)
+    #: The ``id_range`` a manifest read from a file states; None: derived from ``accounts``.
+    stated_id_range: tuple[int | None, int | None] | None = None
 
     @property
     def id_range(self) -> tuple[int | None, int | None]:
         """Smallest and largest exported ``events`` id (None, None for a day without events)."""
+        if self.stated_id_range is not None:
+            return self.stated_id_range
         firsts = [a.first_id for a in self.accounts.values() if a.first_id is not None]
         lasts = [a.last_id for a in self.accounts.values() if a.last_id is not None]
         return (min(firsts) if firsts else None, max(lasts) if lasts else None)
@@ -123,3 +188,52 @@ class Manifest:
     def to_json(self) -> str:
         """The manifest file's text: indented, ASCII-only, ending with a newline."""
         return json.dumps(self.document(), indent=2, ensure_ascii=True) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str, day: dt.date) -> Manifest:
+        """The manifest of ``day`` from its file's text.
+
+        Raises ManifestError (one line) for text that is not JSON, another format or
+        version, another day, or entries that are missing or of the wrong type.
+        """
+        try:
+            document = json.loads(text)
+        except ValueError as exc:
+            raise ManifestError(f"unreadable manifest: {exc}") from None
+        if not isinstance(document, dict):
+            raise ManifestError("manifest is not a JSON object")
+        if document.get("format") != FORMAT:
+            raise ManifestError(f"not a {FORMAT} manifest (format {document.get('format')!r})")
+        if document.get("format_version") != FORMAT_VERSION:
+            raise ManifestError(f"unsupported format_version {document.get('format_version')!r}")
+        if document.get("trading_day") != day.isoformat():
+            raise ManifestError(
+                f"manifest is for trading_day {document.get('trading_day')!r}, not {day}"
+            )
+        timezone = document.get("timezone")
+        if not isinstance(timezone, str):
+            raise ManifestError("manifest has no timezone")
+        accounts = document.get("accounts")
+        if not isinstance(accounts, dict):
+            raise ManifestError("manifest has no accounts object")
+        files = document.get("files")
+        if not isinstance(files, list):
+            raise ManifestError("manifest has no files list")
+        stated = document.get("id_range")
+        id_range: tuple[int | None, int | None] = (None, None)
+        if isinstance(stated, dict):
+            id_range = (
+                _int_or_none(stated.get("first"), "id_range first"),
+                _int_or_none(stated.get("last"), "id_range last"),
+            )
+        return cls(
+            trading_day=day,
+            timezone=timezone,
+            schema_version=_str_or_none(document.get("schema_version"), "schema_version"),
+            tool_version=str(document.get("tool_version")),
+            accounts={
+                str(a): AccountEntry.from_document(facts, str(a)) for a, facts in accounts.items()
+            },
+            files=[FileEntry.from_document(entry) for entry in files],
+            stated_id_range=id_range,
+        )

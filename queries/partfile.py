@@ -18,7 +18,6 @@ from typing import Final
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .layout import CONNECTION_LOG_FILE_SCHEMA, EVENTS_FILE_SCHEMA
 from .manifest import FileEntry
 from .publish import FILE_MODE, create_private_file, make_private_dirs
 
@@ -114,36 +113,3 @@ class PartFile:
                 digest.update(chunk)
                 size += len(chunk)
         return FileEntry(self.relative, table, account, self.rows, size, digest.hexdigest())
-
-
-def events_file_batch(batch: pa.RecordBatch) -> pa.RecordBatch:
-    """Store ``events`` columns → the file schema (epoch integers become UTC timestamps)."""
-    return pa.RecordBatch.from_arrays(
-        [
-            batch.column("id"),
-            batch.column("session_id"),
-            batch.column("received_at_ns").view(pa.timestamp("ns", tz="UTC")),
-            batch.column("server_ts_ms").view(pa.timestamp("ms", tz="UTC")),
-            batch.column("sequence"),
-            batch.column("msg_type"),
-            batch.column("replayed"),
-            batch.column("raw_kind"),
-            batch.column("raw"),
-            batch.column("chain_hash"),
-        ],
-        schema=EVENTS_FILE_SCHEMA,
-    )
-
-
-def connection_log_file_batch(batch: pa.RecordBatch) -> pa.RecordBatch:
-    """Store ``connection_log`` columns → the file schema."""
-    return pa.RecordBatch.from_arrays(
-        [
-            batch.column("id"),
-            batch.column("session_id"),
-            batch.column("at_ns").view(pa.timestamp("ns", tz="UTC")),
-            batch.column("event"),
-            batch.column("detail"),
-        ],
-        schema=CONNECTION_LOG_FILE_SCHEMA,
-    )

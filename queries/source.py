@@ -22,7 +22,6 @@ from types import TracebackType
 from typing import Any, Final
 
 import pyarrow as pa
-import pyarrow.compute as pc
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
@@ -30,39 +29,10 @@ from recorder.chain import GENESIS_HASH
 from recorder.errors import first_line
 from recorder.store import SQLITE_BUSY_TIMEOUT_MS, safe_url
 
+from .contract import CONNECTION_LOG_SCHEMA, EVENTS_SCHEMA, conform
 from .errors import QueryError
 
 BATCH_ROWS: Final = 65_536
-
-#: Arrow schema of ``events`` rows as read from the store.
-EVENTS_SCHEMA: Final = pa.schema(
-    [
-        ("id", pa.int64()),
-        ("account_id", pa.string()),
-        ("session_id", pa.string()),
-        ("received_at_ns", pa.int64()),
-        ("server_ts_ms", pa.int64()),
-        ("sequence", pa.int64()),
-        ("msg_type", pa.string()),
-        ("trading_day", pa.date32()),
-        ("replayed", pa.bool_()),
-        ("raw_kind", pa.string()),
-        ("raw", pa.string()),
-        ("chain_hash", pa.string()),
-    ]
-)
-
-#: Arrow schema of ``connection_log`` rows as read from the store.
-CONNECTION_LOG_SCHEMA: Final = pa.schema(
-    [
-        ("id", pa.int64()),
-        ("session_id", pa.string()),
-        ("account_id", pa.string()),
-        ("at_ns", pa.int64()),
-        ("event", pa.string()),
-        ("detail", pa.string()),
-    ]
-)
 
 # Typed values for the SQLite sentinel row, per Arrow type.
 _SENTINEL: Final = {
@@ -365,7 +335,7 @@ class StoreReader(AbstractContextManager["StoreReader"]):
                     batch = _drop_sentinel(batch, first=first)
                 first = False
                 if batch.num_rows:
-                    yield _conform(batch, wanted)
+                    yield conform(batch, wanted)
         except QueryError:
             raise
         except Exception as exc:  # ADBC raises its own DBAPI errors
@@ -406,21 +376,6 @@ def _where(clauses: list[str]) -> str:
 
 
 _DATE_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
-
-
-def _conform(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
-    """Cast a batch to ``schema`` (SQLite stores dates as text and booleans as 0/1)."""
-    arrays = []
-    for field, column in zip(schema, batch.columns, strict=True):
-        if column.type != field.type:
-            if field.type == pa.date32() and pa.types.is_string(column.type):
-                column = pc.cast(pc.strptime(column, "%Y-%m-%d", "s"), pa.date32())
-            elif field.type == pa.bool_() and pa.types.is_integer(column.type):
-                column = pc.not_equal(column, 0)
-            else:
-                column = column.cast(field.type)
-        arrays.append(column)
-    return pa.RecordBatch.from_arrays(arrays, schema=schema)
 
 
 def parse_day(text: str) -> dt.date:

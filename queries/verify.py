@@ -40,12 +40,14 @@ import pyarrow.parquet as pq
 from recorder.chain import GENESIS_HASH, verify_encoded
 
 from .canonical import canonical_array
+from .contract import EVENTS_SCHEMA
 from .duck import check_accounts
 from .errors import QueryError
 from .exportdir import ExportDir, read_file
-from .layout import file_path
+from .layout import TABLES, day_dir, file_path
+from .manifest import FileEntry, Manifest
 from .render import table
-from .source import EVENTS_SCHEMA, StoreReader
+from .source import StoreReader
 
 CHANGED: Final = "row changed, removed or reordered"
 #: Below this many rows in total, chains are checked in this process (no workers).
@@ -207,12 +209,6 @@ def _run(
 # -- an export ------------------------------------------------------------------------------
 
 
-def expected_path(table_name: str, day: dt.date, account_id: str) -> str:
-    """Where the export puts a partition's file: the writer's own layout function, so an
-    id the writer encodes specially (``..``, ``~``) is not reported as misplaced."""
-    return file_path(table_name, day, account_id)
-
-
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as handle:
@@ -221,21 +217,23 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _file_problems(export: ExportDir, day: dt.date, entry: dict[str, Any]) -> list[Problem]:
-    rel = str(entry["path"])
+def _file_problems(export: ExportDir, day: dt.date, entry: FileEntry) -> list[Problem]:
+    rel = entry.path
     try:
         path = export.file(rel)
     except QueryError:
         return [Problem("manifest names a path outside the export directory", path=rel)]
-    if rel != expected_path(str(entry["table"]), day, str(entry["account_id"])):
+    # The writer's own layout function: an id it encodes specially (``..``, ``~``) is
+    # not reported as misplaced.
+    if rel != file_path(entry.table, day, entry.account_id):
         return [Problem("file is not where the layout puts its table, day and account", path=rel)]
     if not path.is_file():
         return [Problem("file listed in the manifest is missing", path=rel)]
     problems = []
     size = path.stat().st_size
-    if size != entry["bytes"]:
-        problems.append(Problem(f"file has {size} bytes, manifest says {entry['bytes']}", path=rel))
-    if _sha256(path) != entry["sha256"]:
+    if size != entry.bytes:
+        problems.append(Problem(f"file has {size} bytes, manifest says {entry.bytes}", path=rel))
+    if _sha256(path) != entry.sha256:
         problems.append(
             Problem("file content changed (SHA-256 differs from the manifest)", path=rel)
         )
@@ -243,15 +241,15 @@ def _file_problems(export: ExportDir, day: dt.date, entry: dict[str, Any]) -> li
         rows = pq.ParquetFile(path).metadata.num_rows
     except (pa.ArrowInvalid, OSError) as exc:
         return [*problems, Problem(f"not a readable Parquet file: {exc}", path=rel)]
-    if rows != entry["rows"]:
-        problems.append(Problem(f"file has {rows} rows, manifest says {entry['rows']}", path=rel))
+    if rows != entry.rows:
+        problems.append(Problem(f"file has {rows} rows, manifest says {entry.rows}", path=rel))
     return problems
 
 
 def _unlisted(export: ExportDir, day: dt.date, listed: set[str]) -> list[Problem]:
     found = []
-    for table_name in ("events", "connection_log"):
-        base = export.root / table_name / f"trading_day={day.isoformat()}"
+    for table_name in TABLES:
+        base = export.root / day_dir(table_name, day)
         if base.is_dir():
             for path in sorted(base.rglob("*")):
                 rel = path.relative_to(export.root).as_posix()
@@ -261,21 +259,14 @@ def _unlisted(export: ExportDir, day: dt.date, listed: set[str]) -> list[Problem
 
 
 def _export_chain(
-    export: ExportDir,
-    day: dt.date,
-    account: str,
-    facts: dict[str, Any],
-    entry: dict[str, Any],
-    manifest_range: object = None,
+    export: ExportDir, manifest: Manifest, account: str, entry: FileEntry
 ) -> ChainCheck:
-    anchor = str(facts.get("chain_anchor", GENESIS_HASH))
-    path = export.file(str(entry["path"]))
+    day = manifest.trading_day
+    facts = manifest.accounts[account]
+    anchor = facts.chain_anchor or GENESIS_HASH
+    path = export.file(entry.path)
     # Rows whose predecessor in the account's chain belongs to another day.
-    resume = {
-        int(point["id"]): str(point["previous_hash"])
-        for point in facts.get("chain_resume") or ()
-        if isinstance(point, dict) and isinstance(point.get("id"), int)
-    }
+    resume = dict(facts.chain_resume)
     try:
         check = check_rows(
             account,
@@ -286,36 +277,35 @@ def _export_chain(
         )
     except QueryError as exc:
         return ChainCheck(
-            account, day, anchor=anchor, problems=[Problem(str(exc), path=entry["path"])]
+            account, day, anchor=anchor, problems=[Problem(str(exc), path=entry.path)]
         )
     expectations = (
-        ("events", check.rows, "rows"),
-        ("first_id", check.first_id, "first row id"),
-        ("last_id", check.last_id, "last row id"),
-        ("first_chain_hash", check.first_hash, "first row's chain_hash"),
+        (facts.events, check.rows, "rows"),
+        (facts.first_id, check.first_id, "first row id"),
+        (facts.last_id, check.last_id, "last row id"),
+        (facts.first_chain_hash, check.first_hash, "first row's chain_hash"),
     )
-    id_range = manifest_range if isinstance(manifest_range, dict) else {}
-    low, high = id_range.get("first"), id_range.get("last")
+    low, high = manifest.id_range
     for row_id in (check.first_id, check.last_id):
         outside = row_id is not None and (
-            (isinstance(low, int) and row_id < low) or (isinstance(high, int) and row_id > high)
+            (low is not None and row_id < low) or (high is not None and row_id > high)
         )
         if outside:
             check.problems.append(
-                Problem(f"row {row_id} lies outside the manifest's id_range", path=entry["path"])
+                Problem(f"row {row_id} lies outside the manifest's id_range", path=entry.path)
             )
-    for key, actual, label in expectations:
-        if key in facts and facts[key] != actual:
+    for stated, actual, label in expectations:
+        if stated != actual:
             check.problems.append(
-                Problem(f"{label} is {actual}, manifest says {facts[key]}", path=entry["path"])
+                Problem(f"{label} is {actual}, manifest says {stated}", path=entry.path)
             )
-    if check.ok and facts.get("last_chain_hash") not in (None, check.head):
+    if check.ok and facts.last_chain_hash not in (None, check.head):
         check.problems.append(
             Problem(
                 "chain does not end at the manifest's last_chain_hash: rows removed at the end, "
                 "or the manifest changed",
                 row_id=check.last_id,
-                expected=str(facts["last_chain_hash"]),
+                expected=facts.last_chain_hash,
                 stored=check.head,
             )
         )
@@ -343,45 +333,52 @@ def verify_export(
             )
     report = VerifyReport(str(export.root), day, [])
     for one_day in days:
-        manifest = export.manifest(one_day)
-        listed = {str(entry["path"]) for entry in manifest["files"]}
-        if wanted is None:
-            report.problems.extend(_unlisted(export, one_day, listed))
-        checks: dict[str, ChainCheck] = {}
-        events_files = {}
-        for entry in manifest["files"]:
-            account = str(entry["account_id"])
-            if wanted is not None and account not in wanted:
-                continue
-            problems = _file_problems(export, one_day, entry)
-            if problems:
-                checks.setdefault(account, ChainCheck(account, one_day)).problems.extend(problems)
-            if entry["table"] == "events":
-                events_files[account] = entry
-        for account, facts in sorted(manifest["accounts"].items()):
-            if wanted is not None and account not in wanted:
-                continue
-            entry = events_files.get(account)
-            if entry is None:
-                if facts.get("events"):
-                    checks.setdefault(account, ChainCheck(account, one_day)).problems.append(
-                        Problem(
-                            f"manifest counts {facts['events']} events but lists no events file"
-                        )
-                    )
-                continue
-            check = _export_chain(export, one_day, account, facts, entry, manifest.get("id_range"))
-            check.problems[:0] = checks.get(account, ChainCheck(account)).problems
-            checks[account] = check
-        for account in sorted(set(events_files) - set(manifest["accounts"])):
-            checks.setdefault(account, ChainCheck(account, one_day)).problems.append(
-                Problem(
-                    "events file of an account the manifest's accounts do not list",
-                    path=str(events_files[account]["path"]),
-                )
-            )
-        report.accounts.extend(checks[a] for a in sorted(checks))
+        report.problems.extend(() if wanted else _unlisted_of(export, one_day))
+        report.accounts.extend(_verify_export_day(export, export.manifest(one_day), wanted))
     return report
+
+
+def _unlisted_of(export: ExportDir, day: dt.date) -> list[Problem]:
+    return _unlisted(export, day, {entry.path for entry in export.manifest(day).files})
+
+
+def _verify_export_day(
+    export: ExportDir, manifest: Manifest, wanted: set[str] | None
+) -> list[ChainCheck]:
+    """Every file of one exported day against its manifest entry, and each account's chain."""
+    day = manifest.trading_day
+    checks: dict[str, ChainCheck] = {}
+    events_files: dict[str, FileEntry] = {}
+    for entry in manifest.files:
+        account = entry.account_id
+        if wanted is not None and account not in wanted:
+            continue
+        problems = _file_problems(export, day, entry)
+        if problems:
+            checks.setdefault(account, ChainCheck(account, day)).problems.extend(problems)
+        if entry.table == "events":
+            events_files[account] = entry
+    for account, facts in sorted(manifest.accounts.items()):
+        if wanted is not None and account not in wanted:
+            continue
+        events_file = events_files.get(account)
+        if events_file is None:
+            if facts.events:
+                checks.setdefault(account, ChainCheck(account, day)).problems.append(
+                    Problem(f"manifest counts {facts.events} events but lists no events file")
+                )
+            continue
+        check = _export_chain(export, manifest, account, events_file)
+        check.problems[:0] = checks.get(account, ChainCheck(account)).problems
+        checks[account] = check
+    for account in sorted(set(events_files) - set(manifest.accounts)):
+        checks.setdefault(account, ChainCheck(account, day)).problems.append(
+            Problem(
+                "events file of an account the manifest's accounts do not list",
+                path=events_files[account].path,
+            )
+        )
+    return [checks[a] for a in sorted(checks)]
 
 
 def render_verify(report: VerifyReport) -> str:

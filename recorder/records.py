@@ -6,6 +6,7 @@ are slotted dataclasses with no behaviour beyond turning into insert parameters.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -14,9 +15,10 @@ from typing import Any, NamedTuple
 class FrameRecord(NamedTuple):
     """One received frame, ready for ``events`` (the chain hash is added by the writer).
 
-    A named tuple whose fields are, in order, the recorded columns that the hash
-    chain covers (``recorder.chain.CHAIN_FIELDS``): cheap to build per frame, and
-    ``tuple(record) + (chain_hash,)`` is the row to insert.
+    A named tuple whose fields are, in order, the ``events`` columns between ``id`` and
+    ``chain_hash`` (a test holds them to :mod:`recorder.schema`): exactly what the hash
+    chain covers (``recorder.chain.CHAIN_FIELDS`` is derived from them). Cheap to build per
+    frame, and ``(*record, chain_hash)`` is the row to insert.
     """
 
     account_id: str
@@ -45,13 +47,8 @@ class LogRecord:
     detail: str | None = None
 
     def row(self) -> dict[str, Any]:
-        return {
-            "session_id": self.session_id,
-            "account_id": self.account_id,
-            "at_ns": self.at_ns,
-            "event": self.event,
-            "detail": self.detail,
-        }
+        """Insert parameters: the fields are the ``connection_log`` columns but ``id``."""
+        return dataclasses.asdict(self)
 
 
 Record = FrameRecord | LogRecord

@@ -22,6 +22,8 @@ from sqlalchemy import (
     Text,
 )
 
+from .envelope import RAW_BINARY, RAW_TEXT, RAW_TEXT_BASE64
+
 NAMING_CONVENTION: Final = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
     "uq": "uq_%(table_name)s_%(column_0_name)s",
@@ -44,6 +46,15 @@ CONNECTION_EVENTS: Final = (
     "closed",
 )
 
+#: How ``events.raw`` holds a frame (see :mod:`recorder.envelope`).
+RAW_KINDS: Final = (RAW_TEXT, RAW_BINARY, RAW_TEXT_BASE64)
+
+
+def _one_of(column: str, values: tuple[str, ...]) -> str:
+    """A CHECK expression: ``column IN ('a', 'b')`` (values are constants of this module)."""
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
 events = Table(
     "events",
     metadata,
@@ -64,7 +75,7 @@ events = Table(
     Column("raw", Text, nullable=False, comment="The frame exactly as received"),
     Column("chain_hash", Text, nullable=False,
            comment="sha256(previous chain_hash of the account || canonical row), hex"),
-    CheckConstraint("raw_kind IN ('text', 'binary', 'text-base64')", name="raw_kind"),
+    CheckConstraint(_one_of("raw_kind", RAW_KINDS), name="raw_kind"),
     Index(None, "account_id", "trading_day", "sequence"),
     Index(None, "trading_day"),
     Index(None, "received_at_ns"),
@@ -82,10 +93,7 @@ connection_log = Table(
     Column("at_ns", BigInteger, nullable=False, comment="UTC epoch nanoseconds"),
     Column("event", Text, nullable=False),
     Column("detail", Text, comment="Close code and reason, error-notice text, ..."),
-    CheckConstraint(
-        "event IN ('opened', 'subscribed', 'subscribe-rejected', 'replay-complete', 'closed')",
-        name="event",
-    ),
+    CheckConstraint(_one_of("event", CONNECTION_EVENTS), name="event"),
     Index(None, "account_id", "at_ns"),
     Index(None, "session_id"),
     sqlite_autoincrement=True,

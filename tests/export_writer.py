@@ -19,7 +19,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from queries.source import CONNECTION_LOG_SCHEMA, EVENTS_SCHEMA, StoreReader
+from queries.contract import CONNECTION_LOG_SCHEMA, EVENTS_SCHEMA
+from queries.source import StoreReader
 from recorder.tradingday import day_bounds_ns
 
 EVENTS_FILE_SCHEMA = pa.schema([

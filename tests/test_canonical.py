@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from queries.canonical import canonical_array
-from queries.source import EVENTS_SCHEMA
+from queries.contract import EVENTS_SCHEMA
 from recorder.chain import GENESIS_HASH, canonical_bytes, next_hash, verify_chain, verify_encoded
 
 INT64 = st.integers(min_value=-(2**63), max_value=2**63 - 1)

@@ -13,6 +13,7 @@ from recorder.chain import (
     next_hash,
     verify_chain,
 )
+from recorder.records import FrameRecord
 
 
 def row(n: int, raw: str | None = None) -> dict[str, Any]:
@@ -177,4 +178,4 @@ FRAME_FIELDS = st.tuples(
 @given(FRAME_FIELDS)
 def test_fast_frame_encoding_equals_the_reference(fields: tuple[Any, ...]) -> None:
     row = dict(zip(CHAIN_FIELDS, fields, strict=True))
-    assert canonical_frame(*fields) == canonical_bytes(row)
+    assert canonical_frame(FrameRecord(*fields)) == canonical_bytes(row)

@@ -6,8 +6,9 @@ import pyarrow as pa
 import pytest
 from sqlalchemy import Engine
 
+from queries.contract import EVENTS_SCHEMA
 from queries.errors import QueryError
-from queries.source import EVENTS_SCHEMA, StoreReader, parse_day
+from queries.source import StoreReader, parse_day
 from recorder.appender import Appender
 from recorder.records import FrameRecord, LogRecord
 

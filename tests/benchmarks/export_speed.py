@@ -45,16 +45,14 @@ import pyarrow as pa
 from sqlalchemy import text
 
 from queries.export import export_day
-from queries.partfile import ZSTD_LEVEL, events_file_batch
+from queries.layout import file_columns, to_file_batch
+from queries.partfile import ZSTD_LEVEL
 from queries.source import StoreReader
 from recorder.store import normalize_url, open_engine
 
 from .store_builder import DAY, build_store
 
-_STORE_COLUMNS = [
-    "id", "session_id", "received_at_ns", "server_ts_ms", "sequence", "msg_type",
-    "replayed", "raw_kind", "raw", "chain_hash",
-]  # fmt: skip
+_STORE_COLUMNS = file_columns("events")
 
 
 def _timed(action: Callable[[], object]) -> tuple[float, float]:
@@ -72,7 +70,9 @@ def _best(runs: list[tuple[float, float]]) -> dict[str, Any]:
 def measure(url: str, rows: int, repeat: int, workdir: Path) -> dict[str, Any]:
     """Time the export of the store at ``url`` and DuckDB alone, in ``workdir``."""
     with StoreReader(url) as reader:
-        batches = [events_file_batch(b) for b in reader.events(day=DAY, columns=_STORE_COLUMNS)]
+        batches = [
+            to_file_batch(b, "events") for b in reader.events(day=DAY, columns=_STORE_COLUMNS)
+        ]
     table = pa.Table.from_batches(batches).combine_chunks()
     del batches
     con = duckdb.connect()
