@@ -11,18 +11,22 @@ day verifies (:mod:`queries.verify`).
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from typing import Any
 
+from recorder.config import DEFAULT_LIVENESS_TIMEOUT_S
+from recorder.instants import NS_PER_MS
+
+from .datasource import DataSource
 from .duck import Workspace
 from .render import iso_ns, table
 from .sessions import Session, load_sessions
 from .verify import ChainCheck, VerifyReport, verify_export, verify_store
 
-NS_PER_MS = 1_000_000
 #: The ``events`` columns audit reads (``open_store(..., payload=False, columns=COLUMNS)``).
 COLUMNS = ("account_id", "session_id", "received_at_ns", "server_ts_ms", "sequence",
            "msg_type", "trading_day", "replayed")  # fmt: skip
@@ -43,109 +47,157 @@ def chain_check(
     return verify_store(ws.source, day=ws.day, accounts=accounts, workers=workers)
 
 
+def audit_source(source: DataSource, day: dt.date, accounts: Sequence[str] = ()) -> dict[str, Any]:
+    """The audit report of ``day`` of a store or an export (see :func:`audit`).
+
+    Hashing dominates an audit: on a store, the chain check starts (in worker processes)
+    before the day is loaded, so both run at once. Raises QueryError as the reads do.
+    """
+    with ThreadPoolExecutor(max_workers=1) as background:
+        chains = None
+        if source.url is not None:
+            chains = background.submit(source.verify, day, accounts).result
+        with source.open(day, accounts, payload=False, columns=COLUMNS) as ws:
+            return audit(ws, liveness_timeout_s=source.liveness_timeout_s, chains=chains)
+
+
 def audit(
     ws: Workspace,
     *,
-    liveness_timeout_s: float = 60.0,
+    liveness_timeout_s: float = DEFAULT_LIVENESS_TIMEOUT_S,
     chains: Callable[[], VerifyReport | None] | None = None,
 ) -> dict[str, Any]:
     """The audit report of the workspace's day (JSON-ready; see the README for its fields).
 
-    A light workspace (``payload=False``) is enough. ``chains``
-    gives the day's chain verification (e.g. the result of a :func:`verify_store`
-    started before the workspace was loaded); by default :func:`chain_check` runs
-    in the background while the counts are computed.
+    A light workspace (``payload=False``) is enough. ``chains`` gives the day's chain
+    verification (e.g. the result of a :func:`verify_store` started before the workspace
+    was loaded, as :func:`audit_source` does); by default :func:`chain_check` runs in the
+    background while the counts are computed.
     """
-    start, end = ws.bounds_ns
     if chains is None:
         with_frames = {str(r[0]) for r in ws.rows("SELECT DISTINCT account_id FROM _events")}
         scope = [a for a in ws.accounts if a in with_frames]
         chains = functools.partial(chain_check, ws, scope)
     with ThreadPoolExecutor(max_workers=1) as background:
         pending = background.submit(chains)
-        counts = {
-            r[0]: r[1:]
-            for r in ws.rows(
-                """
-                SELECT account_id, count(*), count(*) FILTER (WHERE replayed),
-                       count(*) FILTER (WHERE NOT replayed),
-                       count(*) FILTER (WHERE msg_type IS NULL),
-                       count(*) FILTER (WHERE sequence IS NOT NULL AND NOT replayed),
-                       min(received_at_ns), max(received_at_ns)
-                FROM _events GROUP BY account_id
-                """
-            )
-        }
-        by_type: dict[str, dict[str, int]] = {}
-        for account, msg_type, n in ws.rows(
-            "SELECT account_id, msg_type, count(*) FROM _events WHERE msg_type IS NOT NULL "
-            "GROUP BY account_id, msg_type ORDER BY account_id, msg_type"
-        ):
-            by_type.setdefault(account, {})[msg_type] = n
-        latency = {
-            r[0]: r[1:]
-            for r in ws.rows(
-                """
-                SELECT account_id, quantile_disc(lat, 0.5), quantile_disc(lat, 0.99), max(lat),
-                       count(*)
-                FROM (SELECT account_id,
-                             received_at_ns - server_ts_ms::HUGEINT * 1000000 AS lat
-                      FROM _events WHERE NOT replayed AND server_ts_ms IS NOT NULL)
-                GROUP BY account_id
-                """
-            )
-        }
-        notices: dict[str, list[dict[str, Any]]] = {}
-        for account, at, details in ws.rows(
-            """
-            SELECT account_id, received_at_ns,
-                   try(json_extract_string(CASE raw_kind WHEN 'text' THEN raw
-                       ELSE try(decode(from_base64(raw))) END, '$.payload.details'))
-            FROM _notices WHERE msg_type = 'error-notice' ORDER BY id
-            """
-        ):
-            notices.setdefault(account, []).append({"at": iso_ns(at), "details": details})
-        sessions = load_sessions(ws, liveness_timeout_s)
+        facts = _Facts(
+            counts=_frame_counts(ws),
+            by_type=_frames_by_type(ws),
+            latency=_latencies(ws),
+            notices=_error_notices(ws),
+            sessions=load_sessions(ws, liveness_timeout_s),
+        )
         verified = pending.result()
     checks = {c.account_id: c for c in verified.accounts} if verified else {}
-    accounts = []
-    for account in ws.accounts:
-        frames, replayed, live, unparseable, live_seq, first, last = counts.get(
-            account, (0, 0, 0, 0, 0, None, None)
-        )
-        p50, p99, worst, measured = latency.get(account, (None, None, None, 0))
-        account_sessions = sessions[account]
-        check = checks.get(account, ChainCheck(account, ws.day))
-        accounts.append(
-            {
-                "account_id": account,
-                "frames": frames,
-                "by_type": by_type.get(account, {}),
-                "replayed_frames": replayed,
-                "live_frames": live,
-                "live_sequenced_frames": live_seq,
-                "unparseable_frames": unparseable,
-                "sessions": len(account_sessions),
-                "unclean_sessions": sum(1 for s in account_sessions if not s.clean),
-                "rejected_subscribes": sum(
-                    1 for s in account_sessions for at, _ in s.rejections if start <= at < end
-                ),
-                "error_notices": notices.get(account, []),
-                "latency_ms": {
-                    "p50": _ms(p50),
-                    "p99": _ms(p99),
-                    "max": _ms(worst),
-                    "frames": measured,
-                },
-                "first_frame_at": iso_ns(first),
-                "last_frame_at": iso_ns(last),
-                "chain_ok": check.ok,
-                "chain_rows": check.rows,
-                "chain_problems": [asdict(p) for p in check.problems],
-                "session_list": [_session(s) for s in account_sessions],
-            }
-        )
+    accounts = [
+        _account_report(ws, facts, account, checks.get(account, ChainCheck(account, ws.day)))
+        for account in ws.accounts
+    ]
     return {"trading_day": ws.day, "timezone": ws.tz.key, "accounts": accounts}
+
+
+# -- facts: one query each ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Facts:
+    """What the day's frames and log say, per account (each from one query)."""
+
+    counts: dict[str, tuple[Any, ...]]
+    by_type: dict[str, dict[str, int]]
+    latency: dict[str, tuple[Any, ...]]
+    notices: dict[str, list[dict[str, Any]]]
+    sessions: dict[str, list[Session]]
+
+
+def _frame_counts(ws: Workspace) -> dict[str, tuple[Any, ...]]:
+    """Per account: frames, replayed, live, unparseable, live sequenced, first and last receipt."""
+    rows = ws.rows(
+        """
+        SELECT account_id, count(*), count(*) FILTER (WHERE replayed),
+               count(*) FILTER (WHERE NOT replayed),
+               count(*) FILTER (WHERE msg_type IS NULL),
+               count(*) FILTER (WHERE sequence IS NOT NULL AND NOT replayed),
+               min(received_at_ns), max(received_at_ns)
+        FROM _events GROUP BY account_id
+        """
+    )
+    return {r[0]: r[1:] for r in rows}
+
+
+def _frames_by_type(ws: Workspace) -> dict[str, dict[str, int]]:
+    by_type: dict[str, dict[str, int]] = {}
+    for account, msg_type, n in ws.rows(
+        "SELECT account_id, msg_type, count(*) FROM _events WHERE msg_type IS NOT NULL "
+        "GROUP BY account_id, msg_type ORDER BY account_id, msg_type"
+    ):
+        by_type.setdefault(account, {})[msg_type] = n
+    return by_type
+
+
+def _latencies(ws: Workspace) -> dict[str, tuple[Any, ...]]:
+    """Per account: p50, p99 and max of receipt minus server time over live frames, count."""
+    rows = ws.rows(
+        """
+        SELECT account_id, quantile_disc(lat, 0.5), quantile_disc(lat, 0.99), max(lat),
+               count(*)
+        FROM (SELECT account_id,
+                     received_at_ns - server_ts_ms::HUGEINT * 1000000 AS lat
+              FROM _events WHERE NOT replayed AND server_ts_ms IS NOT NULL)
+        GROUP BY account_id
+        """
+    )
+    return {r[0]: r[1:] for r in rows}
+
+
+def _error_notices(ws: Workspace) -> dict[str, list[dict[str, Any]]]:
+    notices: dict[str, list[dict[str, Any]]] = {}
+    for account, at, details in ws.rows(
+        """
+        SELECT account_id, received_at_ns,
+               try(json_extract_string(CASE raw_kind WHEN 'text' THEN raw
+                   ELSE try(decode(from_base64(raw))) END, '$.payload.details'))
+        FROM _notices WHERE msg_type = 'error-notice' ORDER BY id
+        """
+    ):
+        notices.setdefault(account, []).append({"at": iso_ns(at), "details": details})
+    return notices
+
+
+# -- the report -----------------------------------------------------------------------------
+
+
+def _account_report(
+    ws: Workspace, facts: _Facts, account: str, check: ChainCheck
+) -> dict[str, Any]:
+    start, end = ws.bounds_ns
+    frames, replayed, live, unparseable, live_seq, first, last = facts.counts.get(
+        account, (0, 0, 0, 0, 0, None, None)
+    )
+    p50, p99, worst, measured = facts.latency.get(account, (None, None, None, 0))
+    sessions = facts.sessions[account]
+    return {
+        "account_id": account,
+        "frames": frames,
+        "by_type": facts.by_type.get(account, {}),
+        "replayed_frames": replayed,
+        "live_frames": live,
+        "live_sequenced_frames": live_seq,
+        "unparseable_frames": unparseable,
+        "sessions": len(sessions),
+        "unclean_sessions": sum(1 for s in sessions if not s.clean),
+        "rejected_subscribes": sum(
+            1 for s in sessions for at, _ in s.rejections if start <= at < end
+        ),
+        "error_notices": facts.notices.get(account, []),
+        "latency_ms": {"p50": _ms(p50), "p99": _ms(p99), "max": _ms(worst), "frames": measured},
+        "first_frame_at": iso_ns(first),
+        "last_frame_at": iso_ns(last),
+        "chain_ok": check.ok,
+        "chain_rows": check.rows,
+        "chain_problems": [asdict(p) for p in check.problems],
+        "session_list": [_session(s) for s in sessions],
+    }
 
 
 def _ms(latency_ns: int | None) -> float | None:

@@ -8,94 +8,56 @@ errors become one line on stderr here (exit 2 for usage/configuration errors,
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import os
 import sys
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn, ParamSpec, TypeVar
+from typing import Any
 
 import click
 import duckdb
 
 from recorder import __version__
-from recorder.config import Settings, config_path_from, load_config
+from recorder.clishell import (
+    USAGE_EXIT,
+    OneLineGroup,
+    config_option,
+    db_option,
+    error_handler,
+    only_one,
+)
+from recorder.config import config_path_from, load_config
 from recorder.errors import ConfigError
+from recorder.tradingday import DEFAULT_TIMEZONE
 
-from .audit import COLUMNS as audit_columns
-from .audit import audit, render_audit
-from .duck import DEFAULT_TIMEZONE, Workspace, open_export, open_store
+from .audit import audit_source, render_audit
+from .datasource import DataSource
 from .errors import QueryError
 from .export import Progress, export_day
-from .gaps import COLUMNS as gaps_columns
-from .gaps import DEFAULT_LIVENESS_TIMEOUT_S, gaps, has_sequence_gaps, render_gaps
+from .gaps import COLUMNS as GAPS_COLUMNS
+from .gaps import gaps, has_sequence_gaps, render_gaps
 from .layout import manifest_path
 from .reconcile import reconcile, render_reconcile
 from .render import to_json
 from .source import parse_day
 from .sqlcmd import render_csv, render_json, render_table, run_sql
-from .verify import render_verify, verify_export, verify_store
+from .verify import render_verify
 
-P = ParamSpec("P")
-R = TypeVar("R")
 PROG = "studio-query"
 
-
-def fail(message: str, code: int = 1) -> NoReturn:
-    click.echo(f"{PROG}: error: {message}", err=True)
-    sys.exit(code)
-
-
-def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
-    """Turn expected errors into one line and an exit code; let bugs raise."""
-
-    @functools.wraps(func)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return func(*args, **kwargs)
-        except ConfigError as exc:
-            fail(str(exc), 2)
-        except QueryError as exc:
-            fail(str(exc), 1)
-        except (MemoryError, duckdb.OutOfMemoryException):
-            fail("out of memory: narrow the query with --account (or --day for sql)", 1)
-
-    return wrapper
-
-
-def load_settings(config_path: str | None) -> Settings:
-    """The recorder configuration (``--config`` or ``$STUDIO_RECORDER_CONFIG``).
-
-    The client secret is not read (queries never need it) and its permission warnings
-    are left to ``studio-recorder``, which uses it: scheduled query jobs stay quiet."""
-    return load_config(config_path_from(config_path, os.environ))
-
-
-def store_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    """``--config PATH`` / ``--db URL``: which store to read."""
-    func = click.option(
-        "--db", "db_url", metavar="URL", help="SQLAlchemy URL of the store (instead of --config)."
-    )(func)
-    return click.option(
-        "--config",
-        "config_path",
-        type=click.Path(dir_okay=False, path_type=str),
-        help="Recorder configuration (TOML); its [store] url is read. "
-        "Default: $STUDIO_RECORDER_CONFIG.",
-    )(func)
-
-
-def store_url(config_path: str | None, db_url: str | None) -> str:
-    """The store URL from ``--db`` or the configuration's ``[store] url``."""
-    if db_url and config_path:
-        raise ConfigError("give either --db or --config, not both")
-    if db_url:
-        return db_url
-    return load_settings(config_path).store.url
+handle_errors = error_handler(
+    [
+        (ConfigError, USAGE_EXIT, str),
+        (QueryError, 1, str),
+        (
+            (MemoryError, duckdb.OutOfMemoryException),
+            1,
+            lambda _exc: "out of memory: narrow the query with --account (or --day for sql)",
+        ),
+    ]
+)
 
 
 def day_option(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -141,94 +103,73 @@ def account_option(func: Callable[..., Any]) -> Callable[..., Any]:
     )(func)
 
 
-# -- analytics over the store or an export ----------------------------------------------------
+def json_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--json", "as_json", is_flag=True, help="Print JSON (for machines).")(func)
 
 
-@dataclass(frozen=True)
-class Source:
-    """Where the analytics read from, and the recorder settings they need."""
-
-    url: str | None
-    export_dir: str | None
-    timezone: str
-    liveness_timeout_s: float
-    configured: tuple[str, ...]
+# -- where a command reads from ----------------------------------------------------------------
 
 
-def source_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    """``--config PATH | --db URL | --from-export DIR`` and ``--timezone``."""
-    func = click.option(
+def timezone_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    """``--timezone ZONE``: the trading-day zone of a store named by ``--db``."""
+    return click.option(
         "--timezone",
-        metavar="TZ",
-        help=f"Trading-day time zone with --db (default {DEFAULT_TIMEZONE}; "
-        "--config uses [recorder] trading_day_timezone, an export its manifest's).",
+        metavar="ZONE",
+        help=f"Trading-day time zone of the store given by --db (default {DEFAULT_TIMEZONE}). "
+        "With --config its [recorder] trading_day_timezone is used; an export's manifest "
+        "names its own.",
     )(func)
-    func = click.option(
+
+
+def store_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """``--config PATH | --db URL`` and ``--timezone``: a store."""
+    return config_option(db_option(timezone_option(func)))
+
+
+def export_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
         "--from-export",
         "export_dir",
         metavar="DIR",
         type=click.Path(file_okay=False, path_type=str),
         help="Read an export directory (studio-query export) instead of the store.",
     )(func)
-    return store_options(func)
+
+
+def source_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """``--config PATH | --db URL | --from-export DIR`` and ``--timezone``: a store or export."""
+    return store_options(export_option(func))
 
 
 def resolve_source(
-    config_path: str | None, db_url: str | None, export_dir: str | None, timezone: str | None
-) -> Source:
-    """The source named by the options (the configuration is read only with --config/env)."""
+    config_path: str | None,
+    db_url: str | None,
+    export_dir: str | None = None,
+    timezone: str | None = None,
+) -> DataSource:
+    """The one reading of the source options, for every command.
+
+    Exactly one of ``--config`` (or ``$STUDIO_RECORDER_CONFIG``), ``--db`` and
+    ``--from-export``; ``--timezone`` only with ``--db`` (a configuration and an export
+    each name their zone). The configuration is read only when it is the source, and
+    never its client secret (scheduled query jobs stay quiet about its permissions).
+    """
+    if export_dir is not None:
+        only_one(("--config", config_path), ("--db", db_url), ("--from-export", export_dir))
+    else:
+        only_one(("--db", db_url), ("--config", config_path))
+    if timezone and not db_url:
+        if export_dir:
+            raise ConfigError("--timezone goes with --db; an export's manifest names its zone")
+        raise ConfigError("--timezone goes with --db; with --config the config's zone is used")
     if export_dir:
-        if db_url or config_path:
-            raise ConfigError("give one of --config, --db or --from-export")
-        if timezone:
-            raise ConfigError("--timezone does not apply to --from-export: the manifest says")
-        return Source(None, export_dir, DEFAULT_TIMEZONE, DEFAULT_LIVENESS_TIMEOUT_S, ())
-    if db_url and config_path:
-        raise ConfigError("give either --db or --config, not both")
+        return DataSource(export_dir=export_dir)
     if db_url:
-        return Source(db_url, None, timezone or DEFAULT_TIMEZONE, DEFAULT_LIVENESS_TIMEOUT_S, ())
-    settings = load_settings(config_path)
-    return Source(
-        settings.store.url,
-        None,
-        timezone or settings.recorder.trading_day_timezone,
-        settings.recorder.liveness_timeout_s,
-        settings.studio.accounts,
-    )
+        return DataSource(url=db_url, timezone=timezone or DEFAULT_TIMEZONE)
+    return DataSource.from_settings(load_config(config_path_from(config_path, os.environ)))
 
 
-def open_workspace(
-    source: Source,
-    day: dt.date | None,
-    accounts: tuple[str, ...],
-    *,
-    payload: bool = True,
-    notices: bool = True,
-    columns: tuple[str, ...] | None = None,
-) -> Workspace:
-    if source.export_dir is not None:
-        return open_export(
-            source.export_dir, day=day, accounts=accounts, payload=payload, notices=notices,
-            columns=columns,
-        )  # fmt: skip
-    assert source.url is not None
-    return open_store(
-        source.url,
-        day=day,
-        accounts=accounts,
-        configured=source.configured,
-        timezone=source.timezone,
-        payload=payload,
-        notices=notices,
-        columns=columns,
-    )
-
-
-def json_option(func: Callable[..., Any]) -> Callable[..., Any]:
-    return click.option("--json", "as_json", is_flag=True, help="Print JSON (for machines).")(func)
-
-
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=OneLineGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name=PROG)
 def cli() -> None:
     """Export trading days and audit the recorder's store."""
@@ -246,31 +187,32 @@ def cli() -> None:
     help="Export directory (created 0700 if missing); the day's previous export is replaced.",
 )
 @account_option
-@click.option(
-    "--timezone",
-    metavar="ZONE",
-    help="Trading-day time zone, with --db (default America/New_York); "
-    "with --config its [recorder] trading_day_timezone is used.",
-)
 @handle_errors
 def export_command(
+    *,
     config_path: str | None,
     db_url: str | None,
+    timezone: str | None,
     day: dt.date,
     out: Path,
     accounts: tuple[str, ...],
-    timezone: str | None,
 ) -> None:
     """Export one trading day to Hive-partitioned Parquet files and a manifest.
 
     Writes DIR/events/trading_day=DAY/account_id=ID/part-0.parquet,
     DIR/connection_log/… and DIR/manifest/trading_day=DAY.json, atomically.
     """
-    url, zone = store_and_timezone(config_path, db_url, timezone)
+    source = resolve_source(config_path, db_url, timezone=timezone)
+    assert source.url is not None
     started = time.monotonic()
     with _progress_bar(day) as progress:
         manifest = export_day(
-            url, day, out, accounts=list(accounts) or None, timezone=zone, progress=progress
+            source.url,
+            day,
+            out,
+            accounts=list(accounts) or None,
+            timezone=source.timezone,
+            progress=progress,
         )
     elapsed = time.monotonic() - started
     if not manifest.accounts:
@@ -284,20 +226,6 @@ def export_command(
         f"{manifest.rows('connection_log'):,} connection_log rows → {out} "
         f"({_size(manifest.total_bytes)}) in {elapsed:.1f} s"
     )
-
-
-def store_and_timezone(
-    config_path: str | None, db_url: str | None, timezone: str | None
-) -> tuple[str, str]:
-    """The store URL and trading-day time zone, from ``--db``/``--timezone`` or the config."""
-    if db_url:
-        if config_path:
-            raise ConfigError("give either --db or --config, not both")
-        return db_url, timezone or DEFAULT_TIMEZONE
-    if timezone:
-        raise ConfigError("--timezone goes with --db; with --config the config's zone is used")
-    settings = load_settings(config_path)
-    return settings.store.url, settings.recorder.trading_day_timezone
 
 
 @contextmanager
@@ -347,6 +275,7 @@ def _size(size: int) -> str:
 @json_option
 @handle_errors
 def gaps_command(
+    *,
     config_path: str | None,
     db_url: str | None,
     export_dir: str | None,
@@ -359,9 +288,7 @@ def gaps_command(
 ) -> None:
     """Sequence gaps, coverage gaps and silences of a trading day, per account."""
     source = resolve_source(config_path, db_url, export_dir, timezone)
-    with open_workspace(
-        source, day, accounts, payload=False, notices=False, columns=gaps_columns
-    ) as ws:
+    with source.open(day, accounts, payload=False, notices=False, columns=GAPS_COLUMNS) as ws:
         report = gaps(ws, silence_s=silence_s, liveness_timeout_s=source.liveness_timeout_s)
     click.echo(to_json(report) if as_json else render_gaps(report))
     if fail_on_gaps and has_sequence_gaps(report):
@@ -375,6 +302,7 @@ def gaps_command(
 @json_option
 @handle_errors
 def audit_command(
+    *,
     config_path: str | None,
     db_url: str | None,
     export_dir: str | None,
@@ -385,17 +313,7 @@ def audit_command(
 ) -> None:
     """Frames by type, replays, sessions, error notices, latency and chain of a day."""
     source = resolve_source(config_path, db_url, export_dir, timezone)
-    with ThreadPoolExecutor(max_workers=1) as background:
-        chains = None
-        if source.url is not None:
-            # Hashing dominates: start it (in worker processes) before loading the day.
-            pending = background.submit(
-                verify_store, source.url, day=day, accounts=accounts or None,
-                configured=source.configured,
-            )  # fmt: skip
-            chains = pending.result
-        with open_workspace(source, day, accounts, payload=False, columns=audit_columns) as ws:
-            report = audit(ws, liveness_timeout_s=source.liveness_timeout_s, chains=chains)
+    report = audit_source(source, day, accounts)
     click.echo(to_json(report) if as_json else render_audit(report))
 
 
@@ -413,6 +331,7 @@ def audit_command(
 @json_option
 @handle_errors
 def reconcile_command(
+    *,
     config_path: str | None,
     db_url: str | None,
     export_dir: str | None,
@@ -425,7 +344,7 @@ def reconcile_command(
 ) -> None:
     """Bought, sold, VWAP and positions per symbol; orders; breaks."""
     source = resolve_source(config_path, db_url, export_dir, timezone)
-    with open_workspace(source, day, accounts) as ws:
+    with source.open(day, accounts) as ws:
         report = reconcile(ws, positions_file=positions_file)
     click.echo(to_json(report) if as_json else render_reconcile(report))
     if fail_on_breaks and any(account["breaks"] for account in report["accounts"]):
@@ -433,7 +352,8 @@ def reconcile_command(
 
 
 @cli.command("verify")
-@store_options
+@config_option
+@db_option
 @click.option(
     "--from-export",
     "export_dir",
@@ -446,6 +366,7 @@ def reconcile_command(
 @json_option
 @handle_errors
 def verify_command(
+    *,
     config_path: str | None,
     db_url: str | None,
     export_dir: str | None,
@@ -454,12 +375,7 @@ def verify_command(
     as_json: bool,
 ) -> None:
     """Recompute hash chains; exit 1 naming the account and first bad row when broken."""
-    source = resolve_source(config_path, db_url, export_dir, None)
-    if source.export_dir is not None:
-        report = verify_export(source.export_dir, day=day, accounts=accounts or None)
-    else:
-        assert source.url is not None
-        report = verify_store(source.url, day=day, accounts=accounts or None)
+    report = resolve_source(config_path, db_url, export_dir).verify(day, accounts)
     click.echo(to_json(report.as_dict()) if as_json else render_verify(report))
     if not report.ok:
         sys.exit(1)
@@ -474,6 +390,7 @@ def verify_command(
 @click.argument("query", metavar='"SELECT ..."')
 @handle_errors
 def sql_command(
+    *,
     config_path: str | None,
     db_url: str | None,
     export_dir: str | None,
@@ -489,7 +406,7 @@ def sql_command(
     if as_json and as_csv:
         raise ConfigError("give --json or --csv, not both")
     source = resolve_source(config_path, db_url, export_dir, timezone)
-    with open_workspace(source, day, accounts) as ws:
+    with source.open(day, accounts) as ws:
         result = run_sql(ws, query)
     if as_json:
         click.echo(render_json(result))
@@ -501,13 +418,4 @@ def sql_command(
 
 def main() -> None:
     """Console-script entry point: usage errors, too, are one line on stderr."""
-    try:
-        code = cli.main(prog_name=PROG, standalone_mode=False)
-    except click.exceptions.NoArgsIsHelpError as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
-    except click.ClickException as exc:
-        fail(exc.format_message(), exc.exit_code)
-    except (KeyboardInterrupt, click.exceptions.Abort):
-        sys.exit(130)
-    sys.exit(code if isinstance(code, int) else 0)
+    cli.main(prog_name=PROG)

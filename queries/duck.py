@@ -23,36 +23,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Final
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 import duckdb
 import pyarrow as pa
 
-from recorder.tradingday import day_bounds_ns
+from recorder.instants import NS_PER_S
+from recorder.tradingday import DEFAULT_TIMEZONE, UnknownZone, day_bounds_ns
+from recorder.tradingday import zone as load_zone
 
-from .contract import CONNECTION_LOG_SCHEMA, EVENTS_SCHEMA
+from .contract import CONNECTION_LOG_SCHEMA, EVENTS_SCHEMA, LIGHT_COLUMNS
 from .errors import QueryError
 from .exportdir import ExportDir
 from .source import StoreReader
 from .views import NOTICE_COLUMNS, NOTICE_TYPES, define_views
 
-DEFAULT_TIMEZONE: Final = "America/New_York"
 #: Log rows this long after the day are read too: the ``closed`` row of a session
 #: that spans midnight (sessions live at most one token lifetime, 24 h).
-LOG_LOOKAHEAD_NS: Final = 2 * 86_400 * 1_000_000_000
-
-#: Columns of ``events`` enough for gaps (no payload, no hashes): a lighter read.
-LIGHT_COLUMNS: Final = (
-    "id",
-    "account_id",
-    "session_id",
-    "received_at_ns",
-    "server_ts_ms",
-    "sequence",
-    "msg_type",
-    "trading_day",
-    "replayed",
-)
+LOG_LOOKAHEAD_NS: Final = 2 * 86_400 * NS_PER_S
 
 
 @dataclass
@@ -112,11 +100,9 @@ class Workspace(AbstractContextManager["Workspace"]):
 def zone(name: str) -> ZoneInfo:
     """The IANA time zone ``name``, or QueryError."""
     try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise QueryError(
-            f"unknown time zone {name!r}: use an IANA name such as {DEFAULT_TIMEZONE}"
-        ) from None
+        return load_zone(name)
+    except UnknownZone as exc:
+        raise QueryError(str(exc)) from None
 
 
 def _connect() -> duckdb.DuckDBPyConnection:

@@ -33,16 +33,16 @@ import datetime as dt
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Final
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from recorder import __version__
 from recorder.chain import GENESIS_HASH
-from recorder.tradingday import day_bounds_ns
+from recorder.tradingday import DEFAULT_TIMEZONE, day_bounds_ns
 
 from .contract import CONNECTION_LOG_SCHEMA, EVENTS_SCHEMA
+from .duck import zone
 from .errors import QueryError
 from .layout import (
     CONNECTION_LOG_FILE_SCHEMA,
@@ -60,7 +60,6 @@ from .partfile import PartFile
 from .publish import Staging, create_private_file, describe
 from .source import StoreReader
 
-DEFAULT_TIMEZONE: Final = "America/New_York"
 #: Rows per store read.
 CHUNK_ROWS: Final = 32_768
 #: Rows waiting for their row group, over all accounts, before the largest is written early.
@@ -114,7 +113,7 @@ def export_day(
     rows written; ``workers`` is the number of store connections reading at
     once (default: one per CPU, at most 4). Raises QueryError (see above).
     """
-    tz = _zone(timezone)
+    tz = zone(timezone)
     requested = _requested(accounts)
     out = Path(out)
     start_ns, end_ns = day_bounds_ns(day, tz)
@@ -319,13 +318,6 @@ def _write_log(root: Path, day: dt.date, account: str, log: pa.Table) -> FileEnt
         for batch in rows.to_batches():
             part.write(to_file_batch(batch, "connection_log"))
     return part.entry("connection_log", account)
-
-
-def _zone(name: str) -> ZoneInfo:
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise QueryError(f"unknown time zone {name!r} (expected an IANA name)") from None
 
 
 def _requested(accounts: Sequence[str] | None) -> list[str] | None:

@@ -20,17 +20,22 @@ from __future__ import annotations
 
 from typing import Any
 
+from recorder.config import DEFAULT_LIVENESS_TIMEOUT_S
+from recorder.instants import NS_PER_S
+
 from .duck import Workspace
 from .render import iso_ns, table
-from .sessions import NS_PER_S, Session, clip, complement, load_sessions, merge
+from .sessions import Session, clip, complement, load_sessions, merge
 
-DEFAULT_LIVENESS_TIMEOUT_S = 60.0
 #: The ``events`` columns gaps reads (``open_store(..., payload=False, columns=COLUMNS)``).
 COLUMNS = ("account_id", "session_id", "received_at_ns", "sequence", "trading_day")
 
 
 def gaps(
-    ws: Workspace, *, silence_s: float | None = None, liveness_timeout_s: float = 60.0
+    ws: Workspace,
+    *,
+    silence_s: float | None = None,
+    liveness_timeout_s: float = DEFAULT_LIVENESS_TIMEOUT_S,
 ) -> dict[str, Any]:
     """The gaps report of the workspace's day (JSON-ready; see the README for its fields).
 

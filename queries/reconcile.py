@@ -27,6 +27,7 @@ stay ``Decimal``.
 from __future__ import annotations
 
 import decimal
+from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -69,7 +70,57 @@ def reconcile(ws: Workspace, *, positions_file: str | Path | None = None) -> dic
         )
     ws.freeze()
     day = [ws.day]
-    stats = _by_key(
+    facts = _Facts(
+        stats=_fill_stats(ws, day),
+        starts=_start_positions(ws, day),
+        carried=_carried_positions(ws, day),
+        lasts=_by_key(
+            ws.rows("SELECT account_id, symbol, quantity FROM positions WHERE trading_day = ?", day)
+        ),
+        order_symbols=_by_key(
+            ws.rows(
+                "SELECT DISTINCT account_id, symbol FROM orders WHERE symbol IS NOT NULL "
+                "AND trading_day = ?",
+                day,
+            )
+        ),
+        statuses=_order_statuses(ws, day),
+        breaks=_order_fill_breaks(ws, day),
+    )
+    _fill_breaks(ws, day, facts.breaks)
+    broker = read_positions(positions_file) if positions_file is not None else None
+    accounts = [_account_report(facts, account, broker) for account in ws.accounts]
+    report: dict[str, Any] = {"trading_day": ws.day, "timezone": ws.tz.key, "accounts": accounts}
+    if broker is not None:
+        in_report = set(ws.accounts)
+        report["positions_file"] = {
+            "path": str(positions_file),
+            "rows": len(broker),
+            "accounts_not_in_report": sorted({a for a, _ in broker} - in_report),
+        }
+    return report
+
+
+# -- facts: one query each ------------------------------------------------------------------
+
+_Keyed = dict[tuple[str, str], tuple[Any, ...]]
+
+
+@dataclass(frozen=True)
+class _Facts:
+    """What the day's de-duplicated activity says, keyed by (account, symbol)."""
+
+    stats: _Keyed  # bought, sold, notional bought, notional sold, fills
+    starts: _Keyed  # the position before the day's first order or fill
+    carried: _Keyed  # the first position-update (for symbols without orders or fills)
+    lasts: _Keyed  # the last position-update
+    order_symbols: _Keyed
+    statuses: dict[str, dict[str, int]]  # account → order status → orders
+    breaks: dict[str, list[dict[str, Any]]]  # account → breaks found by the queries
+
+
+def _fill_stats(ws: Workspace, day: list[Any]) -> _Keyed:
+    return _by_key(
         ws.rows(
             """
         SELECT account_id, symbol,
@@ -83,7 +134,10 @@ def reconcile(ws: Workspace, *, positions_file: str | Path | None = None) -> dic
             day,
         )
     )
-    starts = _by_key(
+
+
+def _start_positions(ws: Workspace, day: list[Any]) -> _Keyed:
+    return _by_key(
         ws.rows(
             """
         SELECT account_id, symbol, arg_min(start, sequence) FROM (
@@ -99,7 +153,10 @@ def reconcile(ws: Workspace, *, positions_file: str | Path | None = None) -> dic
             day,
         )
     )
-    carried = _by_key(
+
+
+def _carried_positions(ws: Workspace, day: list[Any]) -> _Keyed:
+    return _by_key(
         ws.rows(
             "SELECT account_id, symbol, arg_min(quantity, sequence) FROM activity "
             "WHERE msg_type = 'position-update' AND symbol IS NOT NULL AND trading_day = ? "
@@ -107,16 +164,9 @@ def reconcile(ws: Workspace, *, positions_file: str | Path | None = None) -> dic
             day,
         )
     )
-    lasts = _by_key(
-        ws.rows("SELECT account_id, symbol, quantity FROM positions WHERE trading_day = ?", day)
-    )
-    order_symbols = _by_key(
-        ws.rows(
-            "SELECT DISTINCT account_id, symbol FROM orders WHERE symbol IS NOT NULL "
-            "AND trading_day = ?",
-            day,
-        )
-    )
+
+
+def _order_statuses(ws: Workspace, day: list[Any]) -> dict[str, dict[str, int]]:
     statuses: dict[str, dict[str, int]] = {}
     for account, status, n in ws.rows(
         "SELECT account_id, coalesce(status, '(none)'), count(*) FROM orders "
@@ -124,6 +174,11 @@ def reconcile(ws: Workspace, *, positions_file: str | Path | None = None) -> dic
         day,
     ):
         statuses.setdefault(account, {})[status] = n
+    return statuses
+
+
+def _order_fill_breaks(ws: Workspace, day: list[Any]) -> dict[str, list[dict[str, Any]]]:
+    """``order-fill-mismatch`` breaks: an order's final filled quantity is not its fills'."""
     breaks: dict[str, list[dict[str, Any]]] = {}
     for account, order_id, symbol, final, filled, n in ws.rows(
         """
@@ -150,6 +205,11 @@ def reconcile(ws: Workspace, *, positions_file: str | Path | None = None) -> dic
                 fills_quantity=filled,
             )
         )
+    return breaks
+
+
+def _fill_breaks(ws: Workspace, day: list[Any], breaks: dict[str, list[dict[str, Any]]]) -> None:
+    """Add ``unknown-order`` and ``unknown-side`` breaks (fills that cannot be placed)."""
     for account, symbol, order_id, trade_id, quantity, side, unknown in ws.rows(
         "SELECT account_id, symbol, order_id, trade_id, quantity, side, unknown_order "
         "FROM fills WHERE trading_day = ? AND (unknown_order OR side_sign IS NULL) "
@@ -157,68 +217,64 @@ def reconcile(ws: Workspace, *, positions_file: str | Path | None = None) -> dic
         day,
     ):
         if unknown:
-            breaks.setdefault(account, []).append(
-                _break(
-                    "unknown-order",
-                    symbol,
-                    order_id,
-                    f"fill {trade_id} ({_text(quantity)}) of order {order_id}, which has no "
-                    f"order-update today",
-                    trade_id=trade_id,
-                )
+            found = _break(
+                "unknown-order",
+                symbol,
+                order_id,
+                f"fill {trade_id} ({_text(quantity)}) of order {order_id}, which has no "
+                f"order-update today",
+                trade_id=trade_id,
             )
         else:
-            breaks.setdefault(account, []).append(
-                _break(
-                    "unknown-side",
-                    symbol,
-                    order_id,
-                    f"fill {trade_id} has side {side!r}: counted neither bought nor sold",
-                    trade_id=trade_id,
-                )
+            found = _break(
+                "unknown-side",
+                symbol,
+                order_id,
+                f"fill {trade_id} has side {side!r}: counted neither bought nor sold",
+                trade_id=trade_id,
             )
-    broker = read_positions(positions_file) if positions_file is not None else None
-    accounts = []
-    for account in ws.accounts:
-        recorded = {
-            k
-            for source in (stats, starts, carried, lasts, order_symbols)
-            for k in source
-            if k[0] == account
-        }
-        keys = set(recorded)
-        if broker is not None:
-            keys |= {k for k in broker if k[0] == account}
-        account_breaks = breaks.get(account, [])
-        symbols = []
-        for key in sorted(keys):
-            entry, found = _symbol(
-                key[1], stats.get(key), starts.get(key), carried.get(key), lasts.get(key)
-            )
-            if key in recorded:  # a symbol only the broker's file names has no frames to check
-                account_breaks.extend(found)
-            if broker is not None:
-                entry["broker_quantity"] = broker.get(key)
-                account_breaks.extend(_against_broker(entry, broker.get(key)))
-            symbols.append(entry)
-        accounts.append(
-            {
-                "account_id": account,
-                "symbols": symbols,
-                "orders": statuses.get(account, {}),
-                "order_count": sum(statuses.get(account, {}).values()),
-                "breaks": account_breaks,
-            }
-        )
-    report: dict[str, Any] = {"trading_day": ws.day, "timezone": ws.tz.key, "accounts": accounts}
+        breaks.setdefault(account, []).append(found)
+
+
+# -- the report -----------------------------------------------------------------------------
+
+
+def _account_report(
+    facts: _Facts, account: str, broker: dict[tuple[str, str], Decimal] | None
+) -> dict[str, Any]:
+    recorded = {
+        key
+        for keyed in (facts.stats, facts.starts, facts.carried, facts.lasts, facts.order_symbols)
+        for key in keyed
+        if key[0] == account
+    }
+    keys = set(recorded)
     if broker is not None:
-        in_report = set(ws.accounts)
-        report["positions_file"] = {
-            "path": str(positions_file),
-            "rows": len(broker),
-            "accounts_not_in_report": sorted({a for a, _ in broker} - in_report),
-        }
-    return report
+        keys |= {k for k in broker if k[0] == account}
+    account_breaks = facts.breaks.get(account, [])
+    symbols = []
+    for key in sorted(keys):
+        entry, found = _symbol(
+            key[1],
+            facts.stats.get(key),
+            facts.starts.get(key),
+            facts.carried.get(key),
+            facts.lasts.get(key),
+        )
+        if key in recorded:  # a symbol only the broker's file names has no frames to check
+            account_breaks.extend(found)
+        if broker is not None:
+            entry["broker_quantity"] = broker.get(key)
+            account_breaks.extend(_against_broker(entry, broker.get(key)))
+        symbols.append(entry)
+    statuses = facts.statuses.get(account, {})
+    return {
+        "account_id": account,
+        "symbols": symbols,
+        "orders": statuses,
+        "order_count": sum(statuses.values()),
+        "breaks": account_breaks,
+    }
 
 
 def _symbol(

@@ -19,9 +19,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from .duck import Workspace
+from recorder.instants import NS_PER_S
 
-NS_PER_S = 1_000_000_000
+from .duck import Workspace
 
 
 @dataclass

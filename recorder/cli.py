@@ -14,7 +14,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NoReturn, ParamSpec, TypeVar
+from typing import Any
 
 import click
 import trio
@@ -22,6 +22,16 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from . import __version__, migrate
+from .clishell import (
+    USAGE_EXIT,
+    OneLineGroup,
+    config_option,
+    db_option,
+    error_handler,
+    fail,
+    only_one,
+    warn,
+)
 from .config import Settings, config_path_from, load_config
 from .dberrors import db_error_line
 from .demo import run_demo
@@ -38,53 +48,16 @@ from .systemd import DEFAULT_SECRET as DEFAULT_UNIT_SECRET
 from .systemd import render_unit
 from .texttable import table
 
-P = ParamSpec("P")
-R = TypeVar("R")
 PROG = "studio-recorder"
 
 
-def fail(message: str, code: int = 1) -> NoReturn:
-    click.echo(f"{PROG}: error: {message}", err=True)
-    sys.exit(code)
-
-
-def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
-    """Turn expected errors into one line and an exit code; let bugs raise."""
-
-    @functools.wraps(func)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return func(*args, **kwargs)
-        except ConfigError as exc:
-            fail(str(exc), 2)
-        except RecorderError as exc:
-            fail(str(exc), 1)
-        except SQLAlchemyError as exc:
-            fail(f"database error: {db_error_line(exc)}", 1)
-
-    return wrapper
-
-
-def config_option(func: Callable[..., Any]) -> Callable[..., Any]:
-    return click.option(
-        "--config",
-        "config_path",
-        type=click.Path(dir_okay=False, path_type=str),
-        help="Configuration file (TOML). Default: $STUDIO_RECORDER_CONFIG.",
-    )(func)
-
-
-def db_option(func: Callable[..., Any]) -> Callable[..., Any]:
-    return click.option(
-        "--db",
-        "db_url",
-        metavar="URL",
-        help="SQLAlchemy database URL, instead of [store] url from --config.",
-    )(func)
-
-
-def warn(message: str) -> None:
-    click.echo(f"{PROG}: warning: {message}", err=True)
+handle_errors = error_handler(
+    [
+        (ConfigError, USAGE_EXIT, str),
+        (RecorderError, 1, str),
+        (SQLAlchemyError, 1, lambda exc: f"database error: {db_error_line(exc)}"),
+    ]
+)
 
 
 def settings_from(config_path: str | None) -> Settings:
@@ -98,13 +71,12 @@ def settings_from(config_path: str | None) -> Settings:
 
 def engine_from(config_path: str | None, db_url: str | None, *, must_exist: bool) -> Engine:
     """The store named by ``--db`` or by the config's [store] url."""
-    if db_url and config_path:
-        raise ConfigError("give either --db or --config, not both")
+    only_one(("--db", db_url), ("--config", config_path))
     url = db_url or settings_from(config_path).store.url
     return open_engine(url, must_exist=must_exist)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=OneLineGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name=PROG)
 def cli() -> None:
     """Record Clear Street Studio's Activity channel to a tamper-evident store."""
@@ -404,11 +376,4 @@ def systemd_unit_command(user: str | None, config_path: str, secret_file: str) -
 
 def main() -> None:
     """Console-script entry point."""
-    try:
-        cli(prog_name=PROG)
-    except KeyboardInterrupt:
-        sys.exit(130)
-    except BaseExceptionGroup as group:  # trio wraps an interrupt that lands in a nursery
-        if group.subgroup(KeyboardInterrupt) is not None:
-            sys.exit(130)
-        raise
+    cli.main(prog_name=PROG)

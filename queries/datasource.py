@@ -1,0 +1,82 @@
+"""Where analytics read a day from: a store, or an export directory, with what they need
+to know about it (time zone, liveness timeout, the configuration's accounts).
+
+The command line builds one :class:`DataSource` from its options; Python callers build
+it directly. Everything after that is the same for both kinds of source.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from recorder.config import DEFAULT_LIVENESS_TIMEOUT_S, Settings
+from recorder.tradingday import DEFAULT_TIMEZONE
+
+from .duck import Workspace, open_export, open_store
+from .verify import VerifyReport, verify_export, verify_store
+
+
+@dataclass(frozen=True)
+class DataSource:
+    """A store (``url``) or an export directory (``export_dir``): exactly one of them.
+
+    ``timezone`` is the store's trading-day zone (an export's manifests name their own);
+    ``liveness_timeout_s`` the recorder's, from which gaps and audit judge silences and
+    running sessions; ``configured`` the accounts the configuration records (reported
+    even on a day without a frame of theirs).
+    """
+
+    url: str | None = None
+    export_dir: str | None = None
+    timezone: str = DEFAULT_TIMEZONE
+    liveness_timeout_s: float = DEFAULT_LIVENESS_TIMEOUT_S
+    configured: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if (self.url is None) == (self.export_dir is None):
+            raise ValueError("a DataSource is a store url or an export_dir, exactly one")
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> DataSource:
+        """The store a recorder configuration names, with its zone, timeout and accounts."""
+        return cls(
+            url=settings.store.url,
+            timezone=settings.recorder.trading_day_timezone,
+            liveness_timeout_s=settings.recorder.liveness_timeout_s,
+            configured=settings.studio.accounts,
+        )
+
+    def open(
+        self,
+        day: dt.date | None,
+        accounts: Sequence[str] = (),
+        *,
+        payload: bool = True,
+        notices: bool = True,
+        columns: Sequence[str] | None = None,
+    ) -> Workspace:
+        """A DuckDB workspace over ``day`` (every day when None); see :func:`open_store`."""
+        if self.export_dir is not None:
+            return open_export(
+                self.export_dir, day=day, accounts=accounts, payload=payload, notices=notices,
+                columns=columns,
+            )  # fmt: skip
+        assert self.url is not None
+        return open_store(
+            self.url, day=day, accounts=accounts, configured=self.configured,
+            timezone=self.timezone, payload=payload, notices=notices, columns=columns,
+        )  # fmt: skip
+
+    def verify(
+        self, day: dt.date | None = None, accounts: Sequence[str] = (), workers: int | None = None
+    ) -> VerifyReport:
+        """The hash chains of ``day`` (every day when None) for ``accounts`` (all when empty)."""
+        if self.export_dir is not None:
+            return verify_export(self.export_dir, day=day, accounts=accounts or None)
+        assert self.url is not None
+        return verify_store(
+            self.url, day=day, accounts=accounts or None, configured=self.configured,
+            workers=workers,
+        )  # fmt: skip
