@@ -135,7 +135,9 @@ def export_day(
         manifest = Manifest(day, timezone, reader.schema_revision(), __version__)
         with Staging(out) as staging:
             try:
-                _write_day(reader, url, staging.path, plan, manifest, workers, progress)
+                _write_day(
+                    reader, url, staging.path, plan, manifest, workers=workers, progress=progress
+                )
             except OSError as exc:  # the staging area: disk full, quota, I/O error
                 raise QueryError(f"cannot write to {out}: {describe(exc, out)}") from None
             tables = [day_dir(table, day) for table in TABLES]
@@ -149,6 +151,7 @@ def _write_day(
     root: Path,
     plan: _Plan,
     manifest: Manifest,
+    *,
     workers: int | None,
     progress: Progress | None,
 ) -> None:

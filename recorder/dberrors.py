@@ -100,9 +100,8 @@ def describe_db_error(exc: BaseException) -> str:
     (``disk I/O error (SQLITE_IOERR_WRITE: …)``): SQLite's messages alone do not tell a
     read-only file from a failing disk."""
     original = driver_error(exc)
-    text = str(original).strip()
     name = type(original).__name__
-    line = f"{name}: {text.splitlines()[0]}" if text else name
+    line = f"{name}: {first_line(original)}" if str(original).strip() else name
     code = getattr(original, "sqlite_errorname", None)
     if not isinstance(code, str) or code in line:
         return line

@@ -23,6 +23,7 @@ from time import time_ns
 import trio
 from trio_websocket import ConnectionClosed, WebSocketRequest, wrap_server_stream
 
+from recorder.instants import NS_PER_MS
 from recorder.simulator import frames
 from recorder.simulator.config import (
     DEFAULT_CONFIG,
@@ -53,7 +54,7 @@ class _Account:
 
 
 def _default_wall_clock_ms() -> int:
-    return time_ns() // 1_000_000
+    return time_ns() // NS_PER_MS
 
 
 def _url_host(sockname: str) -> str:
