@@ -10,6 +10,9 @@ The secret file is read only when credentials are needed
 commands that only read the store work without access to it. Things that are
 allowed but unwise (a config file readable by others that names a secret file)
 become :attr:`Settings.warnings`, which the command lines print.
+
+Each table is a :class:`msgspec.Struct` (types, bounds, unknown keys); what types cannot
+say (URL schemes, time zones, files) is checked after; both speak in the same words.
 """
 
 from __future__ import annotations
@@ -17,15 +20,18 @@ from __future__ import annotations
 import ipaddress
 import math
 import os
+import re
 import stat
+import sys
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import Annotated, Any, Final
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
+import msgspec
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
@@ -160,19 +166,56 @@ def read_secret_file(secret_path: Path, where: object) -> Secret:
     return Secret(value)
 
 
-_SECTIONS: Final = {
-    "studio": {
-        "url", "environment", "token_url", "audience", "client_id",
-        "client_secret_file", "accounts", "ca_file",
-    },
-    "store": {"url"},
-    "recorder": {
-        "trading_day_timezone", "liveness_timeout_s", "subscribe_timeout_s",
-        "backoff_initial_s", "backoff_max_s", "batch_max_rows", "batch_max_delay_ms",
-        "queue_max_frames",
-    },
-    "metrics": {"listen"},
-}  # fmt: skip
+def _finite(ge: float) -> msgspec.Meta:
+    """At least ``ge`` and finite: ``ge`` refuses nan and -inf, the largest float refuses inf."""
+    return msgspec.Meta(ge=ge, le=sys.float_info.max)
+
+
+class _Table(msgspec.Struct, forbid_unknown_fields=True):
+    """A TOML table whose unknown keys are errors: a misspelt key must not pass silently."""
+
+
+class _Studio(_Table):
+    """None: not in the file (``url`` then comes from ``environment``)."""
+
+    accounts: Annotated[tuple[str, ...], msgspec.Meta(min_length=1)] | None = None
+    url: str | None = None
+    environment: str | None = None
+    token_url: str = DEFAULT_TOKEN_URL
+    audience: str = DEFAULT_AUDIENCE
+    client_id: str | None = None
+    client_secret_file: str | None = None  # the secret itself has no key: never in the TOML
+    ca_file: str | None = None
+
+
+class _Store(_Table):
+    url: str = DEFAULT_STORE_URL
+
+
+class _Recorder(_Table):
+    """RecorderSettings's fields; the defaults are its own."""
+
+    trading_day_timezone: str = RecorderSettings.trading_day_timezone
+    liveness_timeout_s: Annotated[float, _finite(0.1)] = RecorderSettings.liveness_timeout_s
+    subscribe_timeout_s: Annotated[float, _finite(0.1)] = RecorderSettings.subscribe_timeout_s
+    backoff_initial_s: Annotated[float, _finite(0.01)] = RecorderSettings.backoff_initial_s
+    backoff_max_s: Annotated[float, _finite(0.01)] = RecorderSettings.backoff_max_s
+    batch_max_rows: Annotated[int, msgspec.Meta(ge=1)] = RecorderSettings.batch_max_rows
+    batch_max_delay_ms: Annotated[float, _finite(0)] = RecorderSettings.batch_max_delay_ms
+    queue_max_frames: Annotated[int, msgspec.Meta(ge=1)] = RecorderSettings.queue_max_frames
+
+
+class _Metrics(_Table):
+    listen: str = DEFAULT_METRICS_LISTEN
+
+
+class _Document(_Table):
+    """The whole file. Types are strict: a float is not an integer, a boolean not a number."""
+
+    studio: _Studio = msgspec.field(default_factory=_Studio)
+    store: _Store = msgspec.field(default_factory=_Store)
+    recorder: _Recorder = msgspec.field(default_factory=_Recorder)
+    metrics: _Metrics = msgspec.field(default_factory=_Metrics)
 
 
 def config_path_from(option: str | os.PathLike[str] | None, env: Mapping[str, str]) -> Path:
@@ -206,25 +249,20 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
 
 def parse_config(document: Mapping[str, Any], env: Mapping[str, str], path: Path) -> Settings:
     """Validate an already-parsed TOML document (see :func:`load_config`)."""
-    for section, value in document.items():
-        if section not in _SECTIONS:
-            raise ConfigError(f"{path}: unknown section [{section}]")
-        if not isinstance(value, dict):
-            raise ConfigError(f"{path}: [{section}] must be a table")
-        for key in value:
-            if key not in _SECTIONS[section]:
-                raise ConfigError(f"{path}: unknown key [{section}] {key}")
-    reader = _Reader(path, document)
-    studio = _studio(reader, env, path)
+    try:
+        config = msgspec.convert(document, _Document)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(f"{path}: {_in_our_words(str(exc), document)}") from None
+    try:
+        studio = _studio(config.studio, env, path.parent)
+        store, recorder = _store(config.store), _recorder(config.recorder)
+        metrics = _metrics(config.metrics)
+    except _Invalid as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    credentials_dir = env.get(CREDENTIALS_DIR_ENV)
+    warnings = _permission_warnings(path, studio.client_secret_file, credentials_dir)
     return Settings(
-        studio=studio,
-        store=_store(reader),
-        recorder=_recorder(reader),
-        metrics=_metrics(reader),
-        path=path,
-        warnings=_permission_warnings(
-            path, studio.client_secret_file, env.get(CREDENTIALS_DIR_ENV)
-        ),
+        studio=studio, store=store, recorder=recorder, metrics=metrics, path=path, warnings=warnings
     )
 
 
@@ -246,19 +284,15 @@ def _permission_warnings(
     service can read it there, and the configuration must stay readable by the service's
     (dynamic) user.
     """
-    if secret_file is None:
-        return ()
-    if credentials_dir and secret_file.is_relative_to(credentials_dir):
+    if secret_file is None or (credentials_dir and secret_file.is_relative_to(credentials_dir)):
         return ()
     warnings = []
-    mode = _group_or_other_mode(path)
-    if mode is not None:
+    if (mode := _group_or_other_mode(path)) is not None:
         warnings.append(
             f"{path} is readable by group/others (mode {mode:04o}) and names a "
             f"client_secret_file: restrict it with chmod 600"
         )
-    mode = _group_or_other_mode(secret_file)
-    if mode is not None:
+    if (mode := _group_or_other_mode(secret_file)) is not None:
         warnings.append(
             f"{secret_file} ([studio] client_secret_file) is readable by group/others "
             f"(mode {mode:04o}): restrict it with chmod 600"
@@ -266,53 +300,47 @@ def _permission_warnings(
     return tuple(warnings)
 
 
-class _Reader:
-    """Typed access to ``document[section][key]`` with errors that name the key."""
-
-    def __init__(self, path: Path, document: Mapping[str, Any]) -> None:
-        self.path = path
-        self.document = document
-
-    def fail(self, section: str, key: str, problem: str) -> ConfigError:
-        return ConfigError(f"{self.path}: [{section}] {key} {problem}")
-
-    def get(self, section: str, key: str) -> Any:
-        return self.document.get(section, {}).get(key)
-
-    def string(self, section: str, key: str, default: str | None) -> str | None:
-        value = self.get(section, key)
-        if value is None:
-            return default
-        if not isinstance(value, str):
-            raise self.fail(section, key, f"must be a string (got {_kind(value)})")
-        return value
-
-    def number(self, section: str, key: str, default: float, *, minimum: float) -> float:
-        value = self.get(section, key)
-        if value is None:
-            return default
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise self.fail(section, key, f"must be a number (got {_kind(value)})")
-        if not math.isfinite(value):
-            raise self.fail(section, key, f"must be finite (got {value})")
-        if value < minimum:
-            raise self.fail(section, key, f"must be at least {minimum:g} (got {value:g})")
-        return float(value)
-
-    def integer(self, section: str, key: str, default: int, *, minimum: int) -> int:
-        value = self.get(section, key)
-        if value is None:
-            return default
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise self.fail(section, key, f"must be an integer (got {_kind(value)})")
-        if value < minimum:
-            raise self.fail(section, key, f"must be at least {minimum} (got {value})")
-        return value
+class _Invalid(Exception):
+    """``[section] key problem``: a value its type allows but its meaning does not."""
 
 
-def _kind(value: object) -> str:
-    return {str: "a string", bool: "a boolean", int: "an integer", float: "a number",
-            list: "an array", dict: "a table"}.get(type(value), type(value).__name__)  # fmt: skip
+_KINDS: Final = {"str": "a string", "bool": "a boolean", "int": "an integer",
+                 "float": "a number", "array": "an array", "object": "a table"}  # fmt: skip
+
+
+def _in_our_words(message: str, document: Mapping[str, Any]) -> str:
+    """msgspec's ``Expected `int` >= 1 - at `$.recorder.batch_max_rows``` in this module's words.
+
+    msgspec says what it expected and where; the value shown is looked up in ``document``.
+    A message of a shape not foreseen here is passed on as it is.
+    """
+    problem, at, where = message.rpartition(" - at `$")
+    if not at:
+        problem, where = message, "`"
+    located = re.fullmatch(r"(?:\.(\w+))?(?:\.(\w+))?(?:\[(\d+)\])?`", where)
+    if located is None:
+        return message
+    section, key, index = located.groups()
+    if unknown := re.fullmatch(r"Object contains unknown field `(.*)`", problem):
+        name = unknown[1]
+        return f"unknown key [{section}] {name}" if section else f"unknown section [{name}]"
+    if key is None:
+        return f"[{section}] must be a table"
+    if key == "accounts":  # words of its own, for the array and for its entries
+        if index is None:
+            return "[studio] accounts must be a non-empty array of strings"
+        entry = document[section][key][int(index)]
+        return f"[studio] accounts entries must be non-empty strings (got {entry!r})"
+    if wrong := re.fullmatch(r"Expected `(\w+)[^`]*`, got `(\w+)`", problem):
+        expected, got = (_KINDS.get(kind, kind) for kind in wrong.groups())
+        return f"[{section}] {key} must be {expected} (got {got})"
+    value = document[section][key]
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"[{section}] {key} must be finite (got {value})"
+    if below := re.fullmatch(r"Expected `(\w+)` >= (\S+)", problem):
+        shown = f"{value:g}" if below[1] == "float" else value
+        return f"[{section}] {key} must be at least {float(below[2]):g} (got {shown})"
+    return message
 
 
 def is_loopback_host(host: str | None) -> bool:
@@ -327,115 +355,80 @@ def is_loopback_host(host: str | None) -> bool:
         return False
 
 
-def _checked_url(reader: _Reader, key: str, url: str, secure: str, plain: str) -> str:
+def _checked_url(key: str, url: str, secure: str, plain: str) -> str:
     parts = urlsplit(url)
     if parts.scheme == secure and parts.hostname:
         return url
     if parts.scheme == plain and parts.hostname:
         if is_loopback_host(parts.hostname):
             return url
-        raise reader.fail(
-            "studio", key, f"uses {plain}:// for a non-loopback host; use {secure}:// ({url})"
+        raise _Invalid(
+            f"[studio] {key} uses {plain}:// for a non-loopback host; use {secure}:// ({url})"
         )
-    raise reader.fail("studio", key, f"must be a {secure}:// URL (got {url!r})")
+    raise _Invalid(f"[studio] {key} must be a {secure}:// URL (got {url!r})")
 
 
-def _studio(reader: _Reader, env: Mapping[str, str], path: Path) -> StudioSettings:
-    url = reader.string("studio", "url", None)
-    environment = reader.string("studio", "environment", None)
+def _studio(studio: _Studio, env: Mapping[str, str], directory: Path) -> StudioSettings:
+    """Relative file names are looked up in ``directory``, the config file's."""
+    url, environment = studio.url, studio.environment
     if url is not None and environment is not None:
-        raise reader.fail("studio", "environment", "cannot be combined with [studio] url")
+        raise _Invalid("[studio] environment cannot be combined with [studio] url")
     if url is None:
         environment = environment or "production"
         if environment not in ENVIRONMENT_URLS:
             names = " or ".join(repr(name) for name in ENVIRONMENT_URLS)
-            raise reader.fail("studio", "environment", f"must be {names} (got {environment!r})")
+            raise _Invalid(f"[studio] environment must be {names} (got {environment!r})")
         url = ENVIRONMENT_URLS[environment]
-    url = _checked_url(reader, "url", url, "wss", "ws")
-    token_url = reader.string("studio", "token_url", DEFAULT_TOKEN_URL) or DEFAULT_TOKEN_URL
-    token_url = _checked_url(reader, "token_url", token_url, "https", "http")
-    audience = reader.string("studio", "audience", DEFAULT_AUDIENCE) or DEFAULT_AUDIENCE
+    url = _checked_url("url", url, "wss", "ws")
+    token_url = _checked_url("token_url", studio.token_url or DEFAULT_TOKEN_URL, "https", "http")
 
-    accounts = reader.get("studio", "accounts")
+    accounts = studio.accounts
     if accounts is None:
-        raise reader.fail("studio", "accounts", "is missing: list the account ids to record")
-    if not isinstance(accounts, list) or not accounts:
-        raise reader.fail("studio", "accounts", "must be a non-empty array of strings")
+        raise _Invalid("[studio] accounts is missing: list the account ids to record")
     for account in accounts:
-        if not isinstance(account, str) or not account.strip() or account != account.strip():
-            raise reader.fail(
-                "studio", "accounts", f"entries must be non-empty strings (got {account!r})"
-            )
+        if not account or account != account.strip():
+            raise _Invalid(f"[studio] accounts entries must be non-empty strings (got {account!r})")
     if len(set(accounts)) != len(accounts):
-        raise reader.fail("studio", "accounts", "lists an account twice")
+        raise _Invalid("[studio] accounts lists an account twice")
 
-    client_id = env.get(CLIENT_ID_ENV) or reader.string("studio", "client_id", None)
-    secret = Secret(env[CLIENT_SECRET_ENV]) if env.get(CLIENT_SECRET_ENV) else None
-    secret_file = _client_secret_file(reader, env, path)
-    ca_file = reader.string("studio", "ca_file", None)
-    ca_path = None
-    if ca_file:
-        ca_path = (path.parent / ca_file) if not Path(ca_file).is_absolute() else Path(ca_file)
-        if not ca_path.is_file():
-            raise reader.fail("studio", "ca_file", f"does not name a readable file ({ca_path})")
+    # An absolute name stays as it is; the secret file is not read here (require_credentials).
+    ca_file = directory / studio.ca_file if studio.ca_file else None
+    if ca_file and not ca_file.is_file():
+        raise _Invalid(f"[studio] ca_file does not name a readable file ({ca_file})")
+    secret_directory = Path(env.get(CREDENTIALS_DIR_ENV) or directory)
+    secret_file = studio.client_secret_file
     return StudioSettings(
-        url=url, token_url=token_url, audience=audience, client_id=client_id or None,
-        client_secret=secret, accounts=tuple(accounts), ca_file=ca_path,
-        client_secret_file=secret_file,
-    )  # fmt: skip
+        url=url,
+        token_url=token_url,
+        audience=studio.audience or DEFAULT_AUDIENCE,
+        client_id=env.get(CLIENT_ID_ENV) or studio.client_id or None,
+        client_secret=Secret(env[CLIENT_SECRET_ENV]) if env.get(CLIENT_SECRET_ENV) else None,
+        accounts=accounts,
+        ca_file=ca_file,
+        client_secret_file=secret_directory / secret_file if secret_file else None,
+    )
 
 
-def _client_secret_file(reader: _Reader, env: Mapping[str, str], path: Path) -> Path | None:
-    """Where ``[studio] client_secret_file`` points (not read here: see require_credentials)."""
-    name = reader.string("studio", "client_secret_file", None)
-    if not name:
-        return None
-    secret_path = Path(name)
-    if not secret_path.is_absolute():
-        base = env.get(CREDENTIALS_DIR_ENV)
-        secret_path = Path(base) / name if base else path.parent / name
-    return secret_path
-
-
-def _store(reader: _Reader) -> StoreSettings:
-    url = reader.string("store", "url", DEFAULT_STORE_URL) or DEFAULT_STORE_URL
+def _store(store: _Store) -> StoreSettings:
+    url = store.url or DEFAULT_STORE_URL
     try:
         make_url(url)
     except ArgumentError:
-        raise reader.fail("store", "url", "is not a SQLAlchemy database URL") from None
+        raise _Invalid("[store] url is not a SQLAlchemy database URL") from None
     return StoreSettings(url=url)
 
 
-def _recorder(reader: _Reader) -> RecorderSettings:
-    defaults = RecorderSettings()
-    tz_name = reader.string("recorder", "trading_day_timezone", defaults.trading_day_timezone)
-    assert tz_name is not None
+def _recorder(recorder: _Recorder) -> RecorderSettings:
+    name = recorder.trading_day_timezone
     try:
-        zone(tz_name)
+        zone(name)
     except UnknownZone:
-        raise reader.fail(
-            "recorder", "trading_day_timezone", f"is not an IANA time zone (got {tz_name!r})"
+        raise _Invalid(
+            f"[recorder] trading_day_timezone is not an IANA time zone (got {name!r})"
         ) from None
-    settings = RecorderSettings(
-        trading_day_timezone=tz_name,
-        liveness_timeout_s=reader.number("recorder", "liveness_timeout_s",
-                                         defaults.liveness_timeout_s, minimum=0.1),
-        subscribe_timeout_s=reader.number("recorder", "subscribe_timeout_s",
-                                          defaults.subscribe_timeout_s, minimum=0.1),
-        backoff_initial_s=reader.number("recorder", "backoff_initial_s",
-                                        defaults.backoff_initial_s, minimum=0.01),
-        backoff_max_s=reader.number("recorder", "backoff_max_s",
-                                    defaults.backoff_max_s, minimum=0.01),
-        batch_max_rows=reader.integer("recorder", "batch_max_rows",
-                                      defaults.batch_max_rows, minimum=1),
-        batch_max_delay_ms=reader.number("recorder", "batch_max_delay_ms",
-                                         defaults.batch_max_delay_ms, minimum=0),
-        queue_max_frames=reader.integer("recorder", "queue_max_frames",
-                                        defaults.queue_max_frames, minimum=1),
-    )  # fmt: skip
-    if settings.backoff_max_s < settings.backoff_initial_s:
-        raise reader.fail("recorder", "backoff_max_s", "must not be below backoff_initial_s")
-    return settings
+    if recorder.backoff_max_s < recorder.backoff_initial_s:
+        raise _Invalid("[recorder] backoff_max_s must not be below backoff_initial_s")
+    return RecorderSettings(**msgspec.structs.asdict(recorder))
 
 
 def _split_listen(listen: str) -> tuple[str, int]:
@@ -445,14 +438,13 @@ def _split_listen(listen: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-def _metrics(reader: _Reader) -> MetricsSettings:
-    listen = reader.string("metrics", "listen", DEFAULT_METRICS_LISTEN)
-    assert listen is not None
+def _metrics(metrics: _Metrics) -> MetricsSettings:
+    listen = metrics.listen
     if listen:
         try:
             _split_listen(listen)
         except ValueError:
-            raise reader.fail(
-                "metrics", "listen", f"must be HOST:PORT or empty to disable (got {listen!r})"
+            raise _Invalid(
+                f"[metrics] listen must be HOST:PORT or empty to disable (got {listen!r})"
             ) from None
     return MetricsSettings(listen=listen)
