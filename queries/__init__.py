@@ -14,8 +14,9 @@ from __future__ import annotations
 
 from recorder import __version__
 
-from .audit import audit, render_audit
+from .audit import audit, audit_source, render_audit
 from .contract import CONNECTION_LOG_SCHEMA, EVENTS_SCHEMA
+from .datasource import DataSource
 from .duck import Workspace, open_export, open_store
 from .errors import QueryError
 from .export import export_day
@@ -45,6 +46,7 @@ __all__ = [
     "VIEWS",
     "AccountEntry",
     "ChainCheck",
+    "DataSource",
     "ExportDir",
     "FileEntry",
     "Manifest",
@@ -55,6 +57,7 @@ __all__ = [
     "Workspace",
     "__version__",
     "audit",
+    "audit_source",
     "export_day",
     "gaps",
     "has_sequence_gaps",
