@@ -16,10 +16,13 @@ import trio
 import trio.testing
 
 from recorder.auth import TokenSource
+from recorder.backoff import Backoff
 from recorder.config import Secret
+from recorder.connection import default_connect
+from recorder.context import AccountContext, SessionSettings
 from recorder.envelope import ACK_TYPE
 from recorder.records import FrameRecord, LogRecord, Record
-from recorder.session import SessionSettings, default_connect, run_session
+from recorder.session import run_session
 from recorder.simulator import SimConfig, Simulator
 from recorder.simulator.config import DEFAULT_AUDIENCE
 from recorder.state import AccountState
@@ -73,13 +76,16 @@ async def test_an_ack_that_waited_for_the_writer_past_the_subscribe_timeout_subs
 
             async def session() -> None:
                 await run_session(
-                    account,
-                    settings,
-                    tokens,
-                    sink,
-                    TradingDayCache(ZoneInfo("America/New_York")),
-                    connect=default_connect(None),
-                    shutdown=shutdown,
+                    AccountContext(
+                        account=account,
+                        session=settings,
+                        tokens=tokens,
+                        sink=sink,
+                        trading_day=TradingDayCache(ZoneInfo("America/New_York")),
+                        connect=default_connect(None),
+                        shutdown=shutdown,
+                        backoff=Backoff(1.0, 60.0),
+                    )
                 )
 
             nursery.start_soon(session)
