@@ -255,8 +255,7 @@ class _Conversation:
                 await self._flush()
                 self.last_rx = trio.current_time()
                 envelope, self._pending_envelope = self._pending_envelope, None
-                if envelope is not None:  # a frame, received in time: act on it whole
-                    self._count(envelope)
+                if envelope is not None:  # a frame, received (and counted) in time: act on it
                     await self._act_on(envelope)
                 continue
             now = trio.current_time()
@@ -315,6 +314,15 @@ class _Conversation:
                     raw,
                 ),
             )
+            # Counted as received, before the hand-off: a frame whose hand-off waits (and
+            # may be finished late by run()) counts with its own receipt time all the same.
+            self.frames += 1
+            account.frames += 1
+            by_type[msg_type] += 1
+            account.last_frame_ns = received_at_ns
+            if sequence is not None:
+                account.last_sequence = sequence
+                account.live_sequence_gaps = tracker.live_holes
             try:
                 send_nowait(record)  # enqueued, or WouldBlock and nothing enqueued
             except trio.WouldBlock:
@@ -323,27 +331,9 @@ class _Conversation:
                 self._pending_envelope = envelope
                 await emit(record)
                 self._pending_envelope = None
-            self.frames += 1
-            account.frames += 1
-            by_type[msg_type] += 1
-            account.last_frame_ns = received_at_ns
-            if sequence is not None:
-                account.last_sequence = sequence
-                account.live_sequence_gaps = tracker.live_holes
             if msg_type is None or msg_type in _ROUTINE:
                 continue
             await self._act_on(envelope)
-
-    def _count(self, envelope: Envelope) -> None:
-        """The loop's per-frame counters, for a frame it handed over late (rare)."""
-        account = self.account
-        self.frames += 1
-        account.frames += 1
-        account.frames_by_type[envelope.msg_type] += 1
-        account.last_frame_ns = time.time_ns()
-        if envelope.sequence is not None:
-            account.last_sequence = envelope.sequence
-            account.live_sequence_gaps = self.tracker.live_holes
 
     async def _act_on(self, envelope: Envelope) -> None:
         """What a frame that is not routine means for the session (ack, replay end, notice)."""
