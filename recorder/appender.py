@@ -120,7 +120,7 @@ class Appender:
             if previous is None:
                 previous = bytes.fromhex(self.head(account))
             digest = sha256(previous)
-            digest.update(canonical_frame(*frame))
+            digest.update(canonical_frame(frame))
             current = heads[account] = digest.digest()
             rows.append((*frame, current.hex()))
         return rows, {account: head.hex() for account, head in heads.items()}

@@ -33,6 +33,8 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from .records import FrameRecord
+
 GENESIS_HASH = "0" * 64
 ENCODING_TAG = b"srec1"
 
@@ -105,19 +107,9 @@ def _middle(msg_type: str | None, trading_day: dt.date, replayed: bool, raw_kind
     return kind + _text(trading_day.isoformat()) + (b"T" if replayed else b"F") + _text(raw_kind)
 
 
-def canonical_frame(
-    account_id: str,
-    session_id: str,
-    received_at_ns: int,
-    server_ts_ms: int | None,
-    sequence: int | None,
-    msg_type: str | None,
-    trading_day: dt.date,
-    replayed: bool,
-    raw_kind: str,
-    raw: str,
-) -> bytes:
-    """:func:`canonical_bytes` of a row given field by field, in :data:`CHAIN_FIELDS` order.
+def canonical_frame(frame: FrameRecord) -> bytes:
+    """:func:`canonical_bytes` of a frame's row, its fields given in :data:`CHAIN_FIELDS`
+    order (a :class:`~recorder.records.FrameRecord`, or any tuple of the same shape).
 
     The writer's fast path (a few times quicker than the generic encoder): the
     encodings of the fields shared by most frames of a session (account, session,
@@ -125,6 +117,18 @@ def canonical_frame(
     test suite checks on random rows. Raises struct.error for an integer outside
     64 bits.
     """
+    (
+        account_id,
+        session_id,
+        received_at_ns,
+        server_ts_ms,
+        sequence,
+        msg_type,
+        trading_day,
+        replayed,
+        raw_kind,
+        raw,
+    ) = frame
     data = raw.encode("utf-8")
     return b"".join(
         (
