@@ -37,7 +37,6 @@ from .dberrors import db_error_line
 from .demo import run_demo
 from .errors import ConfigError, RecorderError
 from .logs import LogFormat, setup_logging
-from .notify import Notifier
 from .runtime import run_recorder
 from .simulator import run_simulator
 from .state import RecorderState
@@ -45,7 +44,7 @@ from .status import store_status
 from .store import open_engine, safe_url
 from .systemd import DEFAULT_CONFIG as DEFAULT_UNIT_CONFIG
 from .systemd import DEFAULT_SECRET as DEFAULT_UNIT_SECRET
-from .systemd import render_unit
+from .systemd import Notifier, render_unit
 from .texttable import table
 
 PROG = "studio-recorder"

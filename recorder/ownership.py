@@ -5,8 +5,9 @@ accounts, possibly overlapping for standby). An account is recorded only by the
 instance holding its PostgreSQL advisory lock, taken on a dedicated connection
 that lives as long as the instance: when that instance dies, its connection
 closes, the lock is released, and a standing-by instance takes over within one
-poll interval. If the lock connection itself is lost, the instance stops its
-sessions for those accounts and tries to win them back.
+poll interval. The owner checks its lock connection as often (:meth:`Ownership.watch`);
+if it is lost, each of its accounts' :meth:`Ownership.lost` event is set, which stops
+that account's session, and the instance tries to win the accounts back.
 
 The chain is protected independently of ownership: the appender takes a
 transaction-level advisory lock per account and re-reads the chain head inside
@@ -37,6 +38,8 @@ log = logging.getLogger(__name__)
 
 #: How often a standing-by instance retries an account's lock, and the owner checks its lock.
 OWNERSHIP_POLL_S: Final = 5.0
+#: The ``closed`` detail of a session stopped because its account's ownership was lost.
+OWNERSHIP_LOST_DETAIL: Final = "ownership lost: the lock connection to the store failed"
 #: Advisory locks are per database, not per schema: the key names the schema the store lives
 #: in, so two stores in one database (two deployments, or parallel test runs) never block each
 #: other. (The appender's per-batch chain lock is not namespaced: a collision there only
@@ -57,21 +60,47 @@ class Ownership:
     #: then False means "unknown", not "another instance owns it".
     unavailable: str | None = None
 
+    def __init__(self) -> None:
+        self._lost: dict[str, trio.Event] = {}
+
     async def acquire(self, account_id: str) -> bool:
         return True
+
+    def lost(self, account_id: str) -> trio.Event:
+        """Set when the ownership of ``account_id`` won by the last :meth:`acquire` is lost.
+
+        Ask right after a successful :meth:`acquire`, with no checkpoint in between:
+        winning the account again gives a fresh event, and an event asked for after a
+        loss that nobody has won back yet is already set.
+        """
+        return self._lost.setdefault(account_id, trio.Event())
 
     async def check(self) -> set[str]:
         """Accounts whose ownership was lost since the last check (none here)."""
         return set()
 
+    async def watch(self) -> None:
+        """:meth:`check` every :data:`OWNERSHIP_POLL_S` until cancelled."""
+        while True:
+            await trio.sleep(OWNERSHIP_POLL_S)
+            await self.check()
+
     async def close(self) -> None:
         return None
+
+    def _won(self, account_id: str) -> None:
+        self._lost[account_id] = trio.Event()
+
+    def _lose(self, accounts: set[str]) -> None:
+        for account_id in accounts:
+            self.lost(account_id).set()
 
 
 class PostgresOwnership(Ownership):
     """Per-account advisory locks on one dedicated PostgreSQL connection."""
 
     def __init__(self, engine: Engine) -> None:
+        super().__init__()
         self.engine = engine
         self._conn: Connection | None = None
         self._held: set[str] = set()
@@ -96,6 +125,7 @@ class PostgresOwnership(Ownership):
             self.unavailable = None
             if won:
                 self._held.add(account_id)
+                self._won(account_id)
             return won
 
     def _try_lock(self, account_id: str) -> bool:
@@ -104,6 +134,8 @@ class PostgresOwnership(Ownership):
         return bool(self._conn.execute(_LOCK_SQL, {"key": ownership_key(account_id)}).scalar())
 
     async def check(self) -> set[str]:
+        """Ping the lock connection; if it failed, every account it held is lost: its
+        :meth:`lost` event is set and the accounts are returned."""
         async with self._lock:
             if not self._held:
                 return set()
@@ -119,6 +151,7 @@ class PostgresOwnership(Ownership):
                     extra={"event": "ownership-lost"},
                 )
                 await trio.to_thread.run_sync(self._drop_connection)
+                self._lose(lost)
                 return lost
             return set()
 

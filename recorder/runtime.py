@@ -25,16 +25,16 @@ from .appender import Appender
 from .auth import TokenSource
 from .backoff import Backoff
 from .config import Settings
+from .connection import Connect, default_connect
+from .context import AccountContext, SessionSettings, Sink
 from .errors import RecorderError
 from .metrics import MetricsServer, build_registry
-from .notify import Notifier
-from .ownership import OWNERSHIP_POLL_S, Ownership, ownership_for
+from .ownership import Ownership, ownership_for
 from .records import Record
-from .service import notify_systemd
-from .session import Connect, SessionSettings, default_connect
-from .state import AccountState, RecorderState
+from .state import RecorderState
 from .store import open_engine
-from .supervisor import SupervisorSettings, supervise_account
+from .supervisor import supervise_account
+from .systemd import Notifier, notify_systemd
 from .tradingday import TradingDayCache
 from .writer import Writer
 
@@ -75,7 +75,6 @@ class Recorder:
     all_attempted: trio.Event = field(default_factory=trio.Event)
     metrics_port: int | None = None
     ownership: Ownership = field(default_factory=Ownership)
-    sessions: dict[str, trio.CancelScope] = field(default_factory=dict)
 
     def shutdown(self) -> None:
         """Stop reading, close every connection, commit what was read, then return."""
@@ -100,16 +99,15 @@ async def run_recorder(
     credentials are missing. Collaborators (engine, token source, connect
     function) can be passed in; by default they come from ``settings``.
     """
-    context = ssl_context_for(settings)
-    tokens = tokens or token_source_for(settings, context)
-    connect = connect or default_connect(context)
+    tls = ssl_context_for(settings)
+    tokens = tokens or token_source_for(settings, tls)
+    connect = connect or default_connect(tls)
     if engine is None:
         engine = open_engine(settings.store.url)
     await trio.to_thread.run_sync(migrate.require_schema, engine)
 
     r = settings.recorder
     state = RecorderState.for_accounts(settings.studio.accounts)
-    recorder = Recorder(state, tokens)
     send, receive = trio.open_memory_channel[Record](r.queue_max_frames)
     state.queue_depth = lambda: send.statistics().current_buffer_used
     state.queue_capacity = r.queue_max_frames
@@ -131,21 +129,18 @@ async def run_recorder(
         if file_lock is not None:
             file_lock.release()
         raise
-    recorder.metrics_port = metrics.port if metrics else None
-    recorder.ownership = ownership
+    port = metrics.port if metrics else None
+    recorder = Recorder(state, tokens, metrics_port=port, ownership=ownership)
+    accounts = _account_contexts(settings, recorder, connect, send, rng)
     try:
         await _run(
-            settings,
-            state,
             recorder,
-            tokens,
-            connect,
-            send,
             writer,
-            handle_signals,
-            notifier,
-            rng,
-            task_status,
+            send,
+            accounts,
+            handle_signals=handle_signals,
+            notifier=notifier,
+            task_status=task_status,
         )
     finally:
         with trio.CancelScope(shield=True):
@@ -179,26 +174,42 @@ def start_metrics(
     return server
 
 
-async def _run(
+def _account_contexts(
     settings: Settings,
-    state: RecorderState,
     recorder: Recorder,
-    tokens: TokenSource,
     connect: Connect,
-    send: trio.MemorySendChannel[Record],
+    sink: Sink,
+    rng: random.Random | None,
+) -> list[AccountContext]:
+    """One context per configured account, in configuration order."""
+    r = settings.recorder
+    session = SessionSettings(settings.studio.url, r.subscribe_timeout_s, r.liveness_timeout_s)
+    return [
+        AccountContext(
+            account=recorder.state.accounts[account_id],
+            session=session,
+            tokens=recorder.tokens,
+            sink=sink,
+            trading_day=TradingDayCache(r.tz),
+            connect=connect,
+            shutdown=recorder.shutdown_requested,
+            backoff=Backoff(r.backoff_initial_s, r.backoff_max_s, rng),
+            ownership=recorder.ownership,
+        )
+        for account_id in settings.studio.accounts
+    ]
+
+
+async def _run(
+    recorder: Recorder,
     writer: Writer,
+    send: trio.MemorySendChannel[Record],
+    accounts: list[AccountContext],
+    *,
     handle_signals: bool,
     notifier: Notifier | None,
-    rng: random.Random | None,
     task_status: trio.TaskStatus[Recorder],
 ) -> None:
-    r = settings.recorder
-    supervision = SupervisorSettings(
-        SessionSettings(settings.studio.url, r.subscribe_timeout_s, r.liveness_timeout_s),
-        r.backoff_initial_s,
-        r.backoff_max_s,
-    )
-
     async with trio.open_nursery() as nursery:
         nursery.start_soon(writer.run, name="writer")
         if handle_signals:
@@ -206,7 +217,7 @@ async def _run(
         if notifier is not None and notifier.enabled:
             nursery.start_soon(
                 notify_systemd,
-                state,
+                recorder.state,
                 notifier,
                 recorder.all_attempted,
                 recorder.shutdown_requested,
@@ -214,34 +225,28 @@ async def _run(
             )
         reading = trio.CancelScope()
         nursery.start_soon(_cancel_on_shutdown, recorder, reading, name="shutdown-watch")
-        nursery.start_soon(_watch_ownership, recorder, name="ownership-watch")
+        # A lost ownership lock sets the account's Ownership.lost() event: its supervisor
+        # stops the session.
+        nursery.start_soon(recorder.ownership.watch, name="ownership-watch")
         with reading:
-            async with send, trio.open_nursery() as accounts:
-                attempts = []
-                for account_id in settings.studio.accounts:
-                    attempted = trio.Event()
-                    attempts.append(attempted)
-                    accounts.start_soon(
-                        _supervise,
-                        state.accounts[account_id],
-                        supervision,
-                        tokens,
-                        send.clone(),
-                        TradingDayCache(r.tz),
-                        connect,
-                        recorder,
-                        attempted,
-                        rng,
-                        name=f"account {account_id}",
+            # ``send`` is every account's sink: closed once they all stopped, it tells the
+            # writer that nothing more will come.
+            async with send, trio.open_nursery() as supervisors:
+                for context in accounts:
+                    supervisors.start_soon(
+                        supervise_account, context, name=f"account {context.account.account_id}"
                     )
                 log.info(
                     "recording %d accounts",
-                    len(attempts),
-                    extra={"event": "started", "accounts": list(settings.studio.accounts)},
+                    len(accounts),
+                    extra={
+                        "event": "started",
+                        "accounts": [context.account.account_id for context in accounts],
+                    },
                 )
                 task_status.started(recorder)
-                for attempted in attempts:
-                    await attempted.wait()
+                for context in accounts:
+                    await context.first_attempt.wait()
                 recorder.all_attempted.set()
         # Reading has stopped and every sender is closed: the writer drains and returns.
         with trio.move_on_after(SHUTDOWN_WRITER_GRACE_S) as grace:
@@ -253,46 +258,6 @@ async def _run(
                 SHUTDOWN_WRITER_GRACE_S,
             )
         nursery.cancel_scope.cancel()
-
-
-async def _supervise(
-    account_state: AccountState,
-    supervision: SupervisorSettings,
-    tokens: TokenSource,
-    send: trio.MemorySendChannel[Record],
-    trading_day: TradingDayCache,
-    connect: Connect,
-    recorder: Recorder,
-    attempted: trio.Event,
-    rng: random.Random | None,
-) -> None:
-    async with send:
-        await supervise_account(
-            account_state,
-            supervision,
-            tokens,
-            send,
-            trading_day,
-            connect=connect,
-            shutdown=recorder.shutdown_requested,
-            first_attempt=attempted,
-            rng=rng,
-            ownership=recorder.ownership,
-            sessions=recorder.sessions,
-        )
-
-
-async def _watch_ownership(recorder: Recorder) -> None:
-    """Stop the sessions of accounts whose ownership lock was lost."""
-    while True:
-        await trio.sleep(OWNERSHIP_POLL_S)
-        for account_id in await recorder.ownership.check():
-            recorder.state.accounts[
-                account_id
-            ].stop_reason = "ownership lost: the lock connection to the store failed"
-            scope = recorder.sessions.get(account_id)
-            if scope is not None:
-                scope.cancel()
 
 
 async def _cancel_on_shutdown(recorder: Recorder, reading: trio.CancelScope) -> None:

@@ -13,24 +13,17 @@ from __future__ import annotations
 
 import json
 import logging
-import ssl
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
-from typing import Final, Literal, Protocol
-from urllib.parse import urlsplit
+from typing import Final, Literal
 
 import trio
-from trio_websocket import (
-    ConnectionClosed,
-    HandshakeError,
-    WebSocketConnection,
-    open_websocket_url,
-)
+from trio_websocket import ConnectionClosed, HandshakeError, WebSocketConnection
 
-from .auth import Token, TokenSource
+from .auth import Token
+from .connection import DISCONNECT_TIMEOUT_S, describe_error, queued_messages
+from .context import AccountContext
 from .envelope import (
     ACK_TYPE,
     ERROR_NOTICE_TYPE,
@@ -41,21 +34,12 @@ from .envelope import (
     parse_envelope,
     storable_text,
 )
+from .ownership import OWNERSHIP_LOST_DETAIL
 from .records import FrameRecord, LogRecord, Record
 from .replay import ReplayTracker
-from .state import AccountState
-from .tradingday import TradingDayCache
 
 log = logging.getLogger(__name__)
 
-#: Largest frame accepted (larger ones close the connection with 1009 and are logged).
-MAX_FRAME_BYTES: Final = 64 * 1024 * 1024
-RECEIVE_BUFFER_BYTES: Final = 64 * 1024
-#: Messages trio-websocket may hold for a session that is busy (its default is 1, which
-#: wakes the reading task once per message). Memory: at most this many frames.
-MESSAGE_QUEUE_SIZE: Final = 64
-CONNECT_TIMEOUT_S: Final = 20.0
-DISCONNECT_TIMEOUT_S: Final = 3.0
 #: How long shutdown waits to record a session's ``closed`` row and close its socket.
 SHUTDOWN_GRACE_S: Final = 5.0
 
@@ -66,108 +50,6 @@ PROTOCOL_ERROR_CLOSE_CODES: Final = frozenset({1002, 1007, 1009})
 Ending = Literal[
     "server-close", "liveness-timeout", "subscribe-timeout", "rejected", "error", "shutdown"
 ]
-
-
-class Sink(Protocol):
-    """Where records go: the writer's channel (``trio.MemorySendChannel``).
-
-    ``send_nowait`` enqueues or raises ``trio.WouldBlock`` when the channel is full
-    (never both); frames go through it first, so a frame costs no trip through the
-    scheduler unless the writer is behind and backpressure has to wait.
-    """
-
-    async def send(self, value: Record, /) -> None: ...
-
-    def send_nowait(self, value: Record, /) -> None: ...
-
-
-Connect = Callable[[str], AbstractAsyncContextManager[WebSocketConnection]]
-
-
-class TlsHandshakeError(OSError):
-    """The TLS handshake with the WebSocket server failed (e.g. its certificate does not
-    verify). An OSError, so the supervisor retries it with backoff like any connect failure."""
-
-
-async def check_tls(url: str, ssl_context: ssl.SSLContext | None) -> None:
-    """Complete a TLS handshake with ``url``'s server on a throwaway connection.
-
-    trio-websocket reports a failed TLS handshake (an untrusted certificate, a wrong
-    host name) only as a bare ``ConnectionTimeout`` once its connect timeout has run
-    out (python-trio/trio-websocket#199): the reason is lost and the failure is slow.
-    This pre-handshake fails at once and says why. Raises TlsHandshakeError (or OSError
-    when the server cannot be reached).
-    """
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    port = parts.port or 443
-    context = ssl_context or ssl.create_default_context()
-    try:
-        with trio.fail_after(CONNECT_TIMEOUT_S):
-            stream = await trio.open_ssl_over_tcp_stream(
-                host, port, ssl_context=context, https_compatible=True
-            )
-            try:
-                await stream.do_handshake()
-            finally:
-                await trio.aclose_forcefully(stream)
-    except trio.TooSlowError:
-        raise TlsHandshakeError(
-            f"TLS handshake with {host}:{port} timed out after {CONNECT_TIMEOUT_S:g} s"
-        ) from None
-    except trio.BrokenResourceError as exc:
-        cause = exc.__cause__
-        if isinstance(cause, ssl.SSLCertVerificationError):
-            reason = f"certificate verify failed: {cause.verify_message}"
-            hint = " (is [studio] ca_file set to the CA that signed it?)"
-        else:
-            reason = str(cause or exc) or type(exc).__name__
-            hint = ""
-        raise TlsHandshakeError(
-            f"TLS handshake with {host}:{port} failed: {reason}{hint}"
-        ) from None
-
-
-def default_connect(ssl_context: ssl.SSLContext | None) -> Connect:
-    """trio-websocket's client, with our limits; ``ssl_context`` for wss:// (None: defaults).
-
-    A wss:// connection is preceded by :func:`check_tls`, so that a certificate that
-    does not verify fails fast with its reason instead of hanging until the connect
-    timeout.
-    """
-
-    @asynccontextmanager
-    async def connect(url: str) -> AsyncIterator[WebSocketConnection]:
-        ws: WebSocketConnection | None = None
-        if url.startswith("wss:"):
-            await check_tls(url, ssl_context)
-        try:
-            async with open_websocket_url(
-                url,
-                ssl_context=ssl_context if url.startswith("wss:") else None,
-                max_message_size=MAX_FRAME_BYTES,
-                receive_buffer_size=RECEIVE_BUFFER_BYTES,
-                message_queue_size=MESSAGE_QUEUE_SIZE,
-                connect_timeout=CONNECT_TIMEOUT_S,
-                disconnect_timeout=DISCONNECT_TIMEOUT_S,
-            ) as ws:
-                yield ws
-        finally:
-            # trio-websocket 0.12 leaves the client's TCP stream open when the server
-            # closes first (its aclose() returns early once a close reason is set), which
-            # would leak one socket per reconnect. Close it ourselves.
-            stream = getattr(ws, "_stream", None)
-            if stream is not None:
-                await trio.aclose_forcefully(stream)
-
-    return connect
-
-
-@dataclass(frozen=True)
-class SessionSettings:
-    url: str
-    subscribe_timeout_s: float
-    liveness_timeout_s: float
 
 
 @dataclass(frozen=True)
@@ -200,31 +82,26 @@ class _Ended(Exception):
         self.detail = detail
 
 
-async def run_session(
-    account: AccountState,
-    settings: SessionSettings,
-    tokens: TokenSource,
-    sink: Sink,
-    trading_day: TradingDayCache,
-    *,
-    connect: Connect,
-    shutdown: trio.Event,
-    attempted: trio.Event | None = None,
-) -> SessionResult:
+async def run_session(context: AccountContext, *, lost: trio.Event | None = None) -> SessionResult:
     """Run one session to its end. Raises TokenUnavailable, HandshakeError or OSError
-    when no session could be opened (nothing recorded then but a log line)."""
-    token = await tokens.get()
+    when no session could be opened (nothing recorded then but a log line).
+
+    ``lost`` is the account's ownership-lost event, when its supervisor cancels the
+    session on it: a session cancelled after it was set says so in its ``closed`` row.
+    """
+    account = context.account
+    token = await context.tokens.get()
     session_id = new_session_id()
-    conversation = _Conversation(account, settings, tokens, token, sink, trading_day, session_id)
-    conversation.attempted = attempted
+    conversation = _Conversation(context, token, session_id)
     opened = False
     try:
-        async with connect(settings.url) as ws:
+        async with context.connect(context.session.url) as ws:
             opened = True
             account.connected = True
             account.session_id = session_id
             account.sessions += 1
-            await sink.send(LogRecord(session_id, account.account_id, time.time_ns(), "opened"))
+            opened_row = LogRecord(session_id, account.account_id, time.time_ns(), "opened")
+            await context.sink.send(opened_row)
             await conversation.run(ws)
     except _Ended as ended:
         conversation.end(ended.ending, ended.detail)
@@ -240,11 +117,14 @@ async def run_session(
         account.live_sequence_gaps_closed += conversation.tracker.live_holes
         account.live_sequence_gaps = 0
         if opened:
-            if shutdown.is_set() and conversation.ending in (None, "error"):
+            if context.shutdown.is_set() and conversation.ending in (None, "error"):
                 conversation.end("shutdown", "shutdown")
             elif conversation.ending is None:  # cancelled for another reason
-                conversation.end("shutdown", account.stop_reason or "cancelled")
-            await conversation.record_closed(shutdown)
+                stopped_by_loss = lost is not None and lost.is_set()
+                conversation.end(
+                    "shutdown", OWNERSHIP_LOST_DETAIL if stopped_by_loss else "cancelled"
+                )
+            await conversation.record_closed(context.shutdown)
     assert conversation.ending is not None
     return SessionResult(
         session_id,
@@ -258,23 +138,15 @@ async def run_session(
 class _Conversation:
     """The subscribe/read state of one session (kept apart so ``run_session`` stays readable)."""
 
-    def __init__(
-        self,
-        account: AccountState,
-        settings: SessionSettings,
-        tokens: TokenSource,
-        token: Token,
-        sink: Sink,
-        trading_day: TradingDayCache,
-        session_id: str,
-    ) -> None:
-        self.account = account
-        self.settings = settings
-        self.tokens = tokens
+    def __init__(self, context: AccountContext, token: Token, session_id: str) -> None:
+        self.account = context.account
+        self.settings = context.session
+        self.tokens = context.tokens
         self.token = token
-        self.sink = sink
-        self.trading_day = trading_day
+        self.sink = context.sink
+        self.trading_day = context.trading_day
         self.session_id = session_id
+        self.attempted = context.first_attempt  # set once the subscribe got its answer
         self.tracker = ReplayTracker()
         self.frames = 0
         self.subscribed_at: float | None = None
@@ -287,7 +159,6 @@ class _Conversation:
         # The envelope of the frame in ``_pending`` when its hand-off was cut short by a
         # deadline: acted upon once the frame is handed over (see run()).
         self._pending_envelope: Envelope | None = None
-        self.attempted: trio.Event | None = None  # set once the subscribe got its answer
 
     def subscribed_for_s(self) -> float:
         if self.subscribed_at is None:
@@ -384,8 +255,7 @@ class _Conversation:
                 await self._flush()
                 self.last_rx = trio.current_time()
                 envelope, self._pending_envelope = self._pending_envelope, None
-                if envelope is not None:  # a frame, received in time: act on it whole
-                    self._count(envelope)
+                if envelope is not None:  # a frame, received (and counted) in time: act on it
                     await self._act_on(envelope)
                 continue
             now = trio.current_time()
@@ -444,6 +314,15 @@ class _Conversation:
                     raw,
                 ),
             )
+            # Counted as received, before the hand-off: a frame whose hand-off waits (and
+            # may be finished late by run()) counts with its own receipt time all the same.
+            self.frames += 1
+            account.frames += 1
+            by_type[msg_type] += 1
+            account.last_frame_ns = received_at_ns
+            if sequence is not None:
+                account.last_sequence = sequence
+                account.live_sequence_gaps = tracker.live_holes
             try:
                 send_nowait(record)  # enqueued, or WouldBlock and nothing enqueued
             except trio.WouldBlock:
@@ -452,27 +331,9 @@ class _Conversation:
                 self._pending_envelope = envelope
                 await emit(record)
                 self._pending_envelope = None
-            self.frames += 1
-            account.frames += 1
-            by_type[msg_type] += 1
-            account.last_frame_ns = received_at_ns
-            if sequence is not None:
-                account.last_sequence = sequence
-                account.live_sequence_gaps = tracker.live_holes
             if msg_type is None or msg_type in _ROUTINE:
                 continue
             await self._act_on(envelope)
-
-    def _count(self, envelope: Envelope) -> None:
-        """The loop's per-frame counters, for a frame it handed over late (rare)."""
-        account = self.account
-        self.frames += 1
-        account.frames += 1
-        account.frames_by_type[envelope.msg_type] += 1
-        account.last_frame_ns = time.time_ns()
-        if envelope.sequence is not None:
-            account.last_sequence = envelope.sequence
-            account.live_sequence_gaps = self.tracker.live_holes
 
     async def _act_on(self, envelope: Envelope) -> None:
         """What a frame that is not routine means for the session (ack, replay end, notice)."""
@@ -490,8 +351,7 @@ class _Conversation:
             )
 
     async def _on_ack(self, success: bool | None, details: str | None) -> None:
-        if self.attempted is not None:
-            self.attempted.set()
+        self.attempted.set()
         if success is True:
             self.subscribed_at = trio.current_time()
             self.account.subscribed = True
@@ -522,32 +382,3 @@ _ROUTINE: Final = frozenset(
         "heartbeat",
     }
 )
-
-
-def _nothing_queued() -> str | bytes:
-    raise trio.WouldBlock
-
-
-def queued_messages(ws: WebSocketConnection) -> Callable[[], str | bytes]:
-    """A function returning the next message trio-websocket already received, without
-    waiting: it raises ``trio.WouldBlock`` when there is none (also ``EndOfChannel`` or
-    ``ClosedResourceError`` once the connection is closed; ``ws.get_message()`` then
-    raises the proper ``ConnectionClosed``).
-
-    ``get_message()`` passes through trio's scheduler once per message even when
-    messages are waiting; reading the queue behind it (trio-websocket 0.12's
-    ``_recv_channel``, a ``trio.MemoryReceiveChannel``) takes a burst of frames in one
-    go. If a future trio-websocket renames it, this falls back to "nothing queued"
-    and every message goes through ``get_message()`` as before.
-    """
-    channel = getattr(ws, "_recv_channel", None)
-    receive_nowait = getattr(channel, "receive_nowait", None)
-    return receive_nowait if callable(receive_nowait) else _nothing_queued
-
-
-def describe_error(exc: BaseException) -> str:
-    text = str(exc)
-    cause = exc.__cause__
-    if not text and cause is not None:
-        text = str(cause)
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

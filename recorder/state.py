@@ -32,7 +32,6 @@ class AccountState:
     last_close: str | None = None
     last_error: str | None = None
     standby: bool = False  # another recorder instance owns the account
-    stop_reason: str | None = None  # why the current session is being cancelled, if not shutdown
 
 
 @dataclass

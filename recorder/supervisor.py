@@ -12,19 +12,16 @@ propagates and stops the recorder loudly (systemd restarts it).
 from __future__ import annotations
 
 import logging
-import random
-from dataclasses import dataclass
 from typing import Final
 
 import trio
 from trio_websocket import HandshakeError
 
-from .auth import TokenSource, TokenUnavailable
-from .backoff import Backoff
-from .ownership import OWNERSHIP_POLL_S, Ownership
-from .session import Connect, SessionSettings, Sink, describe_error, run_session
-from .state import AccountState
-from .tradingday import TradingDayCache
+from .auth import TokenUnavailable
+from .connection import describe_error
+from .context import AccountContext
+from .ownership import OWNERSHIP_POLL_S
+from .session import SessionResult, run_session
 
 log = logging.getLogger(__name__)
 
@@ -35,33 +32,14 @@ HEALTHY_SESSION_S: Final = 30.0
 TRANSIENT_ERRORS: Final = (HandshakeError, OSError, trio.BrokenResourceError, TokenUnavailable)
 
 
-@dataclass(frozen=True)
-class SupervisorSettings:
-    session: SessionSettings
-    backoff_initial_s: float
-    backoff_max_s: float
-    healthy_session_s: float = HEALTHY_SESSION_S
+async def supervise_account(context: AccountContext) -> None:
+    """Keep ``context.account`` recorded until cancelled. Never returns on its own.
 
-
-async def supervise_account(
-    account: AccountState,
-    settings: SupervisorSettings,
-    tokens: TokenSource,
-    sink: Sink,
-    trading_day: TradingDayCache,
-    *,
-    connect: Connect,
-    shutdown: trio.Event,
-    first_attempt: trio.Event | None = None,
-    rng: random.Random | None = None,
-    ownership: Ownership | None = None,
-    sessions: dict[str, trio.CancelScope] | None = None,
-) -> None:
-    """Keep ``account`` recorded until cancelled. Never returns on its own."""
-    backoff = Backoff(settings.backoff_initial_s, settings.backoff_max_s, rng)
+    Records only while this instance owns the account; a session is stopped as soon
+    as that ownership is lost, and the account is won back before the next one.
+    """
+    account, ownership, backoff = context.account, context.ownership, context.backoff
     extra = {"account": account.account_id}
-    ownership = ownership or Ownership()
-    sessions = {} if sessions is None else sessions
     while True:
         if not await ownership.acquire(account.account_id):
             if ownership.unavailable is not None:
@@ -74,29 +52,16 @@ async def supervise_account(
                     "another recorder instance records this account; standing by",
                     extra={**extra, "event": "standby"},
                 )
-            if first_attempt is not None:
-                first_attempt.set()
+            context.first_attempt.set()
             await trio.sleep(OWNERSHIP_POLL_S)
             continue
         if account.standby:
             account.standby = False
             log.warning("took over the account", extra={**extra, "event": "takeover"})
-        session_scope = trio.CancelScope()
-        sessions[account.account_id] = session_scope
-        account.stop_reason = None
+        lost = ownership.lost(account.account_id)  # no checkpoint since acquire()
         try:
-            with session_scope:
-                result = await run_session(
-                    account,
-                    settings.session,
-                    tokens,
-                    sink,
-                    trading_day,
-                    connect=connect,
-                    shutdown=shutdown,
-                    attempted=first_attempt,
-                )
-            if session_scope.cancelled_caught:  # ownership lost mid-session
+            result = await _session_unless_lost(context, lost)
+            if result is None:  # ownership lost mid-session
                 continue
         except TRANSIENT_ERRORS as exc:
             account.last_error = describe_error(exc)
@@ -110,9 +75,9 @@ async def supervise_account(
             )
         else:
             account.reconnects_by_reason[result.ending] += 1
-            if result.subscribed_for_s >= settings.healthy_session_s:
+            if result.subscribed_for_s >= HEALTHY_SESSION_S:
                 backoff.reset()
-            delay = settings.backoff_max_s if result.ending == "rejected" else backoff.next()
+            delay = backoff.max_s if result.ending == "rejected" else backoff.next()
             level = logging.ERROR if result.ending == "rejected" else logging.WARNING
             log.log(
                 level,
@@ -127,7 +92,32 @@ async def supervise_account(
                 },
             )
         finally:
-            if first_attempt is not None:
-                first_attempt.set()
+            context.first_attempt.set()
         account.reconnects += 1
         await trio.sleep(delay)
+
+
+async def _session_unless_lost(context: AccountContext, lost: trio.Event) -> SessionResult | None:
+    """Run one session, cancelled if the account's ownership is lost meanwhile.
+
+    Returns how the session ended, or None when ownership was lost first (the session
+    has recorded its ``closed`` row saying so). Raises what :func:`run_session` raises
+    when no session could be opened.
+    """
+    result: SessionResult | None = None
+    failed: Exception | None = None
+    async with trio.open_nursery() as race:
+        race.start_soon(_cancel_when_set, lost, race.cancel_scope)
+        try:
+            result = await run_session(context, lost=lost)
+        except TRANSIENT_ERRORS as exc:
+            failed = exc  # raised below: leaving the nursery would wrap it in a group
+        race.cancel_scope.cancel()
+    if failed is not None:
+        raise failed
+    return result
+
+
+async def _cancel_when_set(event: trio.Event, scope: trio.CancelScope) -> None:
+    await event.wait()
+    scope.cancel()

@@ -9,20 +9,32 @@ import signal
 import subprocess
 import sys
 import threading
+import uuid
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 import trio
 import trio.testing
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from recorder import migrate
 from recorder.appender import Appender
+from recorder.auth import TokenSource
+from recorder.backoff import Backoff
 from recorder.chain import verify_chain
-from recorder.records import FrameRecord
+from recorder.config import Secret
+from recorder.connection import default_connect
+from recorder.context import AccountContext, SessionSettings
+from recorder.ownership import PostgresOwnership
+from recorder.records import FrameRecord, LogRecord, Record
 from recorder.schema import connection_log, events
 from recorder.simulator import SimConfig, Simulator
-from recorder.store import open_engine
+from recorder.simulator.config import DEFAULT_AUDIENCE
+from recorder.state import AccountState
+from recorder.store import normalize_url, open_engine
+from recorder.supervisor import supervise_account
+from recorder.tradingday import TradingDayCache
 
 from .harness import SECRET, start, wait_until
 
@@ -100,6 +112,80 @@ async def test_second_recorder_stands_by_and_takes_over(
     assert len(sessions) == 2  # the first instance's session, then the second's
     assert not second.recorder.state.accounts[A].standby
     engine.dispose()
+
+
+@pytest.mark.postgres
+async def test_a_lost_lock_connection_stops_the_session_until_the_lock_is_won_back(
+    pg_url: str, recorder_clock: trio.testing.MockClock
+) -> None:
+    # Only the ownership lock's connection fails (its own application_name): the session
+    # it guards stops at the next check, journals why, and the account is won back.
+    application_name = f"studio-recorder-lock-{uuid.uuid4().hex[:8]}"
+    admin = open_engine(pg_url)
+    engine = open_engine(
+        normalize_url(pg_url).update_query_dict({"application_name": application_name})
+    )
+    ownership = PostgresOwnership(engine)
+    account = AccountState(A)
+    send, receive = trio.open_memory_channel[Record](10_000)
+    records: list[Record] = []
+    sim = Simulator(SimConfig(accounts=(A,), client_secret=SECRET, rate_per_s=5))
+
+    async def collect() -> None:
+        async for record in receive:
+            records.append(record)
+
+    def closed() -> list[str | None]:
+        return [r.detail for r in records if isinstance(r, LogRecord) and r.event == "closed"]
+
+    def terminate_lock_connection() -> int:
+        with admin.connect() as conn:
+            killed = conn.execute(
+                text(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                    "WHERE application_name = :app"
+                ),
+                {"app": application_name},
+            ).scalar_one()
+            conn.commit()
+        return int(killed)
+
+    try:
+        with trio.fail_after(120):
+            async with trio.open_nursery() as nursery:
+                endpoints = await nursery.start(sim.serve)
+                context = AccountContext(
+                    account=account,
+                    session=SessionSettings(endpoints.ws_url, 10.0, 60.0),
+                    tokens=TokenSource(
+                        endpoints.token_url, "sim-client", Secret(SECRET), DEFAULT_AUDIENCE
+                    ),
+                    sink=send,
+                    trading_day=TradingDayCache(ZoneInfo("America/New_York")),
+                    connect=default_connect(None),
+                    shutdown=trio.Event(),
+                    backoff=Backoff(1.0, 60.0),
+                    ownership=ownership,
+                )
+                nursery.start_soon(collect)
+                nursery.start_soon(ownership.watch)
+                nursery.start_soon(supervise_account, context)
+                await wait_until(lambda: account.subscribed)
+                lost = ownership.lost(A)
+                assert not lost.is_set()
+                assert await trio.to_thread.run_sync(terminate_lock_connection) == 1
+                await wait_until(lambda: bool(closed()))
+                assert lost.is_set()
+                await wait_until(lambda: account.sessions == 2 and account.subscribed)
+                assert not ownership.lost(A).is_set()  # won back: a fresh event
+                nursery.cancel_scope.cancel()
+    finally:
+        with trio.CancelScope(shield=True):
+            await ownership.close()
+        engine.dispose()
+        admin.dispose()
+    assert closed()[0] == "ownership lost: the lock connection to the store failed"
+    assert account.reconnects == 0  # no backoff: straight back to winning the lock
 
 
 def write_config(tmp_path: Path, name: str, ws_url: str, token_url: str, db_url: str) -> Path:

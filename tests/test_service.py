@@ -19,12 +19,10 @@ import trio
 
 from recorder import migrate
 from recorder.health import WRITER_HUNG_S, judge
-from recorder.notify import Notifier
-from recorder.service import notify_systemd
 from recorder.simulator import SimConfig, Simulator
 from recorder.state import RecorderState
 from recorder.store import open_engine
-from recorder.systemd import render_unit
+from recorder.systemd import Notifier, notify_systemd, render_unit
 
 SECRET = "svc-secret-77aa"
 

@@ -16,10 +16,13 @@ import trio
 import trio.testing
 
 from recorder.auth import TokenSource
+from recorder.backoff import Backoff
 from recorder.config import Secret
+from recorder.connection import default_connect
+from recorder.context import AccountContext, SessionSettings
 from recorder.envelope import ACK_TYPE
 from recorder.records import FrameRecord, LogRecord, Record
-from recorder.session import SessionSettings, default_connect, run_session
+from recorder.session import run_session
 from recorder.simulator import SimConfig, Simulator
 from recorder.simulator.config import DEFAULT_AUDIENCE
 from recorder.state import AccountState
@@ -35,33 +38,39 @@ SUBSCRIBE_TIMEOUT_S = 10.0
 
 class GatedSink:
     """The writer's channel as a full queue: it takes the session's first record
-    (``opened``), then every hand-off waits until the test opens the gate."""
+    (``opened``), then every hand-off waits until the test opens the gate. Beside each
+    record it keeps the account's ``last_frame_ns`` at the moment the record arrived."""
 
-    def __init__(self) -> None:
+    def __init__(self, account: AccountState) -> None:
+        self.account = account
         self.records: list[Record] = []
+        self.last_frame_ns_seen: list[int | None] = []
         self.gate = trio.Event()
         self.waited = trio.Event()  # a hand-off is waiting at the closed gate
 
     def send_nowait(self, value: Record, /) -> None:
         if not self.gate.is_set():
             raise trio.WouldBlock
-        self.records.append(value)
+        self._take(value)
 
     async def send(self, value: Record, /) -> None:
         if self.records and not self.gate.is_set():
             self.waited.set()
             await self.gate.wait()
+        self._take(value)
+
+    def _take(self, value: Record) -> None:
         self.records.append(value)
+        self.last_frame_ns_seen.append(self.account.last_frame_ns)
 
 
-async def test_an_ack_that_waited_for_the_writer_past_the_subscribe_timeout_subscribes(
-    autojump_clock: trio.testing.MockClock,
-) -> None:
+async def record_with_the_ack_stuck_past_the_subscribe_timeout(sink: GatedSink) -> None:
+    """Run a session whose ack waits for the writer until well past the subscribe
+    timeout, then let it through, see the session subscribe, and shut it down."""
     sim = Simulator(
         SimConfig(accounts=(ACCOUNT,), client_secret=SECRET, rate_per_s=0, heartbeat_s=0)
     )
-    sink = GatedSink()
-    account = AccountState(ACCOUNT)
+    account = sink.account
     shutdown = trio.Event()
     with trio.fail_after(120):
         async with trio.open_nursery() as nursery:
@@ -73,13 +82,16 @@ async def test_an_ack_that_waited_for_the_writer_past_the_subscribe_timeout_subs
 
             async def session() -> None:
                 await run_session(
-                    account,
-                    settings,
-                    tokens,
-                    sink,
-                    TradingDayCache(ZoneInfo("America/New_York")),
-                    connect=default_connect(None),
-                    shutdown=shutdown,
+                    AccountContext(
+                        account=account,
+                        session=settings,
+                        tokens=tokens,
+                        sink=sink,
+                        trading_day=TradingDayCache(ZoneInfo("America/New_York")),
+                        connect=default_connect(None),
+                        shutdown=shutdown,
+                        backoff=Backoff(1.0, 60.0),
+                    )
                 )
 
             nursery.start_soon(session)
@@ -91,6 +103,13 @@ async def test_an_ack_that_waited_for_the_writer_past_the_subscribe_timeout_subs
             await trio.sleep(1)
             shutdown.set()
             nursery.cancel_scope.cancel()
+
+
+async def test_an_ack_that_waited_for_the_writer_past_the_subscribe_timeout_subscribes(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    sink = GatedSink(AccountState(ACCOUNT))
+    await record_with_the_ack_stuck_past_the_subscribe_timeout(sink)
     acks = [r for r in sink.records if isinstance(r, FrameRecord) and r.msg_type == ACK_TYPE]
     events = [r.event for r in sink.records if isinstance(r, LogRecord)]
     assert len(acks) == 1  # stored once ...
@@ -98,3 +117,24 @@ async def test_an_ack_that_waited_for_the_writer_past_the_subscribe_timeout_subs
     closed = [r.detail for r in sink.records if isinstance(r, LogRecord) and r.event == "closed"]
     assert closed
     assert not any("subscribe timeout" in (detail or "") for detail in closed)
+
+
+async def test_a_frame_handed_over_late_counts_with_its_receipt_time(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # The ack's hand-off is cut short by the subscribe deadline and finished late; the
+    # ``subscribed`` row it causes comes next, before any later frame is read. By then the
+    # account's last frame is the ack as it was received (stamped at receipt, as stored),
+    # not the moment it was finally handed over.
+    sink = GatedSink(AccountState(ACCOUNT))
+    await record_with_the_ack_stuck_past_the_subscribe_timeout(sink)
+    (ack_at,) = [
+        i
+        for i, r in enumerate(sink.records)
+        if isinstance(r, FrameRecord) and r.msg_type == ACK_TYPE
+    ]
+    ack, subscribed = sink.records[ack_at], sink.records[ack_at + 1]
+    assert isinstance(ack, FrameRecord)
+    assert isinstance(subscribed, LogRecord)
+    assert subscribed.event == "subscribed"
+    assert sink.last_frame_ns_seen[ack_at + 1] == ack.received_at_ns

@@ -13,7 +13,7 @@ import pytest
 import trio
 from trio_websocket import WebSocketRequest, open_websocket, serve_websocket
 
-from recorder.session import MESSAGE_QUEUE_SIZE, _nothing_queued, queued_messages
+from recorder.connection import MESSAGE_QUEUE_SIZE, _nothing_queued, queued_messages
 
 pytestmark = pytest.mark.timeout(20)
 

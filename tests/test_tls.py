@@ -23,10 +23,10 @@ from recorder import migrate
 from recorder.auth import TokenSource, TokenUnavailable
 from recorder.chain import verify_chain
 from recorder.config import Secret, Settings, parse_config
+from recorder.connection import TlsHandshakeError, check_tls
 from recorder.health import judge
 from recorder.runtime import Recorder, run_recorder, ssl_context_for
 from recorder.schema import connection_log, events
-from recorder.session import TlsHandshakeError, check_tls
 from recorder.simulator import SimConfig, SimEndpoints, Simulator
 from recorder.simulator.config import WS_PATH
 from recorder.simulator.tokens import TOKEN_PATH

@@ -19,7 +19,7 @@ import time
 import trio
 from trio_websocket import open_websocket_url
 
-from recorder.session import (
+from recorder.connection import (
     CONNECT_TIMEOUT_S,
     MAX_FRAME_BYTES,
     MESSAGE_QUEUE_SIZE,
