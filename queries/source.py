@@ -29,7 +29,7 @@ from recorder.chain import GENESIS_HASH
 from recorder.errors import first_line
 from recorder.store import SQLITE_BUSY_TIMEOUT_MS, safe_url
 
-from .contract import CONNECTION_LOG_SCHEMA, EVENTS_SCHEMA, conform
+from .contract import SCHEMAS, conform
 from .errors import QueryError
 
 BATCH_ROWS: Final = 65_536
@@ -126,7 +126,7 @@ class StoreReader(AbstractContextManager["StoreReader"]):
             marks = ", ".join(self._param(len(params) + i) for i in range(len(msg_types)))
             where.append(f"msg_type IN ({marks})" if msg_types else "1 = 0")
             params.extend(msg_types)
-        yield from self._select("events", EVENTS_SCHEMA, columns, where, params, batch_rows)
+        yield from self._select("events", columns, where, params, batch_rows)
 
     def connection_log(
         self,
@@ -144,8 +144,7 @@ class StoreReader(AbstractContextManager["StoreReader"]):
         if end_ns is not None:
             where.append(f"at_ns < {self._param(len(params))}")
             params.append(end_ns)
-        schema = CONNECTION_LOG_SCHEMA
-        yield from self._select("connection_log", schema, None, where, params, batch_rows)
+        yield from self._select("connection_log", None, where, params, batch_rows)
 
     def session_log(
         self,
@@ -183,8 +182,7 @@ class StoreReader(AbstractContextManager["StoreReader"]):
             f"OR MAX(at_ns) >= {mark(start_ns)})"
         )
         where = [f"session_id IN ({sessions})", *account_filter()]
-        schema = CONNECTION_LOG_SCHEMA
-        yield from self._select("connection_log", schema, None, where, params, batch_rows)
+        yield from self._select("connection_log", None, where, params, batch_rows)
 
     def schema_revision(self) -> str | None:
         """The store's alembic revision (e.g. ``"0001"``), or None when it has none recorded."""
@@ -305,12 +303,12 @@ class StoreReader(AbstractContextManager["StoreReader"]):
     def _select(
         self,
         table: str,
-        schema: pa.Schema,
         columns: Sequence[str] | None,
         where: list[str],
         params: list[Any],
         batch_rows: int,
     ) -> Iterator[pa.RecordBatch]:
+        schema = SCHEMAS[table]
         names = list(columns) if columns else schema.names
         for name in names:
             if name not in schema.names:
