@@ -14,12 +14,14 @@ from __future__ import annotations
 
 from recorder import __version__
 
+from .attested import Trust
 from .audit import audit, audit_source, render_audit
 from .contract import CONNECTION_LOG_SCHEMA, EVENTS_SCHEMA
 from .datasource import DataSource
 from .duck import Workspace, open_export, open_store
 from .errors import QueryError
 from .export import export_day
+from .exportcheck import verify_export
 from .exportdir import ExportDir
 from .gaps import gaps, has_sequence_gaps, render_gaps
 from .layout import (
@@ -34,7 +36,7 @@ from .reconcile import reconcile, render_reconcile
 from .render import iso_ns, to_json
 from .source import StoreReader, parse_day
 from .sqlcmd import render_csv, render_json, render_table, run_sql
-from .verify import ChainCheck, Problem, VerifyReport, render_verify, verify_export, verify_store
+from .verify import ChainCheck, Problem, VerifyReport, render_verify, verify_store
 from .views import VIEWS
 
 __all__ = [
@@ -53,6 +55,7 @@ __all__ = [
     "Problem",
     "QueryError",
     "StoreReader",
+    "Trust",
     "VerifyReport",
     "Workspace",
     "__version__",

@@ -23,9 +23,10 @@ from recorder.instants import NS_PER_MS
 
 from .datasource import DataSource
 from .duck import Workspace
+from .exportcheck import verify_export
 from .render import iso_ns, table
 from .sessions import Session, load_sessions
-from .verify import ChainCheck, VerifyReport, verify_export, verify_store
+from .verify import ChainCheck, VerifyReport, verify_store
 
 #: The ``events`` columns audit reads (``open_store(..., payload=False, columns=COLUMNS)``).
 COLUMNS = ("account_id", "session_id", "received_at_ns", "server_ts_ms", "sequence",
@@ -89,8 +90,11 @@ def audit(
         )
         verified = pending.result()
     checks = {c.account_id: c for c in verified.accounts} if verified else {}
+    signed = verified is not None and verified.attestation
     accounts = [
-        _account_report(ws, facts, account, checks.get(account, ChainCheck(account, ws.day)))
+        _account_report(
+            ws, facts, account, checks.get(account, ChainCheck(account, ws.day)), signed=signed
+        )
         for account in ws.accounts
     ]
     return {"trading_day": ws.day, "timezone": ws.tz.key, "accounts": accounts}
@@ -168,7 +172,7 @@ def _error_notices(ws: Workspace) -> dict[str, list[dict[str, Any]]]:
 
 
 def _account_report(
-    ws: Workspace, facts: _Facts, account: str, check: ChainCheck
+    ws: Workspace, facts: _Facts, account: str, check: ChainCheck, *, signed: bool
 ) -> dict[str, Any]:
     start, end = ws.bounds_ns
     frames, replayed, live, unparseable, live_seq, first, last = facts.counts.get(
@@ -196,6 +200,9 @@ def _account_report(
         "chain_ok": check.ok,
         "chain_rows": check.rows,
         "chain_problems": [asdict(p) for p in check.problems],
+        # null when no public key was given: then nothing is known of signatures
+        "attested": check.attested if signed else None,
+        "unattested_rows": check.unattested_rows if signed else None,
         "session_list": [_session(s) for s in sessions],
     }
 
@@ -237,6 +244,7 @@ def render_audit(report: dict[str, Any]) -> str:
                 "p99_ms",
                 "max_ms",
                 "chain_ok",
+                "attested",
             ],
             [
                 (
@@ -252,6 +260,7 @@ def render_audit(report: dict[str, Any]) -> str:
                     a["latency_ms"]["p99"],
                     a["latency_ms"]["max"],
                     a["chain_ok"],
+                    a["attested"],
                 )
                 for a in report["accounts"]
             ],

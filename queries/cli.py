@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,7 @@ from recorder.config import config_path_from, load_config
 from recorder.errors import ConfigError
 from recorder.tradingday import DEFAULT_TIMEZONE
 
+from .attested import Trust
 from .audit import audit_source, render_audit
 from .datasource import DataSource
 from .errors import QueryError
@@ -363,6 +365,22 @@ def reconcile_command(
 )
 @optional_day_option
 @account_option
+@click.option(
+    "--public-key",
+    "public_keys",
+    multiple=True,
+    metavar="KEY",
+    help="Trust checkpoints signed by this verifier key (the line keygen printed, or its "
+    ".pub file); repeatable. With --config, [signing] public_keys are trusted too.",
+)
+@click.option(
+    "--checkpoints",
+    "checkpoints_dir",
+    metavar="DIR",
+    type=click.Path(file_okay=False, path_type=str),
+    help="Copies of the signed notes kept outside the database ([signing] checkpoint_dir): "
+    "each must be in the store, none ahead of it.",
+)
 @json_option
 @handle_errors
 def verify_command(
@@ -372,10 +390,23 @@ def verify_command(
     export_dir: str | None,
     day: dt.date | None,
     accounts: tuple[str, ...],
+    public_keys: tuple[str, ...],
+    checkpoints_dir: str | None,
     as_json: bool,
 ) -> None:
-    """Recompute hash chains; exit 1 naming the account and first bad row when broken."""
-    report = resolve_source(config_path, db_url, export_dir).verify(day, accounts)
+    """Recompute hash chains and check signed checkpoints; exit 1 naming the account and
+    what is wrong (a changed, deleted or re-signed row, a rolled-back store).
+
+    Without a public key only the chains are recomputed: that catches a careless edit,
+    not a rewrite by whoever controls the database.
+    """
+    source = resolve_source(config_path, db_url, export_dir)
+    keys = (*source.trust.keys, *public_keys)
+    notes_dir = checkpoints_dir or source.trust.notes_dir
+    if notes_dir is not None and not keys:
+        raise ConfigError("--checkpoints needs a --public-key to check the notes with")
+    source = replace(source, trust=Trust.of(keys, notes_dir))
+    report = source.verify(day, accounts)
     click.echo(to_json(report.as_dict()) if as_json else render_verify(report))
     if not report.ok:
         sys.exit(1)

@@ -15,7 +15,7 @@ import pyarrow.compute as pc
 from sqlalchemy import BigInteger, Boolean, Date, Integer, Table, Text
 from sqlalchemy.types import TypeEngine
 
-from recorder.schema import connection_log, events
+from recorder.schema import checkpoints, connection_log, events, store_meta
 
 #: SQLAlchemy column type → Arrow type, most specific first (BigInteger is an Integer).
 ARROW_TYPES: Final[tuple[tuple[type[TypeEngine[Any]], pa.DataType], ...]] = (
@@ -44,7 +44,14 @@ def arrow_schema(table: Table) -> pa.Schema:
 EVENTS_SCHEMA: Final = arrow_schema(events)
 #: Arrow schema of ``connection_log`` rows as read from the store.
 CONNECTION_LOG_SCHEMA: Final = arrow_schema(connection_log)
+#: The tables an export holds, by name.
 SCHEMAS: Final = {"events": EVENTS_SCHEMA, "connection_log": CONNECTION_LOG_SCHEMA}
+#: Every table of the store, by name (what the store reader can read).
+STORE_SCHEMAS: Final = {
+    **SCHEMAS,
+    "checkpoints": arrow_schema(checkpoints),
+    "store_meta": arrow_schema(store_meta),
+}
 
 #: ``events`` columns holding the frame itself and its hash: the bulk of a row. Analytics
 #: that only count and time frames read every other column (:data:`LIGHT_COLUMNS`).

@@ -14,8 +14,10 @@ from dataclasses import dataclass
 from recorder.config import DEFAULT_LIVENESS_TIMEOUT_S, Settings
 from recorder.tradingday import DEFAULT_TIMEZONE
 
+from .attested import NO_TRUST, Trust
 from .duck import Workspace, open_export, open_store
-from .verify import VerifyReport, verify_export, verify_store
+from .exportcheck import verify_export
+from .verify import VerifyReport, verify_store
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,8 @@ class DataSource:
     timezone: str = DEFAULT_TIMEZONE
     liveness_timeout_s: float = DEFAULT_LIVENESS_TIMEOUT_S
     configured: tuple[str, ...] = ()
+    #: The public keys (and copies of notes) signed checkpoints are checked against.
+    trust: Trust = NO_TRUST
 
     def __post_init__(self) -> None:
         if (self.url is None) == (self.export_dir is None):
@@ -46,6 +50,12 @@ class DataSource:
             timezone=settings.recorder.trading_day_timezone,
             liveness_timeout_s=settings.recorder.liveness_timeout_s,
             configured=settings.studio.accounts,
+            trust=Trust(
+                tuple(key.text for key in settings.signing.public_keys),
+                None
+                if settings.signing.checkpoint_dir is None
+                else str(settings.signing.checkpoint_dir),
+            ),
         )
 
     def open(
@@ -74,9 +84,11 @@ class DataSource:
     ) -> VerifyReport:
         """The hash chains of ``day`` (every day when None) for ``accounts`` (all when empty)."""
         if self.export_dir is not None:
-            return verify_export(self.export_dir, day=day, accounts=accounts or None)
+            return verify_export(
+                self.export_dir, day=day, accounts=accounts or None, trust=self.trust
+            )
         assert self.url is not None
         return verify_store(
             self.url, day=day, accounts=accounts or None, configured=self.configured,
-            workers=workers,
+            workers=workers, trust=self.trust,
         )  # fmt: skip

@@ -132,7 +132,9 @@ def export_day(
             chunks=plan_chunks(extent[1], extent[2]) if extent else [],
             log=log,
         )
-        manifest = Manifest(day, timezone, reader.schema_revision(), __version__)
+        manifest = Manifest(
+            day, timezone, reader.schema_revision(), __version__, store_id=reader.store_id()
+        )
         with Staging(out) as staging:
             try:
                 _write_day(
@@ -284,6 +286,11 @@ def _account_entry(
         first_chain_hash=first_hash,
         last_chain_hash=last_hash,
         chain_resume=_chain_resume(reader, day, account, (first_id, last_id), events_file.rows),
+        checkpoints=tuple(
+            str(row["note"])
+            for row in reader.checkpoints(account, last_ids=(first_id, last_id))
+            if row["events_last_id"] <= last_id
+        ),
     )
 
 

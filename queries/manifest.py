@@ -102,6 +102,8 @@ class AccountEntry:
     first_chain_hash: str | None = None
     last_chain_hash: str | None = None
     chain_resume: tuple[tuple[int, str], ...] = ()
+    #: The signed checkpoint notes whose last ``events`` row is one of the day's rows.
+    checkpoints: tuple[str, ...] = ()
 
     def document(self) -> dict[str, Any]:
         return {
@@ -113,6 +115,7 @@ class AccountEntry:
             "first_chain_hash": self.first_chain_hash,
             "last_chain_hash": self.last_chain_hash,
             "chain_resume": [{"id": i, "previous_hash": h} for i, h in self.chain_resume],
+            "checkpoints": list(self.checkpoints),
         }
 
     @classmethod
@@ -129,7 +132,11 @@ class AccountEntry:
             if row_id is None or previous is None:
                 raise ManifestError(f"manifest chain_resume of {account!r} holds {point!r}")
             resume.append((row_id, previous))
+        notes = facts.get("checkpoints") or []
+        if not isinstance(notes, list) or not all(isinstance(n, str) for n in notes):
+            raise ManifestError(f"manifest checkpoints of {account!r} are not a list of notes")
         return cls(
+            checkpoints=tuple(notes),
             events=_int_or_none(facts.get("events"), "events") or 0,
             connection_log=_int_or_none(facts.get("connection_log"), "connection_log") or 0,
             first_id=_int_or_none(facts.get("first_id"), "first_id"),
@@ -149,6 +156,8 @@ class Manifest:
     timezone: str
     schema_version: str | None
     tool_version: str
+    #: The store's id, which its signed checkpoints name (None: a store without one).
+    store_id: str | None = None
     accounts: dict[str, AccountEntry] = field(default_factory=dict)
     files: list[FileEntry] = field(default_factory=list)
     #: The ``id_range`` a manifest read from a file states; None: derived from ``accounts``.
@@ -180,6 +189,7 @@ class Manifest:
             "timezone": self.timezone,
             "schema_version": self.schema_version,
             "tool_version": self.tool_version,
+            "store_id": self.store_id,
             "id_range": {"first": first, "last": last},
             "accounts": {a: self.accounts[a].document() for a in sorted(self.accounts)},
             "files": [f.document() for f in sorted(self.files, key=lambda f: f.path)],
@@ -231,6 +241,7 @@ class Manifest:
             timezone=timezone,
             schema_version=_str_or_none(document.get("schema_version"), "schema_version"),
             tool_version=str(document.get("tool_version")),
+            store_id=_str_or_none(document.get("store_id"), "store_id"),
             accounts={
                 str(a): AccountEntry.from_document(facts, str(a)) for a, facts in accounts.items()
             },

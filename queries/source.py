@@ -27,9 +27,10 @@ from sqlalchemy.exc import ArgumentError
 
 from recorder.chain import GENESIS_HASH
 from recorder.errors import first_line
+from recorder.schema import STORE_ID
 from recorder.store import SQLITE_BUSY_TIMEOUT_MS, safe_url
 
-from .contract import SCHEMAS, conform
+from .contract import STORE_SCHEMAS, conform
 from .errors import QueryError
 
 BATCH_ROWS: Final = 65_536
@@ -249,6 +250,45 @@ class StoreReader(AbstractContextManager["StoreReader"]):
             for r in table
         }
 
+    def store_id(self) -> str | None:
+        """The store's id (``store_meta``), None for a store from before it had one."""
+        try:
+            table = self._table(
+                f"SELECT value FROM store_meta WHERE name = {self._param(0)}", [STORE_ID]
+            )
+        except QueryError:
+            raise
+        except Exception:  # no store_meta table: a store not upgraded since
+            return None
+        values = table.column("value").to_pylist()
+        return str(values[0]) if values else None
+
+    def checkpoints(
+        self, account_id: str, *, last_ids: tuple[int, int] | None = None
+    ) -> list[dict[str, Any]]:
+        """The account's signed checkpoints in id order (with ``last_ids``, only those whose
+        ``events_last_id`` lies in that inclusive range, and the first one after it)."""
+        where = [f"account_id = {self._param(0)}"]
+        params: list[Any] = [account_id]
+        if last_ids is not None:
+            where.append(f"events_last_id >= {self._param(1)}")
+            params.append(last_ids[0])
+        rows = [
+            row
+            for batch in self._select("checkpoints", None, where, params, BATCH_ROWS)
+            for row in batch.to_pylist()
+        ]
+        if last_ids is not None:
+            within = [r for r in rows if r["events_last_id"] <= last_ids[1]]
+            after = [r for r in rows if r["events_last_id"] > last_ids[1]]
+            rows = within + after[:1]
+        return rows
+
+    def count_log(self, account_id: str) -> int:
+        """The account's ``connection_log`` rows."""
+        sql = f"SELECT COUNT(*) AS n FROM connection_log WHERE account_id = {self._param(0)}"
+        return int(self._table(sql, [account_id]).column("n")[0].as_py())
+
     def has_account(self, account_id: str) -> bool:
         """True when the store holds at least one frame or log row of ``account_id``."""
         for table in ("events", "connection_log"):
@@ -308,7 +348,7 @@ class StoreReader(AbstractContextManager["StoreReader"]):
         params: list[Any],
         batch_rows: int,
     ) -> Iterator[pa.RecordBatch]:
-        schema = SCHEMAS[table]
+        schema = STORE_SCHEMAS[table]
         names = list(columns) if columns else schema.names
         for name in names:
             if name not in schema.names:

@@ -25,27 +25,34 @@ signed. Large jobs are spread over worker processes (one per CPU).
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import multiprocessing
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Final
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
-from recorder.chain import GENESIS_HASH, verify_encoded
+from recorder.chain import GENESIS_HASH, canonical_log_bytes, verify_chain, verify_encoded
 
+from .attested import (
+    NO_KEYS_WARNING,
+    NO_TRUST,
+    Finding,
+    Signed,
+    Trust,
+    chain_findings,
+    copy_findings,
+    day_of,
+    fork_findings,
+    open_signed,
+    read_notes_dir,
+    sequence_findings,
+    summary,
+)
 from .canonical import canonical_array
-from .contract import EVENTS_SCHEMA
 from .duck import check_accounts
-from .errors import QueryError
-from .exportdir import ExportDir, read_file
-from .layout import TABLES, day_dir, file_path
-from .manifest import FileEntry, Manifest
 from .render import table
 from .source import StoreReader
 
@@ -78,6 +85,11 @@ class ChainCheck:
     first_hash: str | None = None
     head: str = GENESIS_HASH
     problems: list[Problem] = field(default_factory=list)
+    #: With trusted keys: no problem and no row after the last signed checkpoint.
+    attested: bool = False
+    checkpoints: int = 0  # valid signed checkpoints checked
+    attested_through_id: int | None = None
+    unattested_rows: int = 0
 
     @property
     def ok(self) -> bool:
@@ -92,6 +104,7 @@ class VerifyReport:
     trading_day: dt.date | None
     accounts: list[ChainCheck]
     problems: list[Problem] = field(default_factory=list)
+    attestation: bool = False  # checked against signed checkpoints (keys were given)
 
     @property
     def ok(self) -> bool:
@@ -105,6 +118,7 @@ class VerifyReport:
             "trading_day": self.trading_day,
             "accounts": [{**asdict(c), "ok": c.ok} for c in self.accounts],
             "problems": [asdict(p) for p in self.problems],
+            "signatures_checked": self.attestation,
         }
 
 
@@ -114,6 +128,8 @@ def check_rows(
     anchor: str,
     trading_day: dt.date | None = None,
     resume: Mapping[int, str] | None = None,
+    *,
+    seen: dict[int, tuple[int, str] | None] | None = None,
 ) -> ChainCheck:
     """Recompute the chain over ``batches`` (one account, id order) starting at ``anchor``."""
     check = ChainCheck(account_id, trading_day, anchor=anchor, head=anchor)
@@ -133,7 +149,7 @@ def check_rows(
             ids.extend(batch_ids)
             yield from zip(canonical_array(batch).to_pylist(), hashes, strict=True)
 
-    broken, check.head, check.rows = verify_encoded(rows(), ids, anchor, resume)
+    broken, check.head, check.rows = verify_encoded(rows(), ids, anchor, resume, seen=seen)
     if broken is not None:
         check.problems.append(Problem(CHANGED, broken.row_id, broken.expected, broken.stored))
     return check
@@ -142,17 +158,119 @@ def check_rows(
 # -- the store ------------------------------------------------------------------------------
 
 
-def _store_job(
-    url: str,
-    account: str,
-    first_id: int | None,
-    last_id: int | None,
-    anchor: str,
-    day: dt.date | None,
-) -> ChainCheck:
-    with StoreReader(url) as reader:
-        batches = reader.events(accounts=[account], first_id=first_id, last_id=last_id)
-        return check_rows(account, batches, anchor, day)
+@dataclass(frozen=True)
+class _StoreJob:
+    """One account's verification (picklable: it may run in a worker process)."""
+
+    url: str
+    account: str
+    day: dt.date | None
+    trust: Trust
+    store_id: str | None
+    #: The stretch of the chain to read: (first id, last id, hash before it); None: all.
+    stretch: tuple[int, int, str] | None = None
+    empty: bool = False  # nothing of the account in the scope
+
+
+def _store_job(job: _StoreJob) -> ChainCheck:
+    with StoreReader(job.url) as reader:
+        signed, findings = _stored_checkpoints(reader, job)
+        watch: dict[int, tuple[int, str] | None] = {
+            s.checkpoint.events.last_id: None for s in signed if s.checkpoint.events.last_id
+        }
+        anchor = job.stretch[2] if job.stretch else GENESIS_HASH
+        if job.empty:
+            check = ChainCheck(job.account, job.day, anchor=anchor, head=anchor)
+        else:
+            first, last = (job.stretch[0], job.stretch[1]) if job.stretch else (None, None)
+            batches = reader.events(accounts=[job.account], first_id=first, last_id=last)
+            check = check_rows(job.account, batches, anchor, job.day, seen=watch)
+        log_watch: dict[int, tuple[int, str] | None] = {
+            s.checkpoint.log.last_id: None for s in signed if s.checkpoint.log.last_id
+        }
+        check.problems += _log_chain_problems(reader, job.account, log_watch)
+        if not job.trust.enabled:
+            return check
+        in_scope = signed
+        if job.stretch is not None:
+            in_scope = [s for s in signed if s.checkpoint.events.last_id <= job.stretch[1]]
+            offset = reader.count_events(accounts=[job.account], id_range=(0, job.stretch[0] - 1))
+        else:
+            offset = 0
+        findings += sequence_findings(signed)
+        findings += chain_findings(in_scope, "events", watch, offset)
+        findings += chain_findings(signed, "log", log_watch, 0)
+        if job.trust.notes_dir is not None:
+            findings += _copy_findings(reader, job, {s.note for s in signed})
+        check.problems += [Problem(f.what, f.row_id, f.expected, f.found) for f in findings]
+        attestation = summary(signed, watch, (check.rows, check.last_id), not check.problems)
+        check.attested = attestation.attested
+        check.checkpoints = attestation.checkpoints
+        check.attested_through_id = attestation.attested_through_id
+        check.unattested_rows = attestation.unattested_rows
+        return check
+
+
+def _stored_checkpoints(reader: StoreReader, job: _StoreJob) -> tuple[list[Signed], list[Finding]]:
+    """The account's checkpoints in the store (of the stretch), opened with the trusted keys."""
+    if not job.trust.enabled:
+        return [], []
+    if job.store_id is None:
+        return [], [Finding("the store has no store_id: run `studio-recorder db upgrade`")]
+    stretch = (job.stretch[0], job.stretch[1]) if job.stretch else None
+    verifiers = job.trust.verifiers()
+    signed: list[Signed] = []
+    findings: list[Finding] = []
+    for row in reader.checkpoints(job.account, last_ids=stretch):
+        where = f"checkpoint {row['id']}"
+        opened = open_signed(row["note"], where, verifiers, job.store_id, job.account)
+        if isinstance(opened, Finding):
+            findings.append(opened)
+            continue
+        if _columns_of(opened) != tuple(row[c] for c in _STATE_COLUMNS):
+            findings.append(Finding(f"{where}: its columns are not what its note signs"))
+        signed.append(opened)
+    return signed, findings
+
+
+_STATE_COLUMNS: Final = (
+    "events_count", "events_last_id", "events_head", "log_count", "log_last_id", "log_head",
+)  # fmt: skip
+
+
+def _columns_of(signed: Signed) -> tuple[object, ...]:
+    e, g = signed.checkpoint.events, signed.checkpoint.log
+    return (e.count, e.last_id, e.head, g.count, g.last_id, g.head)
+
+
+def _log_chain_problems(
+    reader: StoreReader, account: str, seen: dict[int, tuple[int, str] | None]
+) -> list[Problem]:
+    rows = [row for batch in reader.connection_log(accounts=[account]) for row in batch.to_pylist()]
+    broken, _, _ = verify_chain(rows, encode=canonical_log_bytes, seen=seen)
+    if broken is None:
+        return []
+    return [Problem(f"connection_log {CHANGED}", broken.row_id, broken.expected, broken.stored)]
+
+
+def _copy_findings(reader: StoreReader, job: _StoreJob, stored: set[str]) -> list[Finding]:
+    assert job.trust.notes_dir is not None
+    verifiers = job.trust.verifiers()
+    copies = []
+    for where, note in read_notes_dir(job.trust.notes_dir):
+        if job.day is not None and day_of(where.split(" note ")[0]) != job.day:
+            continue
+        opened = open_signed(note, where, verifiers, job.store_id, job.account)
+        if isinstance(opened, Signed):
+            copies.append(opened)
+    if job.day is not None:
+        stored = stored | _notes_of(reader, job.account)
+    rows = (reader.count_events(accounts=[job.account]), reader.count_log(job.account))
+    return fork_findings(copies) + copy_findings(copies, stored, rows)
+
+
+def _notes_of(reader: StoreReader, account: str) -> set[str]:
+    return {str(row["note"]) for row in reader.checkpoints(account)}
 
 
 def verify_store(
@@ -162,33 +280,36 @@ def verify_store(
     accounts: Sequence[str] | None = None,
     configured: Sequence[str] = (),
     workers: int | None = None,
+    trust: Trust = NO_TRUST,
 ) -> VerifyReport:
     """Check the chains of the store at ``url`` (every account, or ``accounts``).
 
-    With ``day``: the stretch of each chain that the day's rows span. Raises
-    QueryError for an unreadable store or an account neither the store nor
-    ``configured`` (the configuration's accounts) knows. ``workers``: processes to
-    spread the accounts over (default: one per CPU when there are many rows).
+    With ``day``: the stretch of each chain that the day's rows span. With ``trust``
+    keys, also every signed checkpoint (:mod:`queries.attested`). Raises QueryError for an
+    unreadable store or an account neither the store nor ``configured`` (the
+    configuration's accounts) knows. ``workers``: processes to spread the accounts over
+    (default: one per CPU when there are many rows).
     """
-    jobs: list[tuple[Any, ...]] = []
+    jobs: list[_StoreJob] = []
     sizes: list[int] = []
     with StoreReader(url) as reader:
         check_accounts(reader, accounts or (), configured)
         source = reader.display_url
+        store_id = reader.store_id()
         ranges = reader.id_ranges(day=day, accounts=list(accounts) if accounts else None)
         for account in sorted(set(accounts or ()) | set(ranges)):
+            job = _StoreJob(url, account, day, trust, store_id)
             if account not in ranges:
-                jobs.append((url, account, 0, -1, GENESIS_HASH, day))  # nothing to check
+                jobs.append(replace(job, stretch=(0, -1, GENESIS_HASH), empty=True))
                 sizes.append(0)
                 continue
             first, last, count = ranges[account]
-            if day is None:
-                jobs.append((url, account, None, None, GENESIS_HASH, None))
-            else:
-                jobs.append((url, account, first, last, reader.chain_anchor(account, first), day))
+            if day is not None:
+                job = replace(job, stretch=(first, last, reader.chain_anchor(account, first)))
+            jobs.append(job)
             sizes.append(count)
-    checks = _run(_store_job, jobs, sizes, workers)
-    return VerifyReport(source, day, checks)
+    checks = _run(_store_job, [(job,) for job in jobs], sizes, workers)
+    return VerifyReport(source, day, checks, attestation=trust.enabled)
 
 
 def _run(
@@ -206,194 +327,33 @@ def _run(
         return [futures[i].result() for i in range(len(jobs))]
 
 
-# -- an export ------------------------------------------------------------------------------
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _file_problems(export: ExportDir, day: dt.date, entry: FileEntry) -> list[Problem]:
-    rel = entry.path
-    try:
-        path = export.file(rel)
-    except QueryError:
-        return [Problem("manifest names a path outside the export directory", path=rel)]
-    # The writer's own layout function: an id it encodes specially (``..``, ``~``) is
-    # not reported as misplaced.
-    if rel != file_path(entry.table, day, entry.account_id):
-        return [Problem("file is not where the layout puts its table, day and account", path=rel)]
-    if not path.is_file():
-        return [Problem("file listed in the manifest is missing", path=rel)]
-    problems = []
-    size = path.stat().st_size
-    if size != entry.bytes:
-        problems.append(Problem(f"file has {size} bytes, manifest says {entry.bytes}", path=rel))
-    if _sha256(path) != entry.sha256:
-        problems.append(
-            Problem("file content changed (SHA-256 differs from the manifest)", path=rel)
-        )
-    try:
-        rows = pq.ParquetFile(path).metadata.num_rows
-    except (pa.ArrowInvalid, OSError) as exc:
-        return [*problems, Problem(f"not a readable Parquet file: {exc}", path=rel)]
-    if rows != entry.rows:
-        problems.append(Problem(f"file has {rows} rows, manifest says {entry.rows}", path=rel))
-    return problems
-
-
-def _unlisted(export: ExportDir, day: dt.date, listed: set[str]) -> list[Problem]:
-    found = []
-    for table_name in TABLES:
-        base = export.root / day_dir(table_name, day)
-        if base.is_dir():
-            for path in sorted(base.rglob("*")):
-                rel = path.relative_to(export.root).as_posix()
-                if path.is_file() and rel not in listed:
-                    found.append(Problem("file is not listed in the manifest", path=rel))
-    return found
-
-
-def _export_chain(
-    export: ExportDir, manifest: Manifest, account: str, entry: FileEntry
-) -> ChainCheck:
-    day = manifest.trading_day
-    facts = manifest.accounts[account]
-    anchor = facts.chain_anchor or GENESIS_HASH
-    path = export.file(entry.path)
-    # Rows whose predecessor in the account's chain belongs to another day.
-    resume = dict(facts.chain_resume)
-    try:
-        check = check_rows(
-            account,
-            read_file(path, export.root / "events", "events", EVENTS_SCHEMA.names),
-            anchor,
-            day,
-            resume,
-        )
-    except QueryError as exc:
-        return ChainCheck(
-            account, day, anchor=anchor, problems=[Problem(str(exc), path=entry.path)]
-        )
-    expectations = (
-        (facts.events, check.rows, "rows"),
-        (facts.first_id, check.first_id, "first row id"),
-        (facts.last_id, check.last_id, "last row id"),
-        (facts.first_chain_hash, check.first_hash, "first row's chain_hash"),
-    )
-    low, high = manifest.id_range
-    for row_id in (check.first_id, check.last_id):
-        outside = row_id is not None and (
-            (low is not None and row_id < low) or (high is not None and row_id > high)
-        )
-        if outside:
-            check.problems.append(
-                Problem(f"row {row_id} lies outside the manifest's id_range", path=entry.path)
-            )
-    for stated, actual, label in expectations:
-        if stated != actual:
-            check.problems.append(
-                Problem(f"{label} is {actual}, manifest says {stated}", path=entry.path)
-            )
-    if check.ok and facts.last_chain_hash not in (None, check.head):
-        check.problems.append(
-            Problem(
-                "chain does not end at the manifest's last_chain_hash: rows removed at the end, "
-                "or the manifest changed",
-                row_id=check.last_id,
-                expected=facts.last_chain_hash,
-                stored=check.head,
-            )
-        )
-    return check
-
-
-def verify_export(
-    directory: str | Path, *, day: dt.date | None = None, accounts: Sequence[str] | None = None
-) -> VerifyReport:
-    """Check an export directory (every exported day, or ``day``) against its manifests.
-
-    Raises QueryError when the directory or the day's manifest is missing or not an
-    export manifest; everything wrong inside is reported, not raised.
-    """
-    export = ExportDir(directory)
-    days = [day] if day is not None else export.days()
-    if not days:
-        raise QueryError(f"no exported day in {export.root} (manifest/ is empty)")
-    wanted = None if not accounts else set(accounts)
-    if wanted is not None:
-        unknown = wanted - export.accounts(days)
-        if unknown:
-            raise QueryError(
-                f"unknown account {sorted(unknown)[0]!r}: not in the export {export.root}"
-            )
-    report = VerifyReport(str(export.root), day, [])
-    for one_day in days:
-        report.problems.extend(() if wanted else _unlisted_of(export, one_day))
-        report.accounts.extend(_verify_export_day(export, export.manifest(one_day), wanted))
-    return report
-
-
-def _unlisted_of(export: ExportDir, day: dt.date) -> list[Problem]:
-    return _unlisted(export, day, {entry.path for entry in export.manifest(day).files})
-
-
-def _verify_export_day(
-    export: ExportDir, manifest: Manifest, wanted: set[str] | None
-) -> list[ChainCheck]:
-    """Every file of one exported day against its manifest entry, and each account's chain."""
-    day = manifest.trading_day
-    checks: dict[str, ChainCheck] = {}
-    events_files: dict[str, FileEntry] = {}
-    for entry in manifest.files:
-        account = entry.account_id
-        if wanted is not None and account not in wanted:
-            continue
-        problems = _file_problems(export, day, entry)
-        if problems:
-            checks.setdefault(account, ChainCheck(account, day)).problems.extend(problems)
-        if entry.table == "events":
-            events_files[account] = entry
-    for account, facts in sorted(manifest.accounts.items()):
-        if wanted is not None and account not in wanted:
-            continue
-        events_file = events_files.get(account)
-        if events_file is None:
-            if facts.events:
-                checks.setdefault(account, ChainCheck(account, day)).problems.append(
-                    Problem(f"manifest counts {facts.events} events but lists no events file")
-                )
-            continue
-        check = _export_chain(export, manifest, account, events_file)
-        check.problems[:0] = checks.get(account, ChainCheck(account)).problems
-        checks[account] = check
-    for account in sorted(set(events_files) - set(manifest.accounts)):
-        checks.setdefault(account, ChainCheck(account, day)).problems.append(
-            Problem(
-                "events file of an account the manifest's accounts do not list",
-                path=events_files[account].path,
-            )
-        )
-    return [checks[a] for a in sorted(checks)]
-
-
 def render_verify(report: VerifyReport) -> str:
     """The verification result as text; failures name account, row id and what is wrong."""
     scope = f" for {report.trading_day}" if report.trading_day else ""
     lines = [f"Verify {report.source}{scope}: {'OK' if report.ok else 'FAILED'}"]
-    rows = [
+    headers = ["account", "day", "rows", "first_id", "last_id", "chain"]
+    rows: list[tuple[object, ...]] = [
         (c.account_id, c.trading_day, c.rows, c.first_id, c.last_id, "ok" if c.ok else "FAILED")
         for c in report.accounts
     ]
-    lines.append(table(["account", "day", "rows", "first_id", "last_id", "chain"], rows))
+    if report.attestation:
+        headers += ["attested", "through_id", "unattested"]
+        rows = [
+            (*row, c.attested, c.attested_through_id, c.unattested_rows)
+            for row, c in zip(rows, report.accounts, strict=True)
+        ]
+    lines.append(table(headers, rows))
     for check in report.accounts:
         for p in check.problems:
             lines.append(_problem_line(f"account {check.account_id}", p))
+        if report.attestation and check.ok and check.unattested_rows:
+            lines.append(
+                f"NOTE account {check.account_id}: {check.unattested_rows} rows after "
+                f"id {check.attested_through_id or 0} are not attested by a signed checkpoint yet"
+            )
     lines.extend(_problem_line("export", p) for p in report.problems)
+    if not report.attestation:
+        lines.append(f"NOTE {NO_KEYS_WARNING}")
     return "\n".join(lines)
 
 

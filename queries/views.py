@@ -135,7 +135,8 @@ _VIEW_SQL: Final = {
         WHERE msg_type = 'position-update' AND symbol IS NOT NULL
         GROUP BY account_id, trading_day, symbol)""",
     "connection_log": """
-    SELECT id, session_id, account_id, at_ns, make_timestamp_ns(at_ns) AS at, event, detail
+    SELECT id, session_id, account_id, at_ns, make_timestamp_ns(at_ns) AS at, event, detail,
+           chain_hash
     FROM _log""",
 }
 

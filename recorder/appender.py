@@ -22,18 +22,23 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import sqlite3
+import time
 from collections.abc import Sequence
 from contextlib import closing
+from dataclasses import dataclass
 from typing import Any, Final
 
-from sqlalchemy import Connection, Engine, insert, select, text
+from sqlalchemy import Connection, Engine, Table, func, insert, select, text
 
-from .chain import GENESIS_HASH, canonical_frame
+from .attestation import Attestation, Note
+from .chain import LOG_CHAIN_FIELDS, GENESIS_HASH, canonical_frame, chain_log_rows
 from .records import FrameRecord, LogRecord
 from .schema import connection_log, events
 
 #: Insert column order: the chain's fields, then the hash.
 EVENT_COLUMNS: Final = (*FrameRecord._fields, "chain_hash")
+#: ``connection_log`` insert columns: the chain's fields, then the hash.
+_LOG_COLUMNS: Final = (*LOG_CHAIN_FIELDS, "chain_hash")
 _COLUMN_LIST: Final = ", ".join(EVENT_COLUMNS)
 _SQLITE_ROW: Final = f"({', '.join('?' * len(EVENT_COLUMNS))})"
 
@@ -58,20 +63,42 @@ _PG_CHAIN_LOCKS: Final = text(
     "SELECT pg_advisory_xact_lock(hashtextextended(t.key, 0)) "
     "FROM unnest(CAST(:keys AS text[])) WITH ORDINALITY AS t(key, n) ORDER BY t.n"
 )
-#: Every account's chain head in one query (each through the (account_id, id) index).
+#: Every account's chain heads in one query (each through an (account_id, id) index).
 _PG_HEADS: Final = text(
-    "SELECT t.account, (SELECT e.chain_hash FROM events AS e WHERE e.account_id = t.account "
-    "ORDER BY e.id DESC LIMIT 1) FROM unnest(CAST(:accounts AS text[])) AS t(account)"
+    "SELECT t.account, "
+    "(SELECT e.chain_hash FROM events AS e WHERE e.account_id = t.account "
+    "ORDER BY e.id DESC LIMIT 1), "
+    "(SELECT c.chain_hash FROM connection_log AS c WHERE c.account_id = t.account "
+    "ORDER BY c.id DESC LIMIT 1) "
+    "FROM unnest(CAST(:accounts AS text[])) AS t(account)"
 )
 
 
-class Appender:
-    """Appends frames and log records to one store, extending each account's chain."""
+@dataclass(frozen=True)
+class _DayCut:
+    """A frame that starts a later trading day for its account: the old day is attested
+    to its last row before the frame is inserted."""
 
-    def __init__(self, engine: Engine) -> None:
+    index: int  # of the frame in the batch
+    account: str
+    head: str  # the account's events head before that frame
+    day: dt.date  # the day that ends
+
+
+class Appender:
+    """Appends frames and log records to one store, extending each account's chains, and
+    (with ``attestation``) signs checkpoints in the same transactions."""
+
+    def __init__(self, engine: Engine, attestation: Attestation | None = None) -> None:
         self.engine = engine
         self.dialect = engine.dialect.name
+        self.attestation = attestation
         self._heads: dict[str, str] = {}
+        self._log_heads: dict[str, str] = {}
+        self._days: dict[str, dt.date | None] = {}
+        #: Accounts with committed rows that no checkpoint covers yet.
+        self.unattested: set[str] = set()
+        self._notes: list[Note] = []  # made by the transaction in flight
 
     def head(self, account_id: str) -> str:
         """The account's current chain head (loading it from the store once)."""
@@ -80,52 +107,179 @@ class Appender:
                 self._heads[account_id] = stored_head(conn, account_id)
         return self._heads[account_id]
 
-    def append(self, frames: Sequence[FrameRecord], logs: Sequence[LogRecord] = ()) -> None:
+    def log_head(self, account_id: str) -> str:
+        """The account's current ``connection_log`` chain head (loaded once)."""
+        if account_id not in self._log_heads:
+            with self.engine.connect() as conn:
+                self._log_heads[account_id] = stored_head(conn, account_id, connection_log)
+        return self._log_heads[account_id]
+
+    def append(
+        self,
+        frames: Sequence[FrameRecord],
+        logs: Sequence[LogRecord] = (),
+        *,
+        checkpoint_all: bool = False,
+        at_ns: int | None = None,
+    ) -> list[Note]:
         """Write one batch in one transaction; chain heads advance only once it committed.
 
-        Raises SQLAlchemy or driver errors as they come (the caller retries the
-        same batch, after :meth:`resync`).
+        With attestation, checkpoints go into the same transaction: for an account whose
+        trading day changes in the batch (covering the old day's last row), for one whose
+        session ended in it, and with ``checkpoint_all`` for every account with rows no
+        checkpoint covers (every interval, and at shutdown). Returns the notes made.
+        Raises SQLAlchemy or driver errors as they come (the caller retries the same
+        batch, after :meth:`resync`).
         """
-        if not frames and not logs:
-            return
+        wanted = self._checkpoint_accounts(frames, logs, checkpoint_all)
+        if not frames and not logs and not wanted:
+            return []
+        at_ns = at_ns or time.time_ns()
+        self._notes = []
         with self.engine.begin() as conn:
-            if self.dialect == "postgresql" and frames:
-                # Serialise writers per account and extend the head as stored, so even two
-                # instances writing one account (a split-brain moment) never fork its chain.
-                # Two round trips whatever the number of accounts; the heads are read by a
-                # second statement, whose snapshot sees whatever the lock holder committed.
-                accounts = sorted({frame.account_id for frame in frames})
-                keys = [f"studio-recorder:chain:{account}" for account in accounts]
-                conn.execute(_PG_CHAIN_LOCKS, {"keys": keys})
-                result = conn.execute(_PG_HEADS, {"accounts": accounts})
-                heads: dict[str, str | None] = {row[0]: row[1] for row in result}
-                for account in accounts:
-                    self._heads[account] = heads.get(account) or GENESIS_HASH
-            rows, new_heads = self.chain(frames)
-            if rows:
-                self._insert_events(conn, rows)
-            if logs:
-                conn.execute(insert(connection_log), [log.row() for log in logs])
-        self._heads.update(new_heads)
+            if self.dialect == "postgresql":
+                self._lock_and_reload(conn, frames, logs, wanted)
+            rows, new_heads, cuts = self.chain(frames)
+            start = 0
+            for cut in cuts:
+                self._insert_events(conn, rows[start : cut.index])
+                start = cut.index
+                self._checkpoint(conn, cut.account, (cut.head, self.log_head(cut.account)),
+                                 at_ns, cut.day)  # fmt: skip
+            self._insert_events(conn, rows[start:])
+            log_heads = self._insert_logs(conn, logs)
+            for account in sorted(wanted):
+                heads = (
+                    new_heads.get(account) or self.head(account),
+                    log_heads.get(account) or self.log_head(account),
+                )
+                self._checkpoint(conn, account, heads, at_ns, self._last_day(account, frames))
+        return self._committed(frames, new_heads, log_heads)
 
-    def chain(self, frames: Sequence[FrameRecord]) -> tuple[list[tuple[Any, ...]], dict[str, str]]:
-        """Insert rows (tuples in :data:`EVENT_COLUMNS` order) with chain hashes, and the
-        heads after them; nothing is stored."""
+    def _committed(
+        self,
+        frames: Sequence[FrameRecord],
+        new_heads: dict[str, str],
+        log_heads: dict[str, str],
+    ) -> list[Note]:
+        """Advance the in-memory state after a commit; publish the notes."""
+        self._heads.update(new_heads)
+        self._log_heads.update(log_heads)
+        for frame in frames:
+            day = self._days.get(frame.account_id)
+            if day is None or frame.trading_day > day:
+                self._days[frame.account_id] = frame.trading_day
+        notes, self._notes = self._notes, []
+        self.unattested |= set(new_heads) | set(log_heads)
+        for note in notes:  # the account's final states are signed: nothing left to attest
+            account = note.checkpoint.account_id
+            signed = (note.checkpoint.events.head, note.checkpoint.log.head)
+            if signed == (self.head(account), self.log_head(account)):
+                self.unattested.discard(account)
+        if self.attestation is not None and notes:
+            self.attestation.published(notes)
+        return notes
+
+    def _checkpoint_accounts(
+        self, frames: Sequence[FrameRecord], logs: Sequence[LogRecord], checkpoint_all: bool
+    ) -> set[str]:
+        """Accounts to checkpoint at the end of the batch (day changes come on their own)."""
+        if self.attestation is None:
+            return set()
+        wanted = {log.account_id for log in logs if log.event == "closed"}
+        if checkpoint_all:
+            wanted |= self.unattested | {f.account_id for f in frames}
+            wanted |= {log.account_id for log in logs}
+        return wanted
+
+    def _lock_and_reload(
+        self,
+        conn: Connection,
+        frames: Sequence[FrameRecord],
+        logs: Sequence[LogRecord],
+        wanted: set[str],
+    ) -> None:
+        """PostgreSQL: serialise writers per account and extend the heads as stored, so
+        even two instances writing one account (a split-brain moment) never fork a chain.
+        Two round trips whatever the number of accounts; the heads are read by a second
+        statement, whose snapshot sees whatever the lock holder committed."""
+        accounts = sorted({f.account_id for f in frames} | {g.account_id for g in logs} | wanted)
+        if not accounts:
+            return
+        keys = [f"studio-recorder:chain:{account}" for account in accounts]
+        conn.execute(_PG_CHAIN_LOCKS, {"keys": keys})
+        for account, events_head, log_head in conn.execute(_PG_HEADS, {"accounts": accounts}):
+            self._heads[account] = events_head or GENESIS_HASH
+            self._log_heads[account] = log_head or GENESIS_HASH
+
+    def chain(
+        self, frames: Sequence[FrameRecord]
+    ) -> tuple[list[tuple[Any, ...]], dict[str, str], list[_DayCut]]:
+        """Insert rows (tuples in :data:`EVENT_COLUMNS` order) with chain hashes, the heads
+        after them, and (with attestation) where an account's trading day moves on;
+        nothing is stored."""
         heads: dict[str, bytes] = {}
+        days: dict[str, dt.date | None] = {}
+        cuts: list[_DayCut] = []
         rows = []
         sha256 = hashlib.sha256
-        for frame in frames:
+        attested = self.attestation is not None
+        for index, frame in enumerate(frames):
             account = frame[0]
             previous = heads.get(account)
             if previous is None:
                 previous = bytes.fromhex(self.head(account))
+                if attested:
+                    days[account] = self._stored_day(account)
+            if attested:
+                day = days[account]
+                if day is not None and frame.trading_day > day:
+                    cuts.append(_DayCut(index, account, previous.hex(), day))
+                if day is None or frame.trading_day > day:
+                    days[account] = frame.trading_day
             digest = sha256(previous)
             digest.update(canonical_frame(frame))
             current = heads[account] = digest.digest()
             rows.append((*frame, current.hex()))
-        return rows, {account: head.hex() for account, head in heads.items()}
+        return rows, {account: head.hex() for account, head in heads.items()}, cuts
+
+    def _stored_day(self, account: str) -> dt.date | None:
+        """The latest trading day among the account's stored frames (loaded once)."""
+        if account not in self._days:
+            with self.engine.connect() as conn:
+                query = select(func.max(events.c.trading_day)).where(events.c.account_id == account)
+                self._days[account] = conn.execute(query).scalar_one_or_none()
+        return self._days[account]
+
+    def _last_day(self, account: str, frames: Sequence[FrameRecord]) -> dt.date | None:
+        mine = [f.trading_day for f in frames if f.account_id == account]
+        return max(mine) if mine else self._days.get(account)
+
+    def _checkpoint(
+        self,
+        conn: Connection,
+        account: str,
+        heads: tuple[str, str],
+        at_ns: int,
+        day: dt.date | None,
+    ) -> None:
+        assert self.attestation is not None
+        note = self.attestation.checkpoint(conn, account, heads, at_ns, day)
+        if note is not None:
+            self._notes.append(note)
+
+    def _insert_logs(self, conn: Connection, logs: Sequence[LogRecord]) -> dict[str, str]:
+        """Insert log records with their chain hashes; returns the heads after them."""
+        if not logs:
+            return {}
+        heads = {log.account_id: self.log_head(log.account_id) for log in logs}
+        rows = chain_log_rows((tuple(log.row().values()) for log in logs), heads)
+        conn.execute(insert(connection_log), [dict(zip(_LOG_COLUMNS, r, strict=True)) for r in rows])
+        return heads
 
     def _insert_events(self, conn: Connection, rows: list[tuple[Any, ...]]) -> None:
+        if not rows:
+            return
         driver = conn.connection.driver_connection
         if self.dialect == "sqlite":
             cursor = driver.cursor()  # type: ignore[union-attr]
@@ -145,16 +299,23 @@ class Appender:
 
         A batch with frames committed exactly when every account's stored head
         equals the head the batch would have produced; a batch of log records
-        only, when its last record is in ``connection_log``.
+        only, when its last record is in ``connection_log``. (A batch of checkpoints
+        only is simply made again: a checkpoint equal to the latest is not repeated.)
         """
         accounts = {frame.account_id for frame in frames}
         with self.engine.connect() as conn:
+            for account in {log.account_id for log in logs}:
+                self._log_heads[account] = stored_head(conn, account, connection_log)
             if not accounts:
-                return bool(logs) and log_recorded(conn, logs[-1])
-            _, expected = self.chain(frames)
-            stored = {account: stored_head(conn, account) for account in accounts}
-        self._heads.update(stored)
-        return all(stored[a] == expected[a] for a in accounts)
+                committed = bool(logs) and log_recorded(conn, logs[-1])
+            else:
+                _, expected, _ = self.chain(frames)
+                stored = {account: stored_head(conn, account) for account in accounts}
+                self._heads.update(stored)
+                committed = all(stored[a] == expected[a] for a in accounts)
+        if committed:  # heads are reloaded; hand over the notes it made
+            self._committed(frames, {a: self._heads[a] for a in accounts}, {})
+        return committed
 
 
 def _insert_sqlite(cursor: Any, rows: list[tuple[Any, ...]]) -> None:
@@ -187,12 +348,12 @@ def _sqlite_params(rows: list[tuple[Any, ...]]) -> list[Any]:
     return params
 
 
-def stored_head(conn: Connection, account_id: str) -> str:
-    """The chain hash of the account's last stored row, or the genesis value."""
+def stored_head(conn: Connection, account_id: str, table: Table = events) -> str:
+    """The chain hash of the account's last stored row of ``table``, or the genesis value."""
     query = (
-        select(events.c.chain_hash)
-        .where(events.c.account_id == account_id)
-        .order_by(events.c.id.desc())
+        select(table.c.chain_hash)
+        .where(table.c.account_id == account_id)
+        .order_by(table.c.id.desc())
         .limit(1)
     )
     return conn.execute(query).scalar_one_or_none() or GENESIS_HASH

@@ -21,27 +21,36 @@ verifier alike): the ASCII tag ``srec1`` followed by each field of
 
 Length prefixes make the encoding unambiguous: no two different rows encode to
 the same bytes.
+
+``connection_log`` rows form a second chain per account, with the same genesis rule
+and encoding, tagged ``slog1`` and over the fields of :data:`LOG_CHAIN_FIELDS`
+(``session_id``, ``account_id``, ``at_ns``, ``event``, ``detail``): the tags keep
+a log row from ever encoding like a frame.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import functools
 import hashlib
 import struct
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from .records import FrameRecord
+from .records import FrameRecord, LogRecord
 
 #: The hash the first row of every account's chain extends.
 GENESIS_HASH: Final = "0" * 64
 ENCODING_TAG: Final = b"srec1"
+LOG_ENCODING_TAG: Final = b"slog1"
 
 #: The recorded fields of an ``events`` row covered by the chain, in encoding order: the
 #: fields of :class:`~recorder.records.FrameRecord` (every column but ``id`` and the hash).
 CHAIN_FIELDS: Final[tuple[str, ...]] = FrameRecord._fields
+#: The recorded fields of a ``connection_log`` row covered by its chain, in encoding order.
+LOG_CHAIN_FIELDS: Final = tuple(f.name for f in dataclasses.fields(LogRecord))
 
 _INT64_MIN = -(2**63)
 _INT64_MAX = 2**63 - 1
@@ -72,11 +81,24 @@ def canonical_bytes(row: Mapping[Any, Any]) -> bytes:
     Raises KeyError for a missing field, TypeError/ValueError for a value of the
     wrong type (a bug in the caller, never bad input from the wire).
     """
-    out = bytearray(ENCODING_TAG)
-    for name in CHAIN_FIELDS:
+    return _canonical(row, ENCODING_TAG, CHAIN_FIELDS)
+
+
+def canonical_log_bytes(row: Mapping[Any, Any]) -> bytes:
+    """Canonical encoding (version 1) of a ``connection_log`` row's recorded fields
+    (:data:`LOG_CHAIN_FIELDS`); errors as for :func:`canonical_bytes`."""
+    return _canonical(row, LOG_ENCODING_TAG, LOG_CHAIN_FIELDS)
+
+
+def _canonical(row: Mapping[Any, Any], tag: bytes, fields: Sequence[str]) -> bytes:
+    out = bytearray(tag)
+    for name in fields:
         _encode_value(row[name], out)
     return bytes(out)
 
+
+#: A canonical encoder: :func:`canonical_bytes` or :func:`canonical_log_bytes`.
+Encoder = Callable[[Mapping[Any, Any]], bytes]
 
 _pack_int = struct.Struct(">cq").pack
 _pack_len = struct.Struct(">cI").pack
@@ -122,11 +144,32 @@ def canonical_frame(frame: FrameRecord) -> bytes:
     )
 
 
-def next_hash(previous_hex: str, row: Mapping[Any, Any]) -> str:
-    """The chain hash of ``row`` given the previous row's hash (or :data:`GENESIS_HASH`)."""
+def next_hash(previous_hex: str, row: Mapping[Any, Any], encode: Encoder = canonical_bytes) -> str:
+    """The chain hash of ``row`` given the previous row's hash (or :data:`GENESIS_HASH`).
+
+    ``encode`` is :func:`canonical_bytes` for ``events`` rows, :func:`canonical_log_bytes`
+    for ``connection_log`` rows.
+    """
     digest = hashlib.sha256(bytes.fromhex(previous_hex))
-    digest.update(canonical_bytes(row))
+    digest.update(encode(row))
     return digest.hexdigest()
+
+
+def chain_log_rows(
+    rows: Iterable[Sequence[Any]], heads: dict[str, str] | None = None
+) -> list[tuple[Any, ...]]:
+    """``connection_log`` rows (values in :data:`LOG_CHAIN_FIELDS` order, any accounts, in
+    insert order) with each account's chain hash appended; ``heads`` (account → hash of
+    its last stored row, genesis when absent) is advanced in place."""
+    heads = {} if heads is None else heads
+    account_at = LOG_CHAIN_FIELDS.index("account_id")
+    chained = []
+    for values in rows:
+        row = dict(zip(LOG_CHAIN_FIELDS, values, strict=True))
+        account = values[account_at]
+        heads[account] = next_hash(heads.get(account, GENESIS_HASH), row, canonical_log_bytes)
+        chained.append((*values, heads[account]))
+    return chained
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +186,9 @@ def verify_chain(
     rows: Iterable[Mapping[Any, Any]],
     previous_hex: str = GENESIS_HASH,
     resume: Mapping[Any, str] | None = None,
+    encode: Encoder = canonical_bytes,
+    *,
+    seen: dict[Any, tuple[int, str]] | None = None,
 ) -> tuple[ChainBreak | None, str, int]:
     """Recompute a chain over ``rows`` (one account, ``id`` order).
 
@@ -157,9 +203,9 @@ def verify_chain(
     def encoded() -> Iterator[tuple[bytes, str]]:
         for row in rows:
             ids.append(row.get("id"))
-            yield canonical_bytes(row), row["chain_hash"]
+            yield encode(row), row["chain_hash"]
 
-    return verify_encoded(encoded(), ids, previous_hex, resume)
+    return verify_encoded(encoded(), ids, previous_hex, resume, seen=seen)
 
 
 def verify_encoded(
@@ -167,6 +213,8 @@ def verify_encoded(
     ids: Sequence[Any],
     previous_hex: str = GENESIS_HASH,
     resume: Mapping[Any, str] | None = None,
+    *,
+    seen: dict[Any, tuple[int, str]] | None = None,
 ) -> tuple[ChainBreak | None, str, int]:
     """:func:`verify_chain` over rows already encoded: ``(canonical bytes, stored hash)``.
 
@@ -174,6 +222,10 @@ def verify_encoded(
     the time row i is consumed (a list filled while ``rows`` is iterated will do). The
     verifier's fast path: callers that encode whole columns at once (Arrow) hand over
     the encodings and skip a dict per row. Same results as :func:`verify_chain`.
+
+    ``seen`` maps the ids of rows to watch (a signed checkpoint's last row, say) to
+    anything; each watched row's entry becomes ``(rows checked up to it, recomputed
+    hash)``.
     """
     current = bytes.fromhex(previous_hex)
     count = 0
@@ -187,6 +239,8 @@ def verify_encoded(
         current = digest.digest()
         expected = current.hex()
         count += 1
+        if seen and ids[index] in seen:
+            seen[ids[index]] = (count, expected)
         if expected != stored:
             if first_break is None:
                 first_break = ChainBreak(index, ids[index], expected, stored)

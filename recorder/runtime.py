@@ -22,6 +22,7 @@ from sqlalchemy import Engine
 
 from . import migrate
 from .appender import Appender
+from .attestation import attestation_for
 from .auth import TokenSource
 from .backoff import Backoff
 from .config import Settings
@@ -105,6 +106,7 @@ async def run_recorder(
     if engine is None:
         engine = open_engine(settings.store.url)
     await trio.to_thread.run_sync(migrate.require_schema, engine)
+    attestation = await trio.to_thread.run_sync(attestation_for, settings, engine)
 
     r = settings.recorder
     state = RecorderState.for_accounts(settings.studio.accounts)
@@ -113,12 +115,13 @@ async def run_recorder(
     state.queue_capacity = r.queue_max_frames
     registry, batch_seconds = build_registry(state)
     writer = Writer(
-        Appender(engine),
+        Appender(engine, attestation),
         receive,
         state.writer,
         max_rows=r.batch_max_rows,
         max_delay_s=r.batch_max_delay_ms / 1000,
         on_batch=batch_seconds.observe,
+        checkpoint_interval_s=settings.signing.checkpoint_interval_s,
     )
     ownership, file_lock = ownership_for(engine)
     if file_lock is not None:

@@ -93,9 +93,46 @@ connection_log = Table(
     Column("at_ns", BigInteger, nullable=False, comment="UTC epoch nanoseconds"),
     Column("event", Text, nullable=False),
     Column("detail", Text, comment="Close code and reason, error-notice text, ..."),
+    Column("chain_hash", Text, nullable=False,
+           comment="sha256(previous chain_hash of the account's log || canonical row), hex"),
     CheckConstraint(_one_of("event", CONNECTION_EVENTS), name="event"),
     Index(None, "account_id", "at_ns"),
     Index(None, "session_id"),
+    Index(None, "account_id", "id"),
     sqlite_autoincrement=True,
     comment="The recorder's journal of session lifecycle events; insert-only",
 )  # fmt: skip
+
+#: ``store_meta`` names: facts about the store, each written once.
+STORE_ID: Final = "store_id"
+
+store_meta = Table(
+    "store_meta",
+    metadata,
+    Column("name", Text, primary_key=True),
+    Column("value", Text, nullable=False),
+    comment="Facts about the store written once by db upgrade (store_id, ...); insert-only",
+)
+
+checkpoints = Table(
+    "checkpoints",
+    metadata,
+    Column("id", _ID, primary_key=True, autoincrement=True),
+    Column("account_id", Text, nullable=False),
+    Column("at_ns", BigInteger, nullable=False, comment="UTC epoch nanoseconds of signing"),
+    Column("events_count", BigInteger, nullable=False,
+           comment="The account's events rows with id <= events_last_id"),
+    Column("events_last_id", BigInteger, nullable=False, comment="0 when the account has none"),
+    Column("events_head", Text, nullable=False, comment="chain_hash of that row (or genesis)"),
+    Column("log_count", BigInteger, nullable=False),
+    Column("log_last_id", BigInteger, nullable=False),
+    Column("log_head", Text, nullable=False),
+    Column("key_id", Text, nullable=False, comment="The signing key's id, 8 hex digits"),
+    Column("note", Text, nullable=False, comment="The complete signed note (C2SP signed-note)"),
+    Index(None, "account_id", "id"),
+    sqlite_autoincrement=True,
+    comment="Signed checkpoints of each account's chains (see recorder.checkpoint); insert-only",
+)  # fmt: skip
+
+#: The insert-only tables, in creation order.
+APPEND_ONLY_TABLES: Final = ("events", "connection_log", "store_meta", "checkpoints")

@@ -41,6 +41,7 @@ class WriterState:
     batches: int = 0
     rows_written: int = 0
     log_rows_written: int = 0
+    checkpoints: int = 0  # signed checkpoints committed
     # time.monotonic() values: read by the metrics/health thread, which has no trio clock.
     last_commit_at: float | None = None
     busy_since: float | None = None  # a transaction is in flight since then

@@ -10,11 +10,17 @@ lost) is retried with backoff on the same batch until it commits: nothing is
 dropped, and :meth:`Appender.resync` makes sure nothing is written twice. Any
 other error is a bug and propagates. When every sender has closed the channel,
 the writer commits what is left and returns.
+
+With attestation (an appender that signs), the writer also asks for a checkpoint of
+every account with unattested rows every ``checkpoint_interval_s`` — waking up for it
+when no record arrives — and once more after the last batch, at shutdown.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
+import math
 import time
 from collections.abc import Callable, Sequence
 from typing import Final
@@ -23,6 +29,7 @@ import trio
 
 from .appender import Appender
 from .backoff import Backoff
+from .config import DEFAULT_CHECKPOINT_INTERVAL_S
 from .dberrors import describe_db_error, is_transient
 from .records import FrameRecord, LogRecord, Record
 from .state import WriterState
@@ -46,6 +53,7 @@ class Writer:
         max_delay_s: float,
         retry: Backoff | None = None,
         on_batch: Callable[[float], None] | None = None,
+        checkpoint_interval_s: float = DEFAULT_CHECKPOINT_INTERVAL_S,
     ) -> None:
         self.appender = appender
         self.receive = receive
@@ -54,27 +62,43 @@ class Writer:
         self.max_delay_s = max_delay_s
         self.retry = retry or Backoff(RETRY_INITIAL_S, RETRY_MAX_S)
         self.on_batch = on_batch
+        self.checkpoint_interval_s = checkpoint_interval_s
         self.done = trio.Event()
+        self._next_checkpoint = math.inf
 
     async def run(self) -> None:
         """Write batches until the channel is closed by every sender and drained."""
+        attested = self.appender.attestation is not None
+        if attested:
+            self._next_checkpoint = trio.current_time() + self.checkpoint_interval_s
         try:
             async with self.receive:
                 while True:
                     batch = await self._collect()
-                    if not batch:
-                        return
-                    await self._commit(batch)
+                    if batch is None:
+                        break
+                    due = trio.current_time() >= self._next_checkpoint
+                    await self._commit(batch, checkpoint=due)
+            if attested:  # shutdown: attest every account to its last row
+                await self._commit([], checkpoint=True)
         finally:
             self.done.set()
 
-    async def _collect(self) -> list[Record]:
-        """Up to ``max_rows`` records: the first one, then whatever arrives before the delay."""
+    async def _collect(self) -> list[Record] | None:
+        """Up to ``max_rows`` records: the first one, then whatever arrives before the delay.
+
+        None once the channel is closed and drained; an empty batch when a checkpoint is
+        due and no record came.
+        """
         receive = self.receive
-        try:
-            batch = [await receive.receive()]
-        except trio.EndOfChannel:
-            return []
+        batch: list[Record] = []
+        with trio.move_on_at(self._next_checkpoint if self.appender.unattested else math.inf):
+            try:
+                batch.append(await receive.receive())
+            except trio.EndOfChannel:
+                return None
+        if not batch:
+            return []  # no record came, and a checkpoint is due
         deadline = trio.current_time() + self.max_delay_s
         max_rows = self.max_rows
         while len(batch) < max_rows:
@@ -94,15 +118,16 @@ class Writer:
                 break
         return batch
 
-    async def _commit(self, batch: Sequence[Record]) -> None:
+    async def _commit(self, batch: Sequence[Record], *, checkpoint: bool = False) -> None:
         frames = [r for r in batch if isinstance(r, FrameRecord)]
         logs = [r for r in batch if isinstance(r, LogRecord)]
         state = self.state
         started = time.monotonic()
+        append = functools.partial(self.appender.append, checkpoint_all=checkpoint)
         while True:
             state.busy_since = time.monotonic()
             try:
-                await trio.to_thread.run_sync(self.appender.append, frames, logs)
+                notes = await trio.to_thread.run_sync(append, frames, logs)
                 break
             except Exception as exc:
                 if not is_transient(exc):
@@ -122,6 +147,7 @@ class Writer:
                 )
                 await trio.sleep(delay)
                 if await self._committed_after_all(frames, logs):
+                    notes = []  # the appender published them
                     break
             finally:
                 state.busy_since = None
@@ -136,6 +162,9 @@ class Writer:
             )
             state.failing = state.failing_since = None
         self.retry.reset()
+        if checkpoint:
+            self._next_checkpoint = trio.current_time() + self.checkpoint_interval_s
+        state.checkpoints += len(notes)
         state.batches += 1
         state.rows_written += len(frames)
         state.log_rows_written += len(logs)

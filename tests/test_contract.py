@@ -23,7 +23,7 @@ from queries.gaps import COLUMNS as GAPS_COLUMNS
 from queries.layout import FILE_SCHEMAS, PARTITION_SCHEMA, TIMESTAMP_COLUMNS, to_file_batch
 from queries.source import _SENTINEL
 from recorder import migrate
-from recorder.chain import CHAIN_FIELDS
+from recorder.chain import CHAIN_FIELDS, LOG_CHAIN_FIELDS
 from recorder.records import FrameRecord, LogRecord
 from recorder.schema import CONNECTION_EVENTS, RAW_KINDS, connection_log, events, metadata
 from recorder.store import open_engine
@@ -36,7 +36,8 @@ def test_records_are_the_tables_columns_in_order() -> None:
     assert ("id", *FrameRecord._fields, "chain_hash") == EVENT_COLUMNS
     assert FrameRecord._fields == CHAIN_FIELDS
     fields = tuple(f.name for f in dataclasses.fields(LogRecord))
-    assert ("id", *fields) == LOG_COLUMNS
+    assert (*fields, "chain_hash") == LOG_COLUMNS[1:]
+    assert LOG_CHAIN_FIELDS == fields
 
 
 def test_arrow_schemas_are_the_tables() -> None:

@@ -36,6 +36,7 @@ from queries.layout import (
 )
 from queries.parallel import OrderedReads
 from queries.source import StoreReader
+from recorder import migrate
 from recorder.appender import Appender
 from recorder.chain import GENESIS_HASH, verify_chain
 from recorder.records import FrameRecord, LogRecord
@@ -209,7 +210,7 @@ def test_manifest_matches_the_files_and_the_chain_verifies_from_the_export(
     assert document["format_version"] == 1
     assert document["trading_day"] == "2024-06-10"
     assert document["timezone"] == "America/New_York"
-    assert document["schema_version"] == "0001"
+    assert document["schema_version"] == migrate.head_revision()
     assert document["tool_version"] == "0.1.0"
     stored = stored_rows(engine, events, events.c.trading_day == DAY)
     assert document["id_range"] == {"first": stored[0]["id"], "last": stored[-1]["id"]}

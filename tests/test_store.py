@@ -12,7 +12,7 @@ from sqlalchemy import Engine, insert, inspect, select, text
 from sqlalchemy.exc import DBAPIError
 
 from recorder import migrate
-from recorder.chain import GENESIS_HASH, next_hash
+from recorder.chain import GENESIS_HASH, canonical_log_bytes, next_hash
 from recorder.errors import StoreError
 from recorder.schema import connection_log, events
 from recorder.store import open_engine
@@ -24,12 +24,16 @@ ROW = {
 }  # fmt: skip
 
 
+LOG_ROW = {"session_id": "s-1", "account_id": "100000", "at_ns": 1, "event": "opened",
+           "detail": None}  # fmt: skip
+
+
 def insert_rows(engine: Engine) -> None:
     with engine.begin() as conn:
         conn.execute(insert(events), [{**ROW, "chain_hash": next_hash(GENESIS_HASH, ROW)}])
         conn.execute(
             insert(connection_log),
-            [{"session_id": "s-1", "account_id": "100000", "at_ns": 1, "event": "opened"}],
+            [{**LOG_ROW, "chain_hash": next_hash(GENESIS_HASH, LOG_ROW, canonical_log_bytes)}],
         )
 
 

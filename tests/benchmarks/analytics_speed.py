@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from recorder.chain import GENESIS_HASH, next_hash
+from recorder.chain import GENESIS_HASH, chain_log_rows, next_hash
 from recorder.migrate import upgrade
 from recorder.store import open_engine
 
@@ -283,9 +283,9 @@ def build_store(path: Path, rows: int, *, seed: int = 7) -> int:
                 params,
             )
             db.executemany(
-                "INSERT INTO connection_log (session_id, account_id, at_ns, event, detail) "
-                "VALUES (?, ?, ?, ?, ?)",
-                sorted(logs, key=lambda row: row[2]),
+                "INSERT INTO connection_log (session_id, account_id, at_ns, event, detail, "
+                "chain_hash) VALUES (?, ?, ?, ?, ?, ?)",
+                chain_log_rows(sorted(logs, key=lambda row: row[2])),
             )
     finally:
         db.close()

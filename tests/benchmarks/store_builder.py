@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from recorder import migrate
-from recorder.chain import GENESIS_HASH, next_hash
+from recorder.chain import GENESIS_HASH, chain_log_rows, next_hash
 from recorder.store import open_engine
 
 DAY = dt.date(2024, 6, 10)
@@ -136,9 +136,9 @@ def _fill_sqlite(path: Path, rows: Iterator[tuple[Any, ...]], log: list[tuple[An
         with conn:
             conn.executemany(insert, batch)
             conn.executemany(
-                "INSERT INTO connection_log (session_id, account_id, at_ns, event, detail) "
-                "VALUES (?, ?, ?, ?, ?)",
-                log,
+                "INSERT INTO connection_log (session_id, account_id, at_ns, event, detail, "
+                "chain_hash) VALUES (?, ?, ?, ?, ?, ?)",
+                chain_log_rows(log),
             )
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     finally:
@@ -156,8 +156,9 @@ def _fill_postgresql(url: str, rows: Iterator[tuple[Any, ...]], log: list[tuple[
             for row in rows:
                 copy.write_row(row)
         with cursor.copy(
-            "COPY connection_log (session_id, account_id, at_ns, event, detail) FROM STDIN"
+            "COPY connection_log (session_id, account_id, at_ns, event, detail, chain_hash) "
+            "FROM STDIN"
         ) as copy:
-            for entry in log:
+            for entry in chain_log_rows(log):
                 copy.write_row(entry)
         cursor.execute("ANALYZE events")

@@ -1,0 +1,234 @@
+"""Signed checkpoints: the writer's half of attestation.
+
+Inside the transaction of the batch it covers, :meth:`Attestation.checkpoint` reads an
+account's chain states as stored (count, last id and head of ``events`` and of
+``connection_log``), signs them as a :class:`~recorder.checkpoint.Checkpoint` note and
+appends the note to ``checkpoints``. A checkpoint whose states equal the account's
+latest one is not made again. Counts come from the latest checkpoint plus an index
+count of the rows after it, so a checkpoint costs a few index lookups, whatever the
+size of the account.
+
+After the commit, :class:`NoteCopies` appends each note (fsynced) to a file per trading
+day under ``[signing] checkpoint_dir`` — copies outside the database, which an examiner
+holds the store against — and every note is logged at INFO. A copy that cannot be
+written is logged, counted and retried with the next notes: recording never stops for
+it, and the note itself is in the store.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Connection, Engine, Table, func, insert, select
+
+from .chain import GENESIS_HASH
+from .checkpoint import ChainState, Checkpoint
+from .config import Settings
+from .errors import StoreError, first_line
+from .schema import STORE_ID, checkpoints, connection_log, events, store_meta
+from .signing import Signer
+from .tradingday import day_of_ns
+
+log = logging.getLogger(__name__)
+
+#: A file of ``checkpoint_dir``: the notes of one trading day, each followed by a blank line.
+NOTES_SUFFIX: Final = ".notes"
+
+
+def notes_file(directory: Path, day: dt.date) -> Path:
+    """``DIR/YYYY-MM-DD.notes``: where the notes attesting ``day``'s rows are copied."""
+    return directory / f"{day.isoformat()}{NOTES_SUFFIX}"
+
+
+def read_store_id(conn: Connection) -> str:
+    """The store's id (written once by ``db upgrade``); StoreError when it has none."""
+    value = conn.execute(
+        select(store_meta.c.value).where(store_meta.c.name == STORE_ID)
+    ).scalar_one_or_none()
+    if value is None:
+        raise StoreError("the store has no store_id: run `studio-recorder db upgrade`")
+    return str(value)
+
+
+@dataclass(frozen=True)
+class Note:
+    """A checkpoint made in a transaction, with the trading day its rows end in."""
+
+    checkpoint: Checkpoint
+    note: str
+    day: dt.date
+
+
+@dataclass
+class NoteCopies:
+    """Appends notes to ``DIR/YYYY-MM-DD.notes`` (fsynced); retries what failed next time."""
+
+    directory: Path
+    pending: list[Note] = field(default_factory=list)
+    failures: int = 0
+
+    def publish(self, notes: Sequence[Note]) -> None:
+        self.pending.extend(notes)
+        if not self.pending:
+            return
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+            by_day: dict[dt.date, list[str]] = {}
+            for note in self.pending:
+                by_day.setdefault(note.day, []).append(note.note + "\n")
+            for day, texts in sorted(by_day.items()):
+                _append(notes_file(self.directory, day), "".join(texts))
+        except OSError as exc:
+            self.failures += 1
+            log.error(
+                "cannot copy %d checkpoint notes to %s (kept in the store; retried with the "
+                "next ones): %s",
+                len(self.pending),
+                self.directory,
+                exc.strerror or first_line(exc),
+                extra={"event": "checkpoint-copy-failed"},
+            )
+            return
+        self.pending.clear()
+
+
+def _append(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
+        os.write(fd, text.encode("utf-8"))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@dataclass
+class Attestation:
+    """What an appender signs with: the key, the store's id, the zone and the copies."""
+
+    signer: Signer
+    store_id: str
+    tz: ZoneInfo
+    copies: NoteCopies | None = None
+
+    def checkpoint(
+        self,
+        conn: Connection,
+        account: str,
+        heads: tuple[str, str],
+        at_ns: int,
+        day: dt.date | None,
+    ) -> Note | None:
+        """Sign and append the account's states as stored now; None when unchanged.
+
+        ``heads`` are the account's ``events`` and ``connection_log`` chain heads as of
+        this point of the transaction (the appender computed them); ``day`` the trading
+        day of its last covered frame (None: the day of ``at_ns``).
+        """
+        latest = _latest(conn, account)
+        events_state = _state(conn, events, account, latest[0], heads[0])
+        log_state = _state(conn, connection_log, account, latest[1], heads[1])
+        if (events_state, log_state) == latest:
+            return None
+        checkpoint = Checkpoint(self.store_id, account, events_state, log_state, at_ns)
+        note = self.signer.sign(checkpoint.text())
+        conn.execute(
+            insert(checkpoints).values(
+                account_id=account,
+                at_ns=at_ns,
+                events_count=events_state.count,
+                events_last_id=events_state.last_id,
+                events_head=events_state.head,
+                log_count=log_state.count,
+                log_last_id=log_state.last_id,
+                log_head=log_state.head,
+                key_id=self.signer.key_id.hex(),
+                note=note,
+            )
+        )
+        return Note(checkpoint, note, day or day_of_ns(at_ns, self.tz))
+
+    def published(self, notes: Sequence[Note]) -> None:
+        """After the commit: log every note, copy them to ``checkpoint_dir``."""
+        for note in notes:
+            log.info(
+                "checkpoint of account %s: events %d rows through id %d",
+                note.checkpoint.account_id,
+                note.checkpoint.events.count,
+                note.checkpoint.events.last_id,
+                extra={"event": "checkpoint", "account": note.checkpoint.account_id,
+                       "note": note.note},
+            )  # fmt: skip
+        if self.copies is not None:
+            self.copies.publish(notes)
+
+
+GENESIS_STATE: Final = ChainState(0, 0, GENESIS_HASH)
+
+
+def _latest(conn: Connection, account: str) -> tuple[ChainState, ChainState]:
+    row = conn.execute(
+        select(
+            checkpoints.c.events_count,
+            checkpoints.c.events_last_id,
+            checkpoints.c.events_head,
+            checkpoints.c.log_count,
+            checkpoints.c.log_last_id,
+            checkpoints.c.log_head,
+        )
+        .where(checkpoints.c.account_id == account)
+        .order_by(checkpoints.c.id.desc())
+        .limit(1)
+    ).first()
+    if row is None:
+        return GENESIS_STATE, GENESIS_STATE
+    return ChainState(row[0], row[1], row[2]), ChainState(row[3], row[4], row[5])
+
+
+def _state(
+    conn: Connection, table: Table, account: str, latest: ChainState, head: str
+) -> ChainState:
+    """``table``'s state for ``account`` now: the latest checkpoint's count plus the rows
+    after it (both through the ``(account_id, id)`` index)."""
+    id_ = table.c.id
+    mine = table.c.account_id == account
+    last_id = conn.execute(select(func.max(id_)).where(mine)).scalar_one_or_none() or 0
+    if last_id == latest.last_id:
+        return ChainState(latest.count, last_id, head) if last_id else GENESIS_STATE
+    newer = conn.execute(
+        select(func.count()).where(mine, id_ > latest.last_id, id_ <= last_id)
+    ).scalar_one()
+    return ChainState(latest.count + int(newer), int(last_id), head)
+
+
+def attestation_for(settings: Settings, engine: Engine) -> Attestation | None:
+    """The attestation ``[signing]`` configures for the store of ``engine``, or None.
+
+    Without a signing key the recorder records as before and says once, here, that
+    its store is not attested. Raises ConfigError for a key that cannot be read.
+    """
+    signer = settings.require_signer()
+    if signer is None:
+        log.warning(
+            "no [signing] key_file: checkpoints are not signed, so this store's record is "
+            "not attested against whoever controls the database",
+            extra={"event": "not-attested"},
+        )
+        return None
+    with engine.connect() as conn:
+        store_id = read_store_id(conn)
+    directory = settings.signing.checkpoint_dir
+    log.info(
+        "signing checkpoints with key %s+%s",
+        signer.name,
+        signer.key_id.hex(),
+        extra={"event": "attested", "store_id": store_id},
+    )
+    copies = NoteCopies(directory) if directory is not None else None
+    return Attestation(signer, store_id, settings.recorder.tz, copies)
