@@ -15,7 +15,7 @@ from queries.sqlcmd import render_csv, render_json, render_table, run_sql
 from queries.views import VIEWS
 from recorder.appender import Appender
 from recorder.records import FrameRecord
-from tests.analytics_day import DAY, A, ny, record
+from tests.support.simday import DAY, A, ny, record
 
 
 @pytest.fixture
