@@ -410,14 +410,17 @@ def test_ordered_reads_keep_order_and_use_their_own_connections(
 # -- a big day: several chunks, parallel reads, interruption -------------------------------
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def big_store(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """100,000 chained frames of 3 accounts on DAY (two chunks), SQLite."""
-    path = tmp_path_factory.mktemp("big") / "store.db"
-    return build_store(f"sqlite:///{path}", 100_000, ["0042", "100000", "7"])
+    """100,000 chained frames of 3 accounts on DAY (two chunks), SQLite; read-only."""
+    path = stores.built_once(
+        tmp_path_factory,
+        "big-store.db",
+        lambda path: build_store(f"sqlite:///{path}", 100_000, ["0042", "100000", "7"]),
+    )
+    return f"sqlite:///{path}"
 
 
-@pytest.mark.xdist_group("big_store")  # one build of the module-scoped store
 def test_big_day_parallel_and_sequential_exports_are_identical(
     big_store: str, tmp_path: Path
 ) -> None:
@@ -434,7 +437,6 @@ def test_big_day_parallel_and_sequential_exports_are_identical(
     assert one.accounts["0042"].events == 33_334
 
 
-@pytest.mark.xdist_group("big_store")  # one build of the module-scoped store
 def test_killed_export_leaves_the_previous_one_intact(big_store: str, tmp_path: Path) -> None:
     out = tmp_path / "archive"
     export_day(big_store, DAY, out, accounts=["0042"])
@@ -517,7 +519,6 @@ def test_failed_publish_rolls_back_to_the_previous_export(engine: Engine, tmp_pa
     assert len(read_dataset(out, "events")) == 5
 
 
-@pytest.mark.xdist_group("big_store")  # one build of the module-scoped store
 def test_write_failure_midway_is_one_line_and_keeps_the_previous_export(
     big_store: str, tmp_path: Path
 ) -> None:

@@ -142,7 +142,7 @@ def umount(path: Path) -> None:
 
 def fill_disk(ballast: Path) -> None:
     """Write ``ballast`` until its file system is full (ENOSPC)."""
-    with ballast.open("wb") as out:
+    with ballast.open("wb", buffering=0) as out:  # no buffer left to flush at close
         try:
             while True:
                 out.write(b"\0" * 65536)

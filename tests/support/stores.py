@@ -1,10 +1,15 @@
-"""Migrated stores and what they hold: the stored rows, read back in id order."""
+"""Stores for tests: migrated, built once per run, and what they hold (rows in id order)."""
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import ColumnElement, Engine, Table, select
 
 from recorder import migrate
@@ -18,6 +23,25 @@ def migrated(url: str) -> Engine:
     engine = open_engine(url)
     migrate.upgrade(engine)
     return engine
+
+
+def built_once(
+    tmp_path_factory: pytest.TempPathFactory, name: str, build: Callable[[Path], object]
+) -> Path:
+    """``tmp/NAME``, made by ``build(path)`` once per test run, however many pytest-xdist
+    workers need it: the first builds it under a lock in the run's temporary directory
+    (shared by the workers), the others wait for it and reuse it. For read-only fixtures
+    that are expensive to make (a 100,000-row store: seconds of CPU)."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # each worker's basetemp is a directory of the run's
+    path, done = root / name, root / f"{name}.done"
+    with (root / f"{name}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not done.exists():
+            build(path)
+            done.touch()
+    return path
 
 
 def rows(engine: Engine, table: Table, *where: ColumnElement[bool]) -> list[dict[str, Any]]:
