@@ -12,7 +12,8 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -68,11 +69,18 @@ def settings_from(config_path: str | None) -> Settings:
     return settings
 
 
-def engine_from(config_path: str | None, db_url: str | None, *, must_exist: bool) -> Engine:
-    """The store named by ``--db`` or by the config's [store] url."""
+@contextmanager
+def engine_from(
+    config_path: str | None, db_url: str | None, *, must_exist: bool
+) -> Iterator[Engine]:
+    """The store named by ``--db`` or by the config's [store] url, disposed of afterwards."""
     only_one(("--db", db_url), ("--config", config_path))
     url = db_url or settings_from(config_path).store.url
-    return open_engine(url, must_exist=must_exist)
+    engine = open_engine(url, must_exist=must_exist)
+    try:
+        yield engine
+    finally:
+        engine.dispose()
 
 
 @click.group(cls=OneLineGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -92,8 +100,8 @@ def db() -> None:
 @handle_errors
 def db_upgrade(config_path: str | None, db_url: str | None) -> None:
     """Create or migrate the store to the newest schema (safe to run again)."""
-    engine = engine_from(config_path, db_url, must_exist=False)
-    before, after = migrate.upgrade(engine)
+    with engine_from(config_path, db_url, must_exist=False) as engine:
+        before, after = migrate.upgrade(engine)
     where = safe_url(engine.url)
     if before == after:
         click.echo(f"{where}: already at revision {after}")
@@ -107,8 +115,8 @@ def db_upgrade(config_path: str | None, db_url: str | None) -> None:
 @handle_errors
 def db_current(config_path: str | None, db_url: str | None) -> None:
     """Print the store's schema revision (and the newest one this version knows)."""
-    engine = engine_from(config_path, db_url, must_exist=True)
-    current = migrate.current_revision(engine)
+    with engine_from(config_path, db_url, must_exist=True) as engine:
+        current = migrate.current_revision(engine)
     head = migrate.head_revision()
     state = "up to date" if current == head else f"behind: run `{PROG} db upgrade`"
     click.echo(f"{current or 'empty (no schema)'} (head {head}; {state})")
@@ -120,8 +128,8 @@ def db_current(config_path: str | None, db_url: str | None) -> None:
 @handle_errors
 def db_check(config_path: str | None, db_url: str | None) -> None:
     """Exit 0 when the store is at the newest revision and matches the models, else 1."""
-    engine = engine_from(config_path, db_url, must_exist=True)
-    revision = migrate.check(engine)
+    with engine_from(config_path, db_url, must_exist=True) as engine:
+        revision = migrate.check(engine)
     click.echo(f"{safe_url(engine.url)}: schema at revision {revision} matches the models")
 
 
@@ -181,8 +189,11 @@ def status_command(config_path: str | None, as_json: bool) -> None:
     """
     settings = settings_from(config_path)
     engine = open_engine(settings.store.url, must_exist=True)
-    migrate.require_schema(engine)
-    rows = store_status(engine, settings.studio.accounts, settings.recorder.tz, time.time_ns())
+    try:
+        migrate.require_schema(engine)
+        rows = store_status(engine, settings.studio.accounts, settings.recorder.tz, time.time_ns())
+    finally:
+        engine.dispose()
     if as_json:
         click.echo(json.dumps({"accounts": [r.as_dict() for r in rows]}, indent=2))
         return

@@ -7,20 +7,9 @@ from sqlalchemy import Engine, select
 from recorder.appender import Appender
 from recorder.chain import GENESIS_HASH, verify_chain
 from recorder.records import FrameRecord, LogRecord
-from recorder.schema import connection_log, events
-
-
-def frame(account: str, n: int) -> FrameRecord:
-    ts = 1_718_030_400_000 + n
-    raw = f'{{"timestamp":{ts},"sequence":{n},"payload":{{"type":"order-update"}}}}'
-    return FrameRecord(account, "s-1", 1_718_030_400_000_000_000 + n, 1_718_030_400_000 + n, n,
-                       "order-update", dt.date(2024, 6, 10), False, "text", raw)  # fmt: skip
-
-
-def stored(engine: Engine, account: str) -> list[dict[str, object]]:
-    with engine.connect() as conn:
-        query = select(events).where(events.c.account_id == account).order_by(events.c.id)
-        return [dict(row._mapping) for row in conn.execute(query)]
+from recorder.schema import connection_log
+from tests.support.frames import UNPARSED, frame
+from tests.support.stores import frames as stored
 
 
 def test_batches_chain_per_account_and_survive_a_restart(engine: Engine) -> None:
@@ -72,7 +61,7 @@ def test_a_batch_larger_than_one_insert_statement_is_stored_in_order(engine: Eng
         day = dt.date(2024, 6, 10) if n < count // 2 else dt.date(2024, 6, 11)
         f = f._replace(trading_day=day, replayed=n % 2 == 0)
         if n == 5:
-            f = f._replace(server_ts_ms=None, sequence=None, msg_type=None, raw="not json")
+            f = f._replace(**UNPARSED, raw="not json")
         batch.append(f)
     Appender(engine).append(batch)
     for account in ("A", "B"):

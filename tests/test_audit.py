@@ -1,4 +1,4 @@
-"""The audit of the recorded faulty day (tests/analytics_day.py), every number by hand."""
+"""The audit of the recorded faulty day (tests/support/simday.py), every number by hand."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from sqlalchemy import Engine
 
 from queries.audit import COLUMNS, audit, render_audit
 from queries.duck import open_store
-from tests.analytics_day import AFTER_THE_DAY_NS, DAY, A, B, record
+from tests.support.simday import AFTER_THE_DAY_NS, DAY, A, B, record
 
 Z = "2024-06-10T"
 

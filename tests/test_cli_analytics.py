@@ -1,43 +1,31 @@
-"""``studio-query gaps|audit|reconcile|verify|sql`` through real processes: outputs, exit
-codes, and one-line errors for bad input."""
+"""``studio-query gaps|audit|reconcile|verify|sql`` through the console script's ``main()``:
+outputs, exit codes, and one-line errors for bad input."""
 
 from __future__ import annotations
 
+import functools
 import json
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from queries.export import export_day
 from recorder import migrate
 from recorder.store import open_engine
-from tests.analytics_day import DAY, A, B, record
-from tests.export_writer import write_export
+from tests.support import ROOT
+from tests.support.cli import command_paths, documented, one_line_error, run_process
+from tests.support.cli import run as run_module
+from tests.support.simday import DAY, A, B, record
 
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "queries", *args], capture_output=True,
-                          text=True, timeout=120, cwd=cwd or ROOT, check=False)  # fmt: skip
+run = functools.partial(run_module, "queries")
 
 
 def run_json(*args: str, code: int = 0) -> Any:
     result = run(*args, "--json")
     assert result.returncode == code, result.stderr
     return json.loads(result.stdout)
-
-
-def one_line_error(result: subprocess.CompletedProcess[str], code: int, fragment: str) -> None:
-    assert result.returncode == code, (result.stdout, result.stderr)
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert "Traceback" not in result.stderr
-    assert lines[0].startswith("studio-query: error: ")
-    assert fragment in lines[0], lines[0]
 
 
 @pytest.fixture(scope="module")
@@ -137,7 +125,7 @@ def test_verify_store_and_tampered_copy(store: str, tmp_path: Path) -> None:
 
 def test_from_export(store: str, tmp_path: Path) -> None:
     out = tmp_path / "export"
-    write_export(store, DAY, out)
+    export_day(store, DAY, out)
     day = ("--day", "2024-06-10")
     assert run_json("gaps", "--from-export", str(out), *day) == run_json(
         "gaps", "--db", store, *day
@@ -161,11 +149,20 @@ def test_sql(store: str) -> None:
     assert table.stdout.splitlines()[-1] == "(1 row)"
 
 
-def test_commands_are_documented() -> None:
+@pytest.mark.parametrize("command", command_paths("queries"), ids=" ".join)
+def test_commands_are_documented(command: tuple[str, ...]) -> None:
     readme = (ROOT / "README.md").read_text()
-    for command in ("gaps", "audit", "reconcile", "verify", "sql"):
-        assert f"studio-query {command}" in readme
-        assert run(command, "--help").returncode == 0
+    assert documented(readme, "queries", command), f"studio-query {' '.join(command)}"
+    assert run(*command, "--help").returncode == 0
+
+
+def test_console_script_as_a_process_helps_and_turns_usage_errors_into_one_line(
+    store: str, tmp_path: Path
+) -> None:
+    # The tests above call main() in-process; this is main() as the interpreter runs it.
+    assert "Usage: studio-query" in run_process("queries", "--help").stdout
+    one_line_error(run_process("queries", "gaps", "--db", store, cwd=tmp_path), 2,
+                   "Missing option '--day'")  # fmt: skip
 
 
 @pytest.mark.parametrize(

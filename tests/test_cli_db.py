@@ -1,19 +1,16 @@
-"""``studio-recorder db``: real processes, real databases, one-line errors."""
+"""``studio-recorder db`` through the console script's ``main()``: real databases, one-line
+errors."""
 
-import subprocess
-import sys
+import functools
 from pathlib import Path
 
 import pytest
 
 from recorder import migrate
+from tests.support.cli import command_paths, one_line_error, run_process
+from tests.support.cli import run as run_module
 
-
-def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "recorder", *args],
-        capture_output=True, text=True, timeout=60, cwd=cwd, check=False,
-    )  # fmt: skip
+run = functools.partial(run_module, "recorder")
 
 
 def test_upgrade_twice_then_current_and_check(db_url: str) -> None:
@@ -39,16 +36,10 @@ def test_upgrade_from_config(tmp_path: Path) -> None:
     assert (tmp_path / "c.db").is_file()
 
 
-def one_line_error(result: subprocess.CompletedProcess[str], code: int, fragment: str) -> None:
-    assert result.returncode == code, (result.stdout, result.stderr)
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert "Traceback" not in result.stderr
-    assert fragment in lines[0]
-
-
 def test_missing_config_is_one_line_exit_2(tmp_path: Path) -> None:
-    one_line_error(run("db", "upgrade", "--config", "missing.toml", cwd=tmp_path), 2,
+    # A real process: main() as the interpreter runs it, exit code and all.
+    one_line_error(run_process("recorder", "db", "upgrade", "--config", "missing.toml",
+                               cwd=tmp_path), 2,
                    "missing.toml: configuration file not found")  # fmt: skip
 
 
@@ -89,8 +80,10 @@ def test_check_on_empty_database_says_what_to_do(tmp_path: Path) -> None:
                    "run `studio-recorder db upgrade`")  # fmt: skip
 
 
-def test_help_on_every_command() -> None:
-    for args in ((), ("db",), ("db", "upgrade"), ("db", "current"), ("db", "check")):
-        result = run(*args, "--help")
-        assert result.returncode == 0
-        assert "Usage:" in result.stdout
+@pytest.mark.parametrize(
+    "args", command_paths("recorder", groups=True, under=("db",)), ids=" ".join
+)
+def test_help_on_every_command(args: tuple[str, ...]) -> None:
+    result = run(*args, "--help")
+    assert result.returncode == 0
+    assert "Usage:" in result.stdout

@@ -1,116 +1,82 @@
-"""``studio-recorder run/status/sim/demo`` as real processes."""
+"""``studio-recorder run/status/sim/demo``: ``run`` and ``sim`` as real processes (signals),
+the rest through the console script's ``main()``."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import httpx
+import pytest
 import trio
-from sqlalchemy import select
 
-from recorder import migrate
 from recorder.chain import verify_chain
-from recorder.envelope import decode_raw
-from recorder.schema import connection_log, events
 from recorder.simulator import SimConfig, Simulator
-from recorder.store import open_engine
+from tests.support import ROOT
+from tests.support.cli import command_paths, documented, run_process
+from tests.support.cli import run as run_module
+from tests.support.config import SECRET, write_config
+from tests.support.processes import recorder_process
+from tests.support.stores import frames, log, migrated, raws
 
-SECRET = "cli-secret-4b1d"
+run_cli = functools.partial(run_module, "recorder")
 
 
-def write_config(tmp_path: Path, ws_url: str, token_url: str, accounts: list[str]) -> Path:
-    path = tmp_path / "recorder.toml"
-    path.write_text(
-        f'[studio]\nurl = "{ws_url}"\ntoken_url = "{token_url}"\nclient_id = "sim-client"\n'
-        f"accounts = {json.dumps(accounts)}\n"
-        f'[store]\nurl = "sqlite:///{tmp_path}/store.db"\n[metrics]\nlisten = ""\n'
-    )
-    return path
+def store_config(tmp_path: Path, ws_url: str, token_url: str, accounts: list[str]) -> Path:
+    """A config for the simulator at ``ws_url``, the store in ``tmp_path``, default timings."""
+    return write_config(tmp_path / "recorder.toml", accounts, f"sqlite:///{tmp_path}/store.db",
+                        url=ws_url, token_url=token_url)  # fmt: skip
 
 
 async def test_run_records_and_sigterm_exits_0_with_nothing_lost(tmp_path: Path) -> None:
     accounts = ["100000", "0042"]
     sim = Simulator(SimConfig(accounts=tuple(accounts), client_secret=SECRET, rate_per_s=200))
-    engine = open_engine(f"sqlite:///{tmp_path}/store.db")
-    migrate.upgrade(engine)
+    engine = migrated(f"sqlite:///{tmp_path}/store.db")
     with trio.fail_after(60):
         async with trio.open_nursery() as nursery:
             endpoints = await nursery.start(sim.serve)
-            config = write_config(tmp_path, endpoints.ws_url, endpoints.token_url, accounts)
-            env = {**os.environ, "STUDIO_CLIENT_SECRET": SECRET}
-            process = await trio.lowlevel.open_process(
-                [
-                    sys.executable,
-                    "-m",
-                    "recorder",
-                    "run",
-                    "--config",
-                    str(config),
-                    "--log-format",
-                    "json",
-                ],
-                env=env,
-                stderr=subprocess.PIPE,
-            )
-            while len(sim.sent_log("0042")) < 300 or len(sim.sent_log("100000")) < 300:
-                await trio.sleep(0.05)
-            sim.drop_connections("100000", clean=False)  # one reconnect mid-run
-            await trio.sleep(1.0)
-            process.send_signal(signal.SIGTERM)
-            signalled = time.monotonic()
-            assert process.stderr is not None
-            stderr = b""
-            while chunk := await process.stderr.receive_some():
-                stderr += chunk
-            code = await process.wait()
-            elapsed = time.monotonic() - signalled
+            config = store_config(tmp_path, endpoints.ws_url, endpoints.token_url, accounts)
+            async with recorder_process(config, tmp_path / "run.log") as process:
+                while len(sim.sent_log("0042")) < 300 or len(sim.sent_log("100000")) < 300:
+                    await trio.sleep(0.05)
+                sim.drop_connections("100000", clean=False)  # one reconnect mid-run
+                await trio.sleep(1.0)
+                signalled = time.monotonic()
+                code = await process.terminate()
+                elapsed = time.monotonic() - signalled
+                stderr = process.log_path.read_bytes()
             nursery.cancel_scope.cancel()
     assert code == 0, stderr.decode()
     assert elapsed < 5
     lines = [json.loads(line) for line in stderr.decode().splitlines()]
     assert any(line.get("event") == "stopped" for line in lines)
     assert SECRET not in stderr.decode()
-    with engine.connect() as conn:
-        log = [dict(r._mapping) for r in conn.execute(select(connection_log))]
-        for account in accounts:
-            query = select(events).where(events.c.account_id == account).order_by(events.c.id)
-            rows = [dict(r._mapping) for r in conn.execute(query)]
-            stored = [decode_raw(r["raw_kind"], r["raw"]) for r in rows]
-            sent = sim.sent_log(account)
-            # Everything read before shutdown is stored, in order: a prefix of what was sent
-            # (frames in flight after the recorder stopped reading may be missing; the next
-            # day replay re-delivers sequenced ones).
-            assert len(stored) >= 300
-            assert stored == sent[: len(stored)]
-            assert verify_chain(rows)[0] is None
-            sessions = {r["session_id"] for r in log if r["account_id"] == account}
-            closed = [r for r in log if r["account_id"] == account and r["event"] == "closed"]
-            assert len(closed) == len(sessions)  # every session has its closed row
-            assert closed[-1]["detail"] == "shutdown"
-
-
-def run_cli(
-    *args: str, cwd: Path | None = None, timeout: float = 60, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "recorder", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=cwd,
-        env=env,
-        check=False,
-    )
+    journal = log(engine)
+    for account in accounts:
+        rows = frames(engine, account)
+        stored = raws(rows)
+        sent = sim.sent_log(account)
+        # Everything read before shutdown is stored, in order: a prefix of what was sent
+        # (frames in flight after the recorder stopped reading may be missing; the next
+        # day replay re-delivers sequenced ones).
+        assert len(stored) >= 300
+        assert stored == sent[: len(stored)]
+        assert verify_chain(rows)[0] is None
+        sessions = {r["session_id"] for r in journal if r["account_id"] == account}
+        closed = [r for r in journal if r["account_id"] == account and r["event"] == "closed"]
+        assert len(closed) == len(sessions)  # every session has its closed row
+        assert closed[-1]["detail"] == "shutdown"
 
 
 def test_run_without_secret_is_exit_2(tmp_path: Path) -> None:
-    config = write_config(tmp_path, "ws://127.0.0.1:1/ws", "http://127.0.0.1:1/t", ["1"])
+    config = store_config(tmp_path, "ws://127.0.0.1:1/ws", "http://127.0.0.1:1/t", ["1"])
     env = {k: v for k, v in os.environ.items() if k != "STUDIO_CLIENT_SECRET"}
     result = run_cli("run", "--config", str(config), env=env)
     assert result.returncode == 2
@@ -121,7 +87,7 @@ def test_run_without_secret_is_exit_2(tmp_path: Path) -> None:
 
 
 def test_run_without_schema_is_one_line_exit_1(tmp_path: Path) -> None:
-    config = write_config(tmp_path, "ws://127.0.0.1:1/ws", "http://127.0.0.1:1/t", ["1"])
+    config = store_config(tmp_path, "ws://127.0.0.1:1/ws", "http://127.0.0.1:1/t", ["1"])
     result = run_cli(
         "run", "--config", str(config), env={**os.environ, "STUDIO_CLIENT_SECRET": "x"}
     )
@@ -131,7 +97,7 @@ def test_run_without_schema_is_one_line_exit_1(tmp_path: Path) -> None:
 
 
 def test_demo_then_status(tmp_path: Path) -> None:
-    demo = run_cli("demo", "--seconds", "3", "--dir", str(tmp_path / "d"), timeout=120)
+    demo = run_cli("demo", "--seconds", "3", "--dir", str(tmp_path / "d"))
     assert demo.returncode == 0, demo.stderr
     assert "verified" in demo.stdout
     assert "BROKEN" not in demo.stdout
@@ -151,7 +117,7 @@ def test_demo_then_status(tmp_path: Path) -> None:
 
 
 def test_status_on_missing_store_is_one_line(tmp_path: Path) -> None:
-    config = write_config(tmp_path, "ws://127.0.0.1:1/ws", "http://127.0.0.1:1/t", ["1"])
+    config = store_config(tmp_path, "ws://127.0.0.1:1/ws", "http://127.0.0.1:1/t", ["1"])
     result = run_cli("status", "--config", str(config))
     assert result.returncode == 1
     assert result.stderr.strip() == (
@@ -195,8 +161,6 @@ def test_sim_prints_its_endpoints_and_serves_tokens(tmp_path: Path) -> None:
 
 
 def test_sim_on_a_busy_port_is_one_line(tmp_path: Path) -> None:
-    import socket
-
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
@@ -207,23 +171,24 @@ def test_sim_on_a_busy_port_is_one_line(tmp_path: Path) -> None:
     assert len(result.stderr.strip().splitlines()) == 1
 
 
-def test_help_on_every_recorder_command() -> None:
-    for command in ("run", "status", "sim", "demo", "db"):
-        result = run_cli(command, "--help")
-        assert result.returncode == 0
-        assert "Usage:" in result.stdout
+@pytest.mark.parametrize(
+    "command",
+    [path for path in command_paths("recorder", groups=True) if path[:1] != ("db",)],
+    ids=lambda path: " ".join(path) or "studio-recorder",
+)  # the db group: tests/test_cli_db.py::test_help_on_every_command
+def test_help_on_every_recorder_command(command: tuple[str, ...]) -> None:
+    result = run_cli(*command, "--help")
+    assert result.returncode == 0
+    assert "Usage:" in result.stdout
 
 
-def test_every_recorder_command_is_documented_in_the_readme() -> None:
-    from recorder.cli import cli
+def test_python_m_recorder_helps_as_a_process() -> None:
+    result = run_process("recorder", "--help")
+    assert result.returncode == 0
+    assert "Usage: studio-recorder" in result.stdout
 
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    names = [
-        f"{name} {sub}"
-        for name, command in cli.commands.items()
-        for sub in getattr(command, "commands", {})
-    ] or []
-    names += [name for name, command in cli.commands.items() if not hasattr(command, "commands")]
-    assert "db upgrade" in names
-    for name in names:
-        assert f"| `studio-recorder {name} " in readme, name
+
+@pytest.mark.parametrize("name", command_paths("recorder"), ids=" ".join)
+def test_every_recorder_command_is_documented_in_the_readme(name: tuple[str, ...]) -> None:
+    readme = (ROOT / "README.md").read_text()
+    assert documented(readme, "recorder", name), f"studio-recorder {' '.join(name)}"

@@ -4,6 +4,7 @@ simulator → recorder → store → export → gaps / audit / verify (store and
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import shutil
 from pathlib import Path
@@ -19,11 +20,13 @@ from recorder.records import FrameRecord
 from recorder.schema import events
 from recorder.simulator import SimConfig
 from recorder.store import open_engine
-
-from .fault_tools import query
-from .harness import SECRET, start, wait_until
+from tests.support.cli import run
+from tests.support.config import SECRET
+from tests.support.recording import start
+from tests.support.waiting import wait_until
 
 A, B = "100000", "0042"
+query = functools.partial(run, "queries")
 
 
 async def test_recorded_day_with_faults_through_export_and_analytics(

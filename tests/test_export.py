@@ -7,6 +7,7 @@ The day under test is 2024-06-10 in America/New_York: it starts at 04:00 UTC
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import json
 import os
@@ -24,7 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine
 
 from queries.errors import QueryError
 from queries.export import export_day, plan_chunks
@@ -39,33 +40,17 @@ from queries.source import StoreReader
 from recorder import migrate
 from recorder.appender import Appender
 from recorder.chain import GENESIS_HASH, verify_chain
-from recorder.records import FrameRecord, LogRecord
+from recorder.records import LogRecord
 from recorder.schema import connection_log, events
 from tests.benchmarks.store_builder import build_store
+from tests.support import stores
+from tests.support.cli import one_line_error, run, run_process
+from tests.support.faults import chattr
+from tests.support.frames import DAY, UNPARSED, frame
 
-DAY = dt.date(2024, 6, 10)
 START_NS = 1_717_992_000 * 10**9  # 2024-06-10 00:00 America/New_York
 END_NS = START_NS + 24 * 3600 * 10**9
 HOUR_NS = 3600 * 10**9
-WORKTREE = Path(__file__).resolve().parent.parent
-
-
-def frame(account: str, at_ns: int, n: int, *, day: dt.date = DAY, **kw: Any) -> FrameRecord:
-    """A frame as the recorder stores it: server timestamp a millisecond before receipt."""
-    fields: dict[str, Any] = {
-        "account_id": account,
-        "session_id": f"s-{account}",
-        "received_at_ns": at_ns,
-        "server_ts_ms": at_ns // 1_000_000 - 1,
-        "sequence": n,
-        "msg_type": "order-update",
-        "trading_day": day,
-        "replayed": n % 2 == 0,
-        "raw_kind": "text",
-        "raw": f'{{"sequence":{n},"payload":{{"type":"order-update","note":"é ✓ {account}"}}}}',
-    }
-    fields.update(kw)
-    return FrameRecord(**fields)
 
 
 def record_day(engine: Engine) -> None:
@@ -78,17 +63,20 @@ def record_day(engine: Engine) -> None:
     """
     appender = Appender(engine)
     before = DAY - dt.timedelta(days=1)
-    appender.append([frame("0042", START_NS - 2 * HOUR_NS, 1, day=before),
-                     frame("0042", START_NS - HOUR_NS, 2, day=before)])  # fmt: skip
-    appender.append([frame("0042", START_NS + 1, 3), frame("100000", START_NS + 2, 1),
-                     frame("0042", START_NS + 3, 4, server_ts_ms=None, sequence=None,
-                           msg_type=None, raw="not json \x01", replayed=False),
-                     frame("100000", START_NS + 4, 2, raw_kind="binary", raw="AAEC")])  # fmt: skip
-    appender.append([frame("0042", START_NS - 5, 5, day=before)])  # a late frame
-    appender.append([frame("0042", START_NS + 6, 6), frame("100000", START_NS + 7, 3),
-                     frame("0042", END_NS - 1, 7), frame("100000", END_NS - 2, 4),
-                     frame("0042", END_NS - 3, 8)])  # fmt: skip
-    appender.append([frame("100000", END_NS + 1, 5, day=DAY + dt.timedelta(days=1))])
+    appender.append([frame("0042", 1, at_ns=START_NS - 2 * HOUR_NS, day=before),
+                     frame("0042", 2, at_ns=START_NS - HOUR_NS, day=before)])  # fmt: skip
+    appender.append([frame("0042", 3, at_ns=START_NS + 1),
+                     frame("100000", 1, at_ns=START_NS + 2),
+                     frame("0042", 4, at_ns=START_NS + 3, **UNPARSED, raw="not json \x01",
+                           replayed=False),
+                     frame("100000", 2, at_ns=START_NS + 4, raw_kind="binary",
+                           raw="AAEC")])  # fmt: skip
+    appender.append([frame("0042", 5, at_ns=START_NS - 5, day=before)])  # a late frame
+    appender.append([frame("0042", 6, at_ns=START_NS + 6),
+                     frame("100000", 3, at_ns=START_NS + 7),
+                     frame("0042", 7, at_ns=END_NS - 1), frame("100000", 4, at_ns=END_NS - 2),
+                     frame("0042", 8, at_ns=END_NS - 3)])  # fmt: skip
+    appender.append([frame("100000", 5, at_ns=END_NS + 1, day=DAY + dt.timedelta(days=1))])
     sessions = [  # (session, account, [(at_ns, event)]): True when it overlaps DAY
         ("inside", "100000", [(START_NS + HOUR_NS, "opened"), (START_NS + 2 * HOUR_NS, "closed")]),
         ("before", "100000", [(START_NS - 9 * HOUR_NS, "opened"), (START_NS - 1, "closed")]),
@@ -107,12 +95,6 @@ def record_day(engine: Engine) -> None:
 
 def url_of(engine: Engine) -> str:
     return engine.url.render_as_string(hide_password=False)
-
-
-def stored_rows(engine: Engine, table: Any, *where: Any) -> list[dict[str, Any]]:
-    with engine.connect() as conn:
-        query = select(table).where(*where).order_by(table.c.id)
-        return [dict(row._mapping) for row in conn.execute(query)]
 
 
 def as_rows(table: pa.Table) -> list[dict[str, Any]]:
@@ -146,7 +128,7 @@ def test_exported_day_is_exactly_the_stored_day(engine: Engine, tmp_path: Path) 
     out = tmp_path / "archive"
     manifest = export_day(url_of(engine), DAY, out)
 
-    stored = stored_rows(engine, events, events.c.trading_day == DAY)
+    stored = stores.rows(engine, events, events.c.trading_day == DAY)
     exported = read_dataset(out, "events")
     assert [r["id"] for r in exported] == [r["id"] for r in stored]
     assert len(exported) == 9
@@ -184,7 +166,7 @@ def test_exported_day_is_exactly_the_stored_day(engine: Engine, tmp_path: Path) 
 
     # connection_log: every row of every session overlapping DAY, and nothing else.
     wanted = {"inside", "across", "at-start", "open-ended", "spanning", "rejected"}
-    log = stored_rows(engine, connection_log, connection_log.c.session_id.in_(wanted))
+    log = stores.rows(engine, connection_log, connection_log.c.session_id.in_(wanted))
     exported_log = read_dataset(out, "connection_log")
     assert [r["id"] for r in exported_log] == [r["id"] for r in log]
     assert len(exported_log) == 13
@@ -212,7 +194,7 @@ def test_manifest_matches_the_files_and_the_chain_verifies_from_the_export(
     assert document["timezone"] == "America/New_York"
     assert document["schema_version"] == migrate.head_revision()
     assert document["tool_version"] == "0.1.0"
-    stored = stored_rows(engine, events, events.c.trading_day == DAY)
+    stored = stores.rows(engine, events, events.c.trading_day == DAY)
     assert document["id_range"] == {"first": stored[0]["id"], "last": stored[-1]["id"]}
 
     on_disk = sorted(str(p.relative_to(out)) for p in out.rglob("*.parquet"))
@@ -225,7 +207,7 @@ def test_manifest_matches_the_files_and_the_chain_verifies_from_the_export(
         assert entry["rows"] == pq.ParquetFile(out / entry["path"]).metadata.num_rows
         assert entry["path"].startswith(f"{entry['table']}/trading_day=2024-06-10/account_id=")
 
-    all_0042 = stored_rows(engine, events, events.c.account_id == "0042")
+    all_0042 = stores.rows(engine, events, events.c.account_id == "0042")
     day_0042 = [r for r in all_0042 if r["trading_day"] == DAY]
     account = document["accounts"]["0042"]
     assert account == {
@@ -294,7 +276,7 @@ def test_reexport_replaces_the_day_and_drops_stale_partitions(
     export_day(url_of(engine), DAY, out)
     export_day(url_of(engine), DAY + dt.timedelta(days=1), out)  # another day: must stay
     other_day = snapshot(out)
-    Appender(engine).append([frame("0042", START_NS + 100, 9)])  # more rows arrive
+    Appender(engine).append([frame("0042", 9, at_ns=START_NS + 100)])  # more rows arrive
     manifest = export_day(url_of(engine), DAY, out, accounts=["0042"])
 
     assert set(manifest.accounts) == {"0042"}
@@ -341,7 +323,7 @@ def test_duckdb_reads_the_export_as_documented(engine: Engine, tmp_path: Path) -
     """
     with duckdb.connect() as con:
         rows = con.execute(query, [f"{out}/events/**/*.parquet"]).fetchall()
-    stored = stored_rows(engine, events, events.c.trading_day == DAY)
+    stored = stores.rows(engine, events, events.c.trading_day == DAY)
     ids = {a: [r["id"] for r in stored if r["account_id"] == a] for a in ("0042", "100000")}
     assert rows == [
         ("0042", DAY, 5, ids["0042"][0], ids["0042"][-1]),
@@ -358,7 +340,7 @@ def test_crafted_account_ids_stay_inside_the_export(
 
     engine = open_engine(sqlite_url)
     migrate.upgrade(engine)
-    Appender(engine).append([frame(account, START_NS + 1, 1)])
+    Appender(engine).append([frame(account, 1, at_ns=START_NS + 1)])
     engine.dispose()
     out = tmp_path / "deep" / "archive"
     export_day(sqlite_url, DAY, out)
@@ -429,11 +411,15 @@ def test_ordered_reads_keep_order_and_use_their_own_connections(
 # -- a big day: several chunks, parallel reads, interruption -------------------------------
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def big_store(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """100,000 chained frames of 3 accounts on DAY (two chunks), SQLite."""
-    path = tmp_path_factory.mktemp("big") / "store.db"
-    return build_store(f"sqlite:///{path}", 100_000, ["0042", "100000", "7"])
+    """100,000 chained frames of 3 accounts on DAY (two chunks), SQLite; read-only."""
+    path = stores.built_once(
+        tmp_path_factory,
+        "big-store.db",
+        lambda path: build_store(f"sqlite:///{path}", 100_000, ["0042", "100000", "7"]),
+    )
+    return f"sqlite:///{path}"
 
 
 def test_big_day_parallel_and_sequential_exports_are_identical(
@@ -509,16 +495,13 @@ def unwritable(directory: Path) -> Iterator[None]:
     immutable = False
     try:
         if _writable(directory):  # root ignores modes
-            chattr = subprocess.run(
-                ["chattr", "+i", str(directory)], capture_output=True, check=False
-            )
-            immutable = chattr.returncode == 0
+            immutable = chattr("+i", directory) is None
             if _writable(directory):
                 pytest.skip("cannot make a directory unwritable here (root without chattr)")
         yield
     finally:
         if immutable:
-            subprocess.run(["chattr", "-i", str(directory)], check=True)
+            assert chattr("-i", directory) is None
         directory.chmod(0o700)
 
 
@@ -527,7 +510,7 @@ def test_failed_publish_rolls_back_to_the_previous_export(engine: Engine, tmp_pa
     out = tmp_path / "archive"
     export_day(url_of(engine), DAY, out, accounts=["0042"])
     before = snapshot(out)
-    Appender(engine).append([frame("0042", START_NS + 100, 9)])
+    Appender(engine).append([frame("0042", 9, at_ns=START_NS + 100)])
     # events/ is swapped first, then connection_log/ fails: events/ must be swapped back.
     with unwritable(out / "connection_log"), pytest.raises(QueryError) as failure:
         export_day(url_of(engine), DAY, out)
@@ -575,21 +558,7 @@ def test_unwritable_export_directory_is_one_line(engine: Engine, tmp_path: Path)
 # -- the command line -----------------------------------------------------------------------
 
 
-def run_cli(*args: str, **kw: Any) -> subprocess.CompletedProcess[str]:
-    kw.setdefault("stdout", subprocess.PIPE)
-    kw.setdefault("stderr", subprocess.PIPE)
-    return subprocess.run(
-        [sys.executable, "-m", "queries", *args], text=True, timeout=60, check=False, **kw
-    )
-
-
-def one_line_error(result: subprocess.CompletedProcess[str], code: int, fragment: str) -> None:
-    assert result.returncode == code, (result.stdout, result.stderr)
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert "Traceback" not in result.stderr
-    assert lines[0].startswith("studio-query: error: ")
-    assert fragment in lines[0], lines[0]
+run_cli = functools.partial(run, "queries")
 
 
 def test_cli_exports_with_a_summary_line(engine: Engine, tmp_path: Path) -> None:
@@ -613,9 +582,9 @@ def test_cli_progress_bar_on_a_terminal(engine: Engine, tmp_path: Path) -> None:
     record_day(engine)
     parent, child = pty.openpty()
     try:
-        result = run_cli(
-            "export", "--db", url_of(engine), "--day", "2024-06-10", "--out", str(tmp_path / "o"),
-            stderr=child,
+        result = run_process(  # a process: its stderr is a terminal
+            "queries", "export", "--db", url_of(engine), "--day", "2024-06-10",
+            "--out", str(tmp_path / "o"), stderr=child,
         )  # fmt: skip
         os.close(child)
         child = -1
@@ -712,12 +681,3 @@ def test_cli_out_under_a_file_is_one_line(engine: Engine, tmp_path: Path) -> Non
         one_line_error(result, 1, "cannot write to")
         assert "not a directory" in result.stderr
     assert blocker.read_text() == "not a directory"
-
-
-def test_every_studio_query_command_is_documented_in_the_readme() -> None:
-    from queries.cli import cli
-
-    readme = (WORKTREE / "README.md").read_text()
-    assert cli.commands  # export at least
-    for name in cli.commands:
-        assert f"| `studio-query {name} " in readme, name

@@ -1,8 +1,7 @@
-"""Analytics and verification over an export directory written to the layout contract.
+"""Analytics and verification over an export directory written by ``studio-query export``.
 
-The directories are written by tests/export_writer.py (a stand-in for
-``studio-query export``): the same day must give the same reports from the export as
-from the store, and any change to the exported files must be caught by ``verify``.
+The same day must give the same reports from the export as from the store, and any change
+to the exported files must be caught by ``verify``.
 """
 
 from __future__ import annotations
@@ -20,13 +19,13 @@ from sqlalchemy import Engine
 from queries.audit import audit
 from queries.duck import open_export, open_store
 from queries.errors import QueryError
+from queries.export import export_day
 from queries.gaps import gaps
 from queries.reconcile import reconcile
 from queries.verify import CHANGED, render_verify, verify_export
 from recorder.appender import Appender
 from recorder.records import FrameRecord, LogRecord
-from tests.analytics_day import AFTER_THE_DAY_NS, DAY, A, B, ny, record
-from tests.export_writer import write_export
+from tests.support.simday import AFTER_THE_DAY_NS, DAY, A, B, ny, record
 
 
 @pytest.fixture
@@ -34,7 +33,7 @@ def exported(engine: Engine, tmp_path: Path) -> tuple[str, Path]:
     record(engine)
     url = engine.url.render_as_string(hide_password=False)
     out = tmp_path / "export"
-    write_export(url, DAY, out)
+    export_day(url, DAY, out)
     return url, out
 
 
@@ -201,7 +200,7 @@ def test_account_ids_that_need_percent_encoding(sqlite_url: str, tmp_path: Path)
     )  # fmt: skip
     engine.dispose()
     out = tmp_path / "export"
-    manifest = write_export(sqlite_url, DAY, out)
+    manifest = export_day(sqlite_url, DAY, out).document()
     assert manifest["files"][0]["path"].startswith(
         f"connection_log/trading_day={DAY}/account_id=A%2F1%20x%25/"
     )
@@ -217,7 +216,7 @@ def test_account_ids_that_need_percent_encoding(sqlite_url: str, tmp_path: Path)
 def test_an_exported_day_without_data(exported: tuple[str, Path]) -> None:
     url, out = exported
     empty = DAY.replace(day=9)
-    manifest = write_export(url, empty, out)
+    manifest = export_day(url, empty, out).document()
     assert (manifest["accounts"], manifest["files"]) == ({}, [])
     assert verify_export(out, day=empty).ok
     with open_export(out, day=empty, payload=False) as ws:

@@ -1,4 +1,4 @@
-"""Gap detection on the recorded faulty day (tests/analytics_day.py), every number by hand."""
+"""Gap detection on the recorded faulty day (tests/support/simday.py), every number by hand."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from queries.errors import QueryError
 from queries.gaps import COLUMNS, gaps, has_sequence_gaps
 from recorder.appender import Appender
 from recorder.records import FrameRecord, LogRecord
-from tests.analytics_day import AFTER_THE_DAY_NS, DAY, A, B, ny, record
+from tests.support.simday import AFTER_THE_DAY_NS, DAY, A, B, ny, record
 
 Z = "2024-06-10T"
 DAY_START, DAY_END = "2024-06-10T04:00:00.000000000Z", "2024-06-11T04:00:00.000000000Z"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import os
 import signal
@@ -16,9 +15,8 @@ from zoneinfo import ZoneInfo
 import pytest
 import trio
 import trio.testing
-from sqlalchemy import select, text
+from sqlalchemy import text
 
-from recorder import migrate
 from recorder.appender import Appender
 from recorder.auth import TokenSource
 from recorder.backoff import Backoff
@@ -27,30 +25,28 @@ from recorder.config import Secret
 from recorder.connection import default_connect
 from recorder.context import AccountContext, SessionSettings
 from recorder.ownership import PostgresOwnership
-from recorder.records import FrameRecord, LogRecord, Record
-from recorder.schema import connection_log, events
+from recorder.records import LogRecord, Record
 from recorder.simulator import SimConfig, Simulator
 from recorder.simulator.config import DEFAULT_AUDIENCE
 from recorder.state import AccountState
 from recorder.store import normalize_url, open_engine
 from recorder.supervisor import supervise_account
 from recorder.tradingday import TradingDayCache
-
-from .harness import SECRET, start, wait_until
+from tests.support.cli import run_process
+from tests.support.config import SECRET, write_config
+from tests.support.frames import frame
+from tests.support.processes import recorder_process
+from tests.support.recording import start
+from tests.support.stores import frames as rows_of
+from tests.support.stores import log, migrated
+from tests.support.waiting import wait_until
 
 A = "100000"
 
 
-def rows_of(engine: object, account: str) -> list[dict[str, object]]:
-    with engine.connect() as conn:  # type: ignore[attr-defined]
-        query = select(events).where(events.c.account_id == account).order_by(events.c.id)
-        return [dict(r._mapping) for r in conn.execute(query)]
-
-
 @pytest.mark.postgres
 def test_two_appenders_on_one_account_extend_one_linear_chain(pg_url: str) -> None:
-    engine = open_engine(pg_url)
-    migrate.upgrade(engine)
+    engine = migrated(pg_url)
     first, second = Appender(engine), Appender(engine)
     first.head(A)
     second.head(A)  # both start from the same (genesis) head: a fork unless serialised
@@ -58,18 +54,7 @@ def test_two_appenders_on_one_account_extend_one_linear_chain(pg_url: str) -> No
     def write(appender: Appender, tag: str) -> None:
         for batch in range(20):
             frames = [
-                FrameRecord(
-                    A,
-                    tag,
-                    n,
-                    n,
-                    n,
-                    "order-update",
-                    dt.date(2024, 6, 10),
-                    False,
-                    "text",
-                    f"{tag}-{batch}-{n}",
-                )
+                frame(A, n, session_id=tag, replayed=False, raw=f"{tag}-{batch}-{n}")
                 for n in range(25)
             ]
             appender.append(frames)
@@ -91,8 +76,7 @@ def test_two_appenders_on_one_account_extend_one_linear_chain(pg_url: str) -> No
 async def test_second_recorder_stands_by_and_takes_over(
     pg_url: str, tmp_path: Path, recorder_clock: trio.testing.MockClock
 ) -> None:
-    engine = open_engine(pg_url)
-    migrate.upgrade(engine)
+    engine = migrated(pg_url)
     sim_config = SimConfig(accounts=(A,), client_secret=SECRET, rate_per_s=5)
     async with trio.open_nursery() as nursery:
         first = await start(nursery, tmp_path, accounts=(A,), engine=engine, sim_config=sim_config)
@@ -188,84 +172,46 @@ async def test_a_lost_lock_connection_stops_the_session_until_the_lock_is_won_ba
     assert account.reconnects == 0  # no backoff: straight back to winning the lock
 
 
-def write_config(tmp_path: Path, name: str, ws_url: str, token_url: str, db_url: str) -> Path:
-    path = tmp_path / f"{name}.toml"
-    path.write_text(
-        f'[studio]\nurl = "{ws_url}"\ntoken_url = "{token_url}"\nclient_id = "sim-client"\n'
-        f'accounts = ["{A}"]\n[store]\nurl = "{db_url}"\n[metrics]\nlisten = ""\n'
-    )
-    return path
+def owner_config(tmp_path: Path, name: str, ws_url: str, token_url: str, db_url: str) -> Path:
+    return write_config(tmp_path / f"{name}.toml", [A], db_url, url=ws_url, token_url=token_url)
 
 
 @pytest.mark.postgres
 async def test_kill_9_of_the_owner_hands_the_account_to_the_standby(
     pg_url: str, tmp_path: Path
 ) -> None:
-    engine = open_engine(pg_url)
-    migrate.upgrade(engine)
+    engine = migrated(pg_url)
     sim = Simulator(SimConfig(accounts=(A,), client_secret=SECRET, rate_per_s=50))
-    env = {**os.environ, "STUDIO_CLIENT_SECRET": SECRET}
-    processes: list[trio.Process] = []
-    logs = []
-    try:
-        with trio.fail_after(90):
-            async with trio.open_nursery() as nursery:
-                endpoints = await nursery.start(sim.serve)
-                for name in ("owner", "standby"):
-                    config = write_config(
-                        tmp_path, name, endpoints.ws_url, endpoints.token_url, pg_url
-                    )
-                    log = (tmp_path / f"{name}.log").open("wb")
-                    logs.append(log)
-                    processes.append(
-                        await trio.lowlevel.open_process(
-                            [
-                                sys.executable,
-                                "-m",
-                                "recorder",
-                                "run",
-                                "--config",
-                                str(config),
-                                "--log-format",
-                                "json",
-                            ],
-                            env=env,
-                            stderr=log,
-                        )
-                    )
-                    # The owner wins the lock first (it records), then the standby stands
-                    # by, before the owner is killed. (A fixed 1.5 s sleep was too short for
-                    # a process to start on a loaded machine.)
-                    while name == "owner" and not rows_of(engine, A):
-                        await trio.sleep(0.1)
-                    while (
-                        name == "standby"
-                        and '"standby"' not in (tmp_path / "standby.log").read_text()
-                    ):
-                        await trio.sleep(0.1)
-                while len(rows_of(engine, A)) < 100:
+    with trio.fail_after(90):
+        async with trio.open_nursery() as nursery:
+            endpoints = await nursery.start(sim.serve)
+            config = {
+                name: owner_config(tmp_path, name, endpoints.ws_url, endpoints.token_url, pg_url)
+                for name in ("owner", "standby")
+            }
+            # The owner wins the lock first (it records), then the standby stands by, before
+            # the owner is killed. (A fixed 1.5 s sleep was too short for a process to start
+            # on a loaded machine.)
+            async with recorder_process(config["owner"], tmp_path / "owner.log") as owner:
+                while not rows_of(engine, A):
                     await trio.sleep(0.1)
-                processes[0].send_signal(signal.SIGKILL)
-                await processes[0].wait()
-                killed_at = len(rows_of(engine, A))
-                while len(rows_of(engine, A)) < killed_at + 100:
-                    await trio.sleep(0.2)
-                processes[1].send_signal(signal.SIGTERM)
-                assert await processes[1].wait() == 0
-                nursery.cancel_scope.cancel()
-    finally:
-        for process in processes:
-            if process.returncode is None:
-                process.kill()
-        for log in logs:
-            log.close()
+                async with recorder_process(config["standby"], tmp_path / "standby.log") as standby:
+                    while '"standby"' not in standby.log_text():
+                        await trio.sleep(0.1)
+                    while len(rows_of(engine, A)) < 100:
+                        await trio.sleep(0.1)
+                    await owner.kill9()
+                    killed_at = len(rows_of(engine, A))
+                    while len(rows_of(engine, A)) < killed_at + 100:
+                        await trio.sleep(0.2)
+                    assert await standby.terminate() == 0
+            nursery.cancel_scope.cancel()
     standby_log = [json.loads(line) for line in (tmp_path / "standby.log").read_text().splitlines()]
     events_seen = [line.get("event") for line in standby_log]
     assert events_seen.index("standby") < events_seen.index("takeover")
     rows = rows_of(engine, A)
     assert verify_chain(rows)[0] is None
-    with engine.connect() as conn:
-        log_rows = [dict(r._mapping) for r in conn.execute(select(connection_log))]
+    log_rows = log(engine)
     sessions = {r["session_id"] for r in log_rows}
     closed = {r["session_id"] for r in log_rows if r["event"] == "closed"}
     assert len(sessions - closed) == 1  # the killed owner's session never closed
@@ -280,8 +226,8 @@ async def test_kill_9_of_the_owner_hands_the_account_to_the_standby(
 
 def test_second_recorder_on_one_sqlite_store_is_refused(tmp_path: Path) -> None:
     db = tmp_path / "store.db"
-    migrate.upgrade(open_engine(f"sqlite:///{db}"))
-    config = write_config(
+    migrated(f"sqlite:///{db}")
+    config = owner_config(
         tmp_path, "a", "ws://127.0.0.1:9/ws", "http://127.0.0.1:9/t", f"sqlite:///{db}"
     )
     env = {**os.environ, "STUDIO_CLIENT_SECRET": "x"}
@@ -296,14 +242,7 @@ def test_second_recorder_on_one_sqlite_store_is_refused(tmp_path: Path) -> None:
                 if lock.exists() and lock.read_text().strip() == str(first.pid):
                     break
                 threading.Event().wait(0.1)
-            second = subprocess.run(
-                [sys.executable, "-m", "recorder", "run", "--config", str(config)],
-                env=env,
-                capture_output=True,
-                text=True,
-                timeout=60,
-                check=False,
-            )
+            second = run_process("recorder", "run", "--config", config, env=env, timeout_s=60)
         finally:
             first.send_signal(signal.SIGTERM)
             first.wait(timeout=30)

@@ -17,7 +17,11 @@ from recorder.appender import Appender
 from recorder.records import LogRecord
 from recorder.schema import events
 from recorder.store import open_engine
-from tests.security_support import DAY, NOON_NS, A, frame, run
+from tests.support.cli import run
+from tests.support.frames import DAY as TRADING_DAY
+from tests.support.frames import NOON_NS, A, fill
+
+DAY = TRADING_DAY.isoformat()  # a command-line argument
 
 HOSTILE = [
     "' OR 1=1 --",
@@ -40,7 +44,7 @@ def hostile_store(tmp_path_factory: pytest.TempPathFactory) -> str:
     appender = Appender(engine)
     for account in accounts:
         appender.append(
-            [frame(account, n) for n in (1, 2, 3)],
+            [fill(account, n) for n in (1, 2, 3)],
             [LogRecord(f"s-{account}", account, NOON_NS, "opened"),
              LogRecord(f"s-{account}", account, NOON_NS + 1, "subscribed"),
              LogRecord(f"s-{account}", account, NOON_NS + 10**9, "closed", "shutdown")],
@@ -156,7 +160,7 @@ def test_hostile_account_ids_are_parameters_on_every_backend(engine: Engine) -> 
     appender = Appender(engine)
     for account in accounts:
         appender.append(
-            [frame(account, n) for n in (1, 2)],
+            [fill(account, n) for n in (1, 2)],
             [LogRecord(f"s-{account}", account, NOON_NS, "opened")],
         )
     url = engine.url.render_as_string(hide_password=False)

@@ -1,4 +1,4 @@
-"""Reconciliation of the recorded faulty day (tests/analytics_day.py), every number by hand."""
+"""Reconciliation of the recorded faulty day (tests/support/simday.py), every number by hand."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from queries.errors import QueryError
 from queries.positionsfile import read_positions
 from queries.reconcile import reconcile, render_reconcile
 from queries.render import to_json
-from tests.analytics_day import DAY, A, B, record
+from tests.support.simday import DAY, A, B, record
 
 
 @pytest.fixture

@@ -12,18 +12,11 @@ from sqlalchemy import Engine
 
 from recorder.chain import verify_chain
 from recorder.simulator import SimConfig
-
-from .harness import SECRET, start, wait_until
+from tests.support.config import SECRET
+from tests.support.recording import start
+from tests.support.waiting import wait_until
 
 A, B = "100000", "0042"
-
-
-def sequenced(raws: list[str | bytes]) -> list[int]:
-    out = []
-    for raw in raws:
-        if isinstance(raw, str) and '"sequence"' in raw:
-            out.append(json.loads(raw)["sequence"])
-    return out
 
 
 async def test_records_every_frame_byte_exact_for_several_accounts(

@@ -9,12 +9,10 @@ and every access token the simulator issued in everything the project writes or 
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import logging
-import signal
 import sqlite3
-import subprocess
-import sys
 import traceback
 from collections.abc import Callable
 from pathlib import Path
@@ -33,7 +31,13 @@ from recorder.envelope import decode_raw
 from recorder.logs import JsonFormatter, TextFormatter
 from recorder.simulator import SimConfig, SimEndpoints, Simulator
 from recorder.store import open_engine
-from tests.security_support import SECRET, A, B, cli_env, run
+from tests.support.cli import cli_env, run
+from tests.support.config import SECRET, write_config
+from tests.support.frames import A, B
+from tests.support.processes import port_of, recorder_process
+from tests.support.waiting import wait_until
+
+wait_for = functools.partial(wait_until, timeout_s=30, poll_s=0.02)
 
 # -- a token endpoint front that fails the first requests, echoing what it was sent ----------
 
@@ -102,29 +106,17 @@ class FlakyTokenFront:
                     await stream.send_all(chunk)
 
 
-def _port(url: str) -> int:
-    return int(url.rsplit(":", 1)[1].split("/", 1)[0])
-
-
-def write_config(tmp_path: Path, ws_url: str, token_url: str) -> Path:
+def secret_file_config(tmp_path: Path, ws_url: str, token_url: str) -> Path:
+    """An owner-only config naming an owner-only client secret file, quick reconnects."""
     (tmp_path / "client-secret").write_text(SECRET + "\n")
     (tmp_path / "client-secret").chmod(0o600)
-    path = tmp_path / "recorder.toml"
-    path.write_text(
-        f'[studio]\nurl = "{ws_url}"\ntoken_url = "{token_url}"\nclient_id = "sim-client"\n'
-        f'client_secret_file = "client-secret"\naccounts = ["{A}", "{B}"]\n'
-        f'[store]\nurl = "sqlite:///{tmp_path}/store.db"\n'
-        "[recorder]\nbackoff_initial_s = 0.05\nbackoff_max_s = 0.3\nsubscribe_timeout_s = 5\n"
-        '[metrics]\nlisten = ""\n'
-    )
+    path = write_config(
+        tmp_path / "recorder.toml", [A, B], f"sqlite:///{tmp_path}/store.db",
+        url=ws_url, token_url=token_url, client_secret_file="client-secret",
+        recorder={"backoff_initial_s": 0.05, "backoff_max_s": 0.3, "subscribe_timeout_s": 5},
+    )  # fmt: skip
     path.chmod(0o600)
     return path
-
-
-async def wait_for(condition: Callable[[], bool], timeout_s: float = 30) -> None:
-    with trio.fail_after(timeout_s):
-        while not condition():
-            await trio.sleep(0.02)
 
 
 def subscribed(sim: Simulator, account: str) -> int:
@@ -135,30 +127,14 @@ async def run_recorder_process(
     sim: Simulator, config: Path, log_format: str, faults: Callable[[], Any]
 ) -> str:
     """``studio-recorder run`` until ``faults()`` (async) returns, then SIGTERM; its stderr."""
-    process = await trio.lowlevel.open_process(
-        [sys.executable, "-m", "recorder", "run", "--config", str(config),
-         "--log-format", log_format, "--log-level", "DEBUG"],
-        env=cli_env(), stderr=subprocess.PIPE,
-    )  # fmt: skip
-    stderr = bytearray()
-
-    async def drain() -> None:
-        assert process.stderr is not None
-        while chunk := await process.stderr.receive_some():
-            stderr.extend(chunk)
-
-    try:
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(drain)
-            await faults()
-            process.send_signal(signal.SIGTERM)
-            with trio.fail_after(20):
-                code = await process.wait()
-    finally:
-        if process.returncode is None:
-            process.kill()
-    assert code == 0, stderr.decode()
-    return stderr.decode()
+    args = ("--log-format", log_format, "--log-level", "DEBUG")
+    log = config.parent / f"recorder-{log_format}.log"
+    async with recorder_process(config, log, env=cli_env(), args=args) as process:
+        await faults()
+        code = await process.terminate(timeout_s=20)
+    stderr = process.log_text()
+    assert code == 0, stderr
+    return stderr
 
 
 def every_string(value: object) -> list[str]:
@@ -230,9 +206,9 @@ async def test_secret_and_tokens_reach_no_log_exception_repr_row_file_export_or_
     snapshots: dict[str, bytes] = {}
     async with trio.open_nursery() as nursery:
         endpoints: SimEndpoints = await nursery.start(sim.serve)
-        front = FlakyTokenFront(_port(endpoints.token_url))
+        front = FlakyTokenFront(port_of(endpoints.token_url))
         front_port = await nursery.start(front.serve)
-        config = write_config(
+        config = secret_file_config(
             tmp_path, endpoints.ws_url, f"http://127.0.0.1:{front_port}/oauth/token"
         )
 
@@ -342,9 +318,9 @@ async def test_reprs_exceptions_and_formatted_logs_never_show_the_secret_or_toke
     texts: list[str] = []
     async with trio.open_nursery() as nursery:
         endpoints: SimEndpoints = await nursery.start(sim.serve)
-        front = FlakyTokenFront(_port(endpoints.token_url))
+        front = FlakyTokenFront(port_of(endpoints.token_url))
         front_port = await nursery.start(front.serve)
-        config = write_config(
+        config = secret_file_config(
             tmp_path, endpoints.ws_url, f"http://127.0.0.1:{front_port}/oauth/token"
         )
         settings = load_config(config, env={})

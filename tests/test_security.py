@@ -21,7 +21,10 @@ from recorder.config import load_config
 from recorder.ownership import SqliteFileLock
 from recorder.records import LogRecord
 from recorder.store import open_engine
-from tests.security_support import DAY, NOON_NS, ROOT, SECRET, A, B, cli_env, frame, run
+from tests.support import ROOT
+from tests.support.cli import cli_env, run
+from tests.support.config import SECRET
+from tests.support.frames import DAY, NOON_NS, A, B, fill
 
 # -- file modes ------------------------------------------------------------------------------
 
@@ -41,7 +44,7 @@ def test_store_and_its_wal_shm_and_lock_files_are_owner_only_under_umask_022(
         lock = SqliteFileLock(database)
         lock.acquire()
         with engine.connect():  # an open connection keeps -wal and -shm in place
-            Appender(engine).append([frame(A, 1)], [LogRecord("s", A, NOON_NS, "opened")])
+            Appender(engine).append([fill(A, 1)], [LogRecord("s", A, NOON_NS, "opened")])
             names = {p.name for p in tmp_path.iterdir()}
             assert {"store.db", "store.db-wal", "store.db-shm", "store.db.lock"} <= names
             for path in tmp_path.iterdir():
@@ -59,7 +62,7 @@ def test_cli_created_store_and_export_are_owner_only_under_umask_022(tmp_path: P
         upgrade = run("recorder", "db", "upgrade", "--db", url)
         assert upgrade.returncode == 0, upgrade.stderr
         engine = open_engine(url)
-        Appender(engine).append([frame(A, 1), frame(B, 2)])
+        Appender(engine).append([fill(A, 1), fill(B, 2)])
         engine.dispose()
         out = tmp_path / "new" / "export"
         export = run("queries", "export", "--db", url, "--day", DAY, "--out", str(out))
@@ -142,7 +145,7 @@ def test_queries_work_without_the_secret_file_and_run_names_it(
     url = f"sqlite:///{tmp_path}/store.db"
     migrate.upgrade(open_engine(url))
     engine = open_engine(url)
-    Appender(engine).append([frame(A, 1)])
+    Appender(engine).append([fill(A, 1)])
     engine.dispose()
     commands = [
         ("recorder", "status"),

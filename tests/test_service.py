@@ -4,33 +4,30 @@ and the generated systemd unit."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import signal
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
-import httpx
 import pytest
 import trio
 
-from recorder import migrate
 from recorder.health import WRITER_HUNG_S, judge
 from recorder.simulator import SimConfig, Simulator
 from recorder.state import RecorderState
-from recorder.store import open_engine
 from recorder.systemd import Notifier, notify_systemd, render_unit
+from tests.support.cli import run
+from tests.support.config import SECRET, write_config
+from tests.support.processes import (
+    free_port,
+    http_get,
+    recorder_env,
+    recorder_process,
+)
+from tests.support.stores import migrated
 
-SECRET = "svc-secret-77aa"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+get = http_get
 
 
 async def receive_notifications(sock: trio.socket.SocketType, into: list[dict[str, str]]) -> None:
@@ -39,27 +36,10 @@ async def receive_notifications(sock: trio.socket.SocketType, into: list[dict[st
         into.append(dict(line.split("=", 1) for line in data.decode().splitlines()))
 
 
-async def kill_on_cancel(process: trio.Process) -> None:
-    """Never leave a recorder process behind, whatever happens to the test."""
-    try:
-        await trio.sleep_forever()
-    finally:
-        if process.returncode is None:
-            process.kill()
-            with trio.CancelScope(shield=True):
-                await process.wait()
-
-
-async def get(url: str) -> httpx.Response:
-    async with httpx.AsyncClient(timeout=5) as client:
-        return await client.get(url)
-
-
 async def test_service_notifies_systemd_and_serves_metrics_and_health(tmp_path: Path) -> None:
     accounts = ("100000", "0042")
     sim = Simulator(SimConfig(accounts=accounts, client_secret=SECRET, rate_per_s=50))
-    engine = open_engine(f"sqlite:///{tmp_path}/store.db")
-    migrate.upgrade(engine)
+    migrated(f"sqlite:///{tmp_path}/store.db")
     port = free_port()
     notes: list[dict[str, str]] = []
     notify_path = str(tmp_path / "notify.sock")
@@ -68,46 +48,34 @@ async def test_service_notifies_systemd_and_serves_metrics_and_health(tmp_path: 
         async with trio.open_nursery() as nursery:
             nursery.start_soon(receive_notifications, sock, notes)
             endpoints = await nursery.start(sim.serve)
-            config = tmp_path / "recorder.toml"
-            config.write_text(
-                f'[studio]\nurl = "{endpoints.ws_url}"\ntoken_url = "{endpoints.token_url}"\n'
-                f'client_id = "sim-client"\naccounts = {json.dumps(list(accounts))}\n'
-                f'[store]\nurl = "sqlite:///{tmp_path}/store.db"\n'
-                f"[recorder]\nliveness_timeout_s = 5\nsubscribe_timeout_s = 2\n"
-                f"backoff_initial_s = 0.2\nbackoff_max_s = 1\n"
-                f'[metrics]\nlisten = "127.0.0.1:{port}"\n'
-            )
-            env = {
-                **os.environ,
-                "STUDIO_CLIENT_SECRET": SECRET,
-                "NOTIFY_SOCKET": notify_path,
-                "WATCHDOG_USEC": "1000000",
-            }
-            process = await trio.lowlevel.open_process(
-                [sys.executable, "-m", "recorder", "run", "--config", str(config)], env=env
-            )
-            nursery.start_soon(kill_on_cancel, process)
-            base = f"http://127.0.0.1:{port}"
-            while not any(n.get("READY") == "1" for n in notes):
-                await trio.sleep(0.05)
-            # Healthy once both accounts are subscribed.
-            while (await get(f"{base}/healthz")).status_code != 200:
-                await trio.sleep(0.1)
-            await trio.sleep(1.5)  # some frames, some watchdog pings
-            metrics = (await get(f"{base}/metrics")).text
-            # One account loses its connection and cannot resubscribe: 503 naming it.
-            sim.set_ack(False)
-            sim.drop_connections("0042")
-            while (health := await get(f"{base}/healthz")).status_code == 200:
-                await trio.sleep(0.1)
-            unhealthy = health.json()
-            during = (await get(f"{base}/metrics")).text
-            sim.set_ack(True)
-            while (await get(f"{base}/healthz")).status_code != 200:
-                await trio.sleep(0.1)
-            process.send_signal(signal.SIGTERM)
-            assert await process.wait() == 0
-            await trio.sleep(0.2)
+            config = write_config(
+                tmp_path / "recorder.toml", accounts, f"sqlite:///{tmp_path}/store.db",
+                endpoints=endpoints, metrics_listen=f"127.0.0.1:{port}",
+                recorder={"liveness_timeout_s": 5, "subscribe_timeout_s": 2,
+                          "backoff_initial_s": 0.2, "backoff_max_s": 1},
+            )  # fmt: skip
+            env = recorder_env(NOTIFY_SOCKET=notify_path, WATCHDOG_USEC="1000000")
+            async with recorder_process(config, tmp_path / "rec.log", env=env, args=()) as process:
+                base = f"http://127.0.0.1:{port}"
+                while not any(n.get("READY") == "1" for n in notes):
+                    await trio.sleep(0.05)
+                # Healthy once both accounts are subscribed.
+                while (await get(f"{base}/healthz")).status_code != 200:
+                    await trio.sleep(0.1)
+                await trio.sleep(1.5)  # some frames, some watchdog pings
+                metrics = (await get(f"{base}/metrics")).text
+                # One account loses its connection and cannot resubscribe: 503 naming it.
+                sim.set_ack(False)
+                sim.drop_connections("0042")
+                while (health := await get(f"{base}/healthz")).status_code == 200:
+                    await trio.sleep(0.1)
+                unhealthy = health.json()
+                during = (await get(f"{base}/metrics")).text
+                sim.set_ack(True)
+                while (await get(f"{base}/healthz")).status_code != 200:
+                    await trio.sleep(0.1)
+                assert await process.terminate() == 0
+                await trio.sleep(0.2)
             nursery.cancel_scope.cancel()
     keys = [key for note in notes for key in note]
     assert keys.index("READY") < keys.index("WATCHDOG")
@@ -178,22 +146,12 @@ def test_metrics_port_in_use_is_one_line_exit_1(tmp_path: Path) -> None:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        engine = open_engine(f"sqlite:///{tmp_path}/s.db")
-        migrate.upgrade(engine)
-        config = tmp_path / "r.toml"
-        config.write_text(
-            '[studio]\nurl = "ws://127.0.0.1:1/ws"\ntoken_url = "http://127.0.0.1:1/t"\n'
-            f'client_id = "c"\naccounts = ["1"]\n[store]\nurl = "sqlite:///{tmp_path}/s.db"\n'
-            f'[metrics]\nlisten = "127.0.0.1:{port}"\n'
-        )
-        result = subprocess.run(
-            [sys.executable, "-m", "recorder", "run", "--config", str(config)],
-            env={**os.environ, "STUDIO_CLIENT_SECRET": "x"},
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        migrated(f"sqlite:///{tmp_path}/s.db")
+        config = write_config(
+            tmp_path / "r.toml", ["1"], f"sqlite:///{tmp_path}/s.db", url="ws://127.0.0.1:1/ws",
+            token_url="http://127.0.0.1:1/t", client_id="c", metrics_listen=f"127.0.0.1:{port}",
+        )  # fmt: skip
+        result = run("recorder", "run", "--config", config, env=recorder_env())
     assert result.returncode == 1
     assert "cannot listen on [metrics] listen" in result.stderr
     assert "Traceback" not in result.stderr
@@ -206,17 +164,10 @@ def test_generated_unit_passes_systemd_analyze_verify(tmp_path: Path, user: str 
         pytest.skip("systemd-analyze is not installed (Debian package systemd)")
     secret = tmp_path / "client-secret"
     secret.write_text("x")
-    args = [
-        sys.executable,
-        "-m",
-        "recorder",
-        "systemd-unit",
-        "--config",
-        "/etc/sr/recorder.toml",
-        "--secret-file",
-        str(secret),
-    ] + (["--user", user] if user else [])
-    unit_text = subprocess.run(args, capture_output=True, text=True, timeout=60, check=True).stdout
+    args = ["systemd-unit", "--config", "/etc/sr/recorder.toml", "--secret-file", str(secret)]
+    generated = run("recorder", *args, *(["--user", user] if user else []))
+    assert generated.returncode == 0, generated.stderr
+    unit_text = generated.stdout
     assert unit_text == render_unit(
         user=user, config="/etc/sr/recorder.toml", secret_file=str(secret)
     )
@@ -247,12 +198,6 @@ def test_generated_unit_passes_systemd_analyze_verify(tmp_path: Path, user: str 
 
 
 def test_relative_paths_are_refused_for_the_unit() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "recorder", "systemd-unit", "--config", "relative.toml"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = run("recorder", "systemd-unit", "--config", "relative.toml")
     assert result.returncode == 2
     assert "--config must be an absolute path" in result.stderr

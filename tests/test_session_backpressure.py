@@ -27,8 +27,7 @@ from recorder.simulator import SimConfig, Simulator
 from recorder.simulator.config import DEFAULT_AUDIENCE
 from recorder.state import AccountState
 from recorder.tradingday import TradingDayCache
-
-from .harness import SECRET
+from tests.support.config import SECRET
 
 pytestmark = pytest.mark.timeout(30)
 

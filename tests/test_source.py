@@ -10,22 +10,15 @@ from queries.contract import EVENTS_SCHEMA
 from queries.errors import QueryError
 from queries.source import StoreReader, parse_day
 from recorder.appender import Appender
-from recorder.records import FrameRecord, LogRecord
-
-DAY = dt.date(2024, 6, 10)
-
-
-def frame(account: str, n: int, *, day: dt.date = DAY, typed: bool = True) -> FrameRecord:
-    return FrameRecord(
-        account, "s-1", n, 1000 + n if typed else None, n if typed else None,
-        "order-update" if typed else None, day, n % 2 == 0, "text", f"frame {n} é",
-    )  # fmt: skip
+from recorder.records import LogRecord
+from tests.support.frames import DAY, UNPARSED, frame
 
 
 def test_reads_every_row_in_id_order_with_the_store_schema(engine: Engine) -> None:
     appender = Appender(engine)
     # Leading rows with null server_ts/sequence/msg_type: the SQLite ADBC inference trap.
-    appender.append([frame("0042", n, typed=n >= 3000) for n in range(5000)])
+    appender.append([frame("0042", n, raw=f"frame {n} é", **({} if n >= 3000 else UNPARSED))
+                     for n in range(5000)])  # fmt: skip
     appender.append([frame("7", 1), frame("0042", 9, day=DAY + dt.timedelta(days=1))])
     with StoreReader(engine.url.render_as_string(hide_password=False)) as reader:
         batches = list(reader.events(day=DAY, accounts=["0042"], batch_rows=1024))

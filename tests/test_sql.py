@@ -14,8 +14,8 @@ from queries.errors import QueryError
 from queries.sqlcmd import render_csv, render_json, render_table, run_sql
 from queries.views import VIEWS
 from recorder.appender import Appender
-from recorder.records import FrameRecord
-from tests.analytics_day import DAY, A, ny, record
+from tests.support.frames import frame
+from tests.support.simday import DAY, A, ny, record
 
 
 @pytest.fixture
@@ -111,14 +111,16 @@ def test_base64_frames_are_decoded_for_payload_columns(engine: Engine) -> None:
     text = ('{"timestamp":1718026260000,"sequence":SEQ,"payload":{"type":"position-update",'
             '"data":{"symbol":"IBM","quantity":"QTY","average_cost":1.25}}}')  # fmt: skip
 
-    def frame(seq: int, kind: str, qty: str) -> FrameRecord:
+    def raw(seq: int, kind: str, qty: str) -> str:
         body = text.replace("SEQ", str(seq)).replace("QTY", qty)
-        raw = base64.b64encode(body.encode()).decode() if kind != "text" else body
-        return FrameRecord("7", "s", ny(9, 31, seq), 1718026260000, seq, "position-update",
-                           DAY, False, kind, raw)  # fmt: skip
+        return base64.b64encode(body.encode()).decode() if kind != "text" else body
 
-    Appender(engine).append([frame(1, "binary", "3"), frame(2, "text-base64", "4"),
-                             frame(3, "binary", "not-a-number")])  # fmt: skip
+    Appender(engine).append([
+        frame("7", seq, at_ns=ny(9, 31, seq), session_id="s", server_ts_ms=1718026260000,
+              msg_type="position-update", replayed=False, raw_kind=kind, raw=raw(seq, kind, qty))
+        for seq, kind, qty in ((1, "binary", "3"), (2, "text-base64", "4"),
+                               (3, "binary", "not-a-number"))
+    ])  # fmt: skip
     url = engine.url.render_as_string(hide_password=False)
     found = rows(url, "SELECT sequence, raw_kind, quantity, average_cost FROM activity "
                       "ORDER BY sequence")  # fmt: skip

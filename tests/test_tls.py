@@ -17,22 +17,21 @@ import pytest
 import trio
 import trio.testing
 import trustme
-from sqlalchemy import select
 
-from recorder import migrate
 from recorder.auth import TokenSource, TokenUnavailable
 from recorder.chain import verify_chain
-from recorder.config import Secret, Settings, parse_config
+from recorder.config import Secret, Settings
 from recorder.connection import TlsHandshakeError, check_tls
 from recorder.health import judge
 from recorder.runtime import Recorder, run_recorder, ssl_context_for
-from recorder.schema import connection_log, events
+from recorder.schema import events
 from recorder.simulator import SimConfig, SimEndpoints, Simulator
 from recorder.simulator.config import WS_PATH
 from recorder.simulator.tokens import TOKEN_PATH
-from recorder.store import open_engine
+from tests.support import stores
+from tests.support.config import SECRET, settings_for
+from tests.support.processes import port_of
 
-SECRET = "tls-secret-51c7"
 A = "100000"
 
 
@@ -106,30 +105,15 @@ async def tls_terminator(
         task_status.started(port)
 
 
-def _port(url: str) -> int:
-    match = re.search(r":(\d+)/", url)
-    assert match is not None
-    return int(match.group(1))
-
-
-def settings_for(
+def tls_settings(
     tmp_path: Path, ws_url: str, token_url: str, ca_file: Path | None, **recorder: Any
 ) -> Settings:
-    studio: dict[str, Any] = {
-        "url": ws_url,
-        "token_url": token_url,
-        "client_id": "sim-client",
-        "accounts": [A],
-    }
-    if ca_file is not None:
-        studio["ca_file"] = str(ca_file)
-    document = {
-        "studio": studio,
-        "store": {"url": f"sqlite:///{tmp_path}/store.db"},
-        "recorder": {"backoff_initial_s": 1, "backoff_max_s": 60, **recorder},
-        "metrics": {"listen": ""},
-    }
-    return parse_config(document, {"STUDIO_CLIENT_SECRET": SECRET}, tmp_path / "recorder.toml")
+    """Settings for the recorder behind the TLS terminator, trusting ``ca_file`` if given."""
+    studio = {} if ca_file is None else {"ca_file": str(ca_file)}
+    return settings_for(
+        tmp_path, [A], f"sqlite:///{tmp_path}/store.db", url=ws_url, token_url=token_url,
+        recorder={"backoff_initial_s": 1, "backoff_max_s": 60, **recorder}, **studio,
+    )  # fmt: skip
 
 
 async def record_through_tls(
@@ -142,18 +126,17 @@ async def record_through_tls(
 ) -> tuple[Simulator, Recorder, list[dict[str, Any]], list[dict[str, Any]]]:
     """Run the simulator behind TLS and the recorder against it until ``until(sim, recorder)``."""
     sim = Simulator(SimConfig(accounts=(A,), client_secret=SECRET, rate_per_s=5))
-    engine = open_engine(f"sqlite:///{tmp_path}/store.db")
-    migrate.upgrade(engine)
+    engine = stores.migrated(f"sqlite:///{tmp_path}/store.db")
     async with trio.open_nursery() as nursery:
         endpoints: SimEndpoints = await nursery.start(sim.serve)
-        ws_port = await nursery.start(tls_terminator, server_context, _port(endpoints.ws_url))
+        ws_port = await nursery.start(tls_terminator, server_context, port_of(endpoints.ws_url))
         token_url = endpoints.token_url
         if tls_tokens:
             token_port = await nursery.start(
-                tls_terminator, server_context, _port(endpoints.token_url)
+                tls_terminator, server_context, port_of(endpoints.token_url)
             )
             token_url = f"https://127.0.0.1:{token_port}{TOKEN_PATH}"
-        settings = settings_for(tmp_path, f"wss://127.0.0.1:{ws_port}{WS_PATH}", token_url, ca_file)
+        settings = tls_settings(tmp_path, f"wss://127.0.0.1:{ws_port}{WS_PATH}", token_url, ca_file)
         done = trio.Event()
 
         async def record(task_status: trio.TaskStatus[Recorder]) -> None:
@@ -172,12 +155,7 @@ async def record_through_tls(
         with trio.fail_after(60):
             await done.wait()
         nursery.cancel_scope.cancel()
-    with engine.connect() as conn:
-        rows = [dict(r._mapping) for r in conn.execute(select(events).order_by(events.c.id))]
-        log = [
-            dict(r._mapping)
-            for r in conn.execute(select(connection_log).order_by(connection_log.c.id))
-        ]
+    rows, log = stores.rows(engine, events), stores.log(engine)
     engine.dispose()
     return sim, recorder, rows, log
 
@@ -273,11 +251,11 @@ async def test_token_endpoint_certificate_is_verified_and_ca_file_trusts_it(
     sim = Simulator(SimConfig(accounts=(A,), client_secret=SECRET, rate_per_s=0))
     async with trio.open_nursery() as nursery:
         endpoints: SimEndpoints = await nursery.start(sim.serve)
-        port = await nursery.start(tls_terminator, server_context, _port(endpoints.token_url))
+        port = await nursery.start(tls_terminator, server_context, port_of(endpoints.token_url))
         token_url = f"https://127.0.0.1:{port}{TOKEN_PATH}"
         with trio.fail_after(20):
             for trusted in (False, True):
-                settings = settings_for(
+                settings = tls_settings(
                     tmp_path, "wss://127.0.0.1:1/ws", token_url, ca_file if trusted else None
                 )
                 tokens = TokenSource(

@@ -16,7 +16,7 @@ from queries.errors import QueryError
 from queries.verify import CHANGED, VerifyReport, render_verify, verify_store
 from recorder.chain import canonical_bytes
 from recorder.schema import events
-from tests.analytics_day import DAY, A, B, record
+from tests.support.simday import DAY, A, B, record
 
 
 @pytest.fixture

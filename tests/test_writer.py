@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import sqlite3
 import threading
 import time
@@ -14,26 +13,12 @@ from sqlalchemy import func, select
 from recorder import migrate
 from recorder.appender import Appender
 from recorder.chain import verify_chain
-from recorder.records import FrameRecord, LogRecord, Record
+from recorder.records import LogRecord, Record
 from recorder.schema import connection_log, events
 from recorder.state import WriterState
 from recorder.store import open_engine
 from recorder.writer import Writer
-
-
-def frame(n: int) -> FrameRecord:
-    return FrameRecord(
-        "100000",
-        "s-1",
-        n,
-        n,
-        n,
-        "order-update",
-        dt.date(2024, 6, 10),
-        False,
-        "text",
-        f'{{"sequence":{n}}}',
-    )
+from tests.support.frames import frame
 
 
 async def test_batches_respect_max_rows_and_drain_on_close(tmp_path: Path) -> None:
@@ -47,7 +32,7 @@ async def test_batches_respect_max_rows_and_drain_on_close(tmp_path: Path) -> No
             nursery.start_soon(writer.run)
             async with send:
                 for n in range(95):
-                    await send.send(frame(n))
+                    await send.send(frame("100000", n))
                 await send.send(LogRecord("s-1", "100000", 1, "opened"))
         # closing the channel drained everything
     assert state.rows_written == 95
@@ -83,7 +68,7 @@ async def test_retries_while_sqlite_is_locked_by_another_connection(tmp_path: Pa
             nursery.start_soon(trio.to_thread.run_sync, release_later)
             async with send:
                 for n in range(50):
-                    await send.send(frame(n))
+                    await send.send(frame("100000", n))
                 while state.retries == 0:
                     await trio.sleep(0.05)
                 assert state.failing is not None

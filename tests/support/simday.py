@@ -42,9 +42,12 @@ from sqlalchemy import Engine
 from recorder.appender import Appender
 from recorder.records import FrameRecord, LogRecord
 
-DAY = dt.date(2024, 6, 10)
+from .frames import DAY, A, B, frame
+
+__all__ = ["AFTER_THE_DAY_NS", "DAY", "LOST", "TZ", "UNPARSEABLE", "A", "B", "Day", "build",
+           "ny", "record"]  # fmt: skip
+
 TZ = ZoneInfo("America/New_York")
-A, B = "100000", "0042"
 AFTER_THE_DAY_NS = 1_718_236_800 * 10**9  # 2024-06-13T00:00:00Z: "now" for the tests
 UNPARSEABLE = "this is not json {"
 
@@ -152,8 +155,8 @@ class _Builder:
 
     def raw(self, acct: str, session: str, at: int, ts_ms: int | None, seq: int | None,
             msg_type: str | None, text: str, replayed: bool = False) -> None:  # fmt: skip
-        self.frames.append(FrameRecord(acct, session, at, ts_ms, seq, msg_type, DAY, replayed,
-                                       "text", text))  # fmt: skip
+        self.frames.append(frame(acct, seq, at_ns=at, session_id=session, server_ts_ms=ts_ms,
+                                 msg_type=msg_type, replayed=replayed, raw=text))  # fmt: skip
 
     def unsequenced(self, acct: str, session: str, at: int, payload: dict[str, Any],
                     latency_ms: int = 2) -> None:  # fmt: skip

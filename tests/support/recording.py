@@ -1,0 +1,100 @@
+"""A real simulator and a real recorder on a real store, both in the test's process."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import trio
+from sqlalchemy import Engine
+
+from recorder.config import Settings
+from recorder.runtime import Recorder, run_recorder
+from recorder.simulator import SimConfig, SimEndpoints, Simulator
+
+from . import stores
+from .config import SECRET, settings_for
+
+#: What an in-process recorder is configured with unless a test says otherwise.
+RECORDER_DEFAULTS = {
+    "liveness_timeout_s": 60,
+    "subscribe_timeout_s": 10,
+    "backoff_initial_s": 1,
+    "backoff_max_s": 60,
+}
+
+
+@dataclass
+class Running:
+    sim: Simulator
+    recorder: Recorder
+    engine: Engine
+    settings: Settings
+    recorder_done: trio.Event
+    sim_scope: trio.CancelScope
+
+    async def stop(self) -> None:
+        """Shut the recorder down as SIGTERM would, wait for it, then stop the simulator."""
+        self.recorder.shutdown()
+        with trio.fail_after(60):
+            await self.recorder_done.wait()
+        self.sim_scope.cancel()
+
+    def frames(self, account: str) -> list[dict[str, Any]]:
+        return stores.frames(self.engine, account)
+
+    def raws(self, account: str) -> list[str | bytes]:
+        return stores.raws(self.frames(account))
+
+    def log(self, account: str | None = None) -> list[dict[str, Any]]:
+        return stores.log(self.engine, account)
+
+    def events_of(self, account: str) -> list[str]:
+        return [row["event"] for row in self.log(account)]
+
+
+async def start(
+    nursery: trio.Nursery,
+    tmp_path: Path,
+    *,
+    sim_config: SimConfig | None = None,
+    accounts: tuple[str, ...] = ("100000", "100001"),
+    engine: Engine | None = None,
+    **recorder: Any,
+) -> Running:
+    """Start a simulator and a recorder in ``nursery``; returns once both run.
+
+    The store is a fresh SQLite file in ``tmp_path`` unless ``engine`` names one; ``recorder``
+    overrides :data:`RECORDER_DEFAULTS`.
+    """
+    sim = Simulator(sim_config or SimConfig(accounts=accounts, client_secret=SECRET))
+    sim_scope = trio.CancelScope()
+
+    async def serve_sim(task_status: trio.TaskStatus[SimEndpoints]) -> None:
+        with sim_scope:
+            await sim.serve(task_status=task_status)
+
+    endpoints = await nursery.start(serve_sim)
+    if engine is None:
+        engine = stores.migrated(f"sqlite:///{tmp_path}/store.db")
+    settings = settings_for(
+        tmp_path,
+        accounts,
+        engine.url.render_as_string(False),
+        endpoints=endpoints,
+        recorder=RECORDER_DEFAULTS | recorder,
+    )
+    done = trio.Event()
+
+    async def record(task_status: trio.TaskStatus[Recorder]) -> None:
+        try:
+            await run_recorder(
+                settings, engine=engine, rng=random.Random(7), task_status=task_status
+            )
+        finally:
+            done.set()
+
+    handle = await nursery.start(record)
+    return Running(sim, handle, engine, settings, done, sim_scope)
