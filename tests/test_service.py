@@ -16,9 +16,12 @@ from pathlib import Path
 import httpx
 import pytest
 import trio
+from click.testing import CliRunner
 
 from recorder import migrate
+from recorder.cli import cli
 from recorder.health import WRITER_HUNG_S, judge
+from recorder.signing import write_new_key
 from recorder.simulator import SimConfig, Simulator
 from recorder.state import RecorderState
 from recorder.store import open_engine
@@ -206,6 +209,8 @@ def test_generated_unit_passes_systemd_analyze_verify(tmp_path: Path, user: str 
         pytest.skip("systemd-analyze is not installed (Debian package systemd)")
     secret = tmp_path / "client-secret"
     secret.write_text("x")
+    signing_key = tmp_path / "signing-key"
+    write_new_key(signing_key)
     args = [
         sys.executable,
         "-m",
@@ -215,10 +220,15 @@ def test_generated_unit_passes_systemd_analyze_verify(tmp_path: Path, user: str 
         "/etc/sr/recorder.toml",
         "--secret-file",
         str(secret),
+        "--signing-key-file",
+        str(signing_key),
     ] + (["--user", user] if user else [])
     unit_text = subprocess.run(args, capture_output=True, text=True, timeout=60, check=True).stdout
     assert unit_text == render_unit(
-        user=user, config="/etc/sr/recorder.toml", secret_file=str(secret)
+        user=user,
+        config="/etc/sr/recorder.toml",
+        secret_file=str(secret),
+        signing_key_file=str(signing_key),
     )
     for line in (
         "Type=notify",
@@ -228,6 +238,8 @@ def test_generated_unit_passes_systemd_analyze_verify(tmp_path: Path, user: str 
         "db upgrade --config /etc/sr/recorder.toml",
         "run --config /etc/sr/recorder.toml",
         "LoadCredential=studio-client-secret:",
+        f"LoadCredential=studio-signing-key:{signing_key}\n",
+        'key_file = "studio-signing-key"',
         "StateDirectory=studio-recorder",
         "NoNewPrivileges=yes",
         "ProtectSystem=strict",
@@ -256,3 +268,10 @@ def test_relative_paths_are_refused_for_the_unit() -> None:
     )
     assert result.returncode == 2
     assert "--config must be an absolute path" in result.stderr
+    relative_key = CliRunner().invoke(
+        cli, ["systemd-unit", "--signing-key-file", "key"], prog_name="studio-recorder"
+    )
+    assert relative_key.exit_code == 2
+    assert relative_key.stderr == (
+        "studio-recorder: error: --signing-key-file must be an absolute path (got 'key')\n"
+    )
