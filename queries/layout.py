@@ -25,6 +25,8 @@ from typing import Final
 import pyarrow as pa
 import pyarrow.dataset as ds
 
+from recorder.percent import percent_encode
+
 from .contract import CONNECTION_LOG_SCHEMA, EVENTS_SCHEMA, SCHEMAS
 
 TABLES: Final = tuple(SCHEMAS)
@@ -86,23 +88,19 @@ def store_source(name: str) -> str:
     return TIMESTAMP_COLUMNS[name][0] if name in TIMESTAMP_COLUMNS else name
 
 
-_SAFE: Final = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-")
-
-
 def encode_account(account_id: str) -> str:
     """``account_id`` as one safe path segment: percent-encoded UTF-8 outside ``[A-Za-z0-9._-]``.
 
     ``"0042"`` stays ``"0042"``, ``"a/b"`` becomes ``"a%2Fb"``, ``".."`` becomes
-    ``"%2E%2E"``. Raises ValueError for an empty id (it would name no directory).
+    ``"%2E%2E"`` (the encoding is :func:`recorder.percent.percent_encode`, also used in
+    signed checkpoints; ``.`` and ``..`` are special to paths only). Raises ValueError
+    for an empty id (it would name no directory).
     """
     if not account_id:
         raise ValueError("an empty account id has no partition directory")
     if account_id in (".", ".."):
         return "%2E" * len(account_id)
-    return "".join(
-        char if char in _SAFE else "".join(f"%{byte:02X}" for byte in char.encode("utf-8"))
-        for char in account_id
-    )
+    return percent_encode(account_id)
 
 
 def day_dir(table: str, day: dt.date) -> str:

@@ -31,7 +31,7 @@ from typing import Any, Final
 from sqlalchemy import Connection, Engine, Table, func, insert, select, text
 
 from .attestation import Attestation, Note
-from .chain import LOG_CHAIN_FIELDS, GENESIS_HASH, canonical_frame, chain_log_rows
+from .chain import GENESIS_HASH, LOG_CHAIN_FIELDS, canonical_frame, chain_log_rows
 from .records import FrameRecord, LogRecord
 from .schema import connection_log, events
 
@@ -274,7 +274,9 @@ class Appender:
             return {}
         heads = {log.account_id: self.log_head(log.account_id) for log in logs}
         rows = chain_log_rows((tuple(log.row().values()) for log in logs), heads)
-        conn.execute(insert(connection_log), [dict(zip(_LOG_COLUMNS, r, strict=True)) for r in rows])
+        conn.execute(
+            insert(connection_log), [dict(zip(_LOG_COLUMNS, r, strict=True)) for r in rows]
+        )
         return heads
 
     def _insert_events(self, conn: Connection, rows: list[tuple[Any, ...]]) -> None:

@@ -188,7 +188,7 @@ def verify_chain(
     resume: Mapping[Any, str] | None = None,
     encode: Encoder = canonical_bytes,
     *,
-    seen: dict[Any, tuple[int, str]] | None = None,
+    seen: dict[Any, tuple[int, str] | None] | None = None,
 ) -> tuple[ChainBreak | None, str, int]:
     """Recompute a chain over ``rows`` (one account, ``id`` order).
 
@@ -214,7 +214,7 @@ def verify_encoded(
     previous_hex: str = GENESIS_HASH,
     resume: Mapping[Any, str] | None = None,
     *,
-    seen: dict[Any, tuple[int, str]] | None = None,
+    seen: dict[Any, tuple[int, str] | None] | None = None,
 ) -> tuple[ChainBreak | None, str, int]:
     """:func:`verify_chain` over rows already encoded: ``(canonical bytes, stored hash)``.
 

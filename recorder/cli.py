@@ -39,12 +39,14 @@ from .demo import run_demo
 from .errors import ConfigError, RecorderError
 from .logs import LogFormat, setup_logging
 from .runtime import run_recorder
+from .signing import DEFAULT_KEY_NAME, SigningError, check_key_name, write_new_key
 from .simulator import run_simulator
 from .state import RecorderState
 from .status import store_status
 from .store import open_engine, safe_url
 from .systemd import DEFAULT_CONFIG as DEFAULT_UNIT_CONFIG
 from .systemd import DEFAULT_SECRET as DEFAULT_UNIT_SECRET
+from .systemd import DEFAULT_SIGNING_KEY as DEFAULT_UNIT_SIGNING_KEY
 from .systemd import Notifier, render_unit
 from .texttable import table
 
@@ -350,6 +352,44 @@ def demo_command(seconds: float, directory: Path) -> None:
         fail("a hash chain does not verify", 1)
 
 
+def _key_name(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
+    try:
+        return check_key_name(value)
+    except SigningError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+@cli.command("keygen")
+@click.option(
+    "--out",
+    "path",
+    required=True,
+    metavar="PATH",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Where the private key goes (created 0600); the verifier key goes to PATH.pub.",
+)
+@click.option(
+    "--name",
+    default=DEFAULT_KEY_NAME,
+    show_default=True,
+    callback=_key_name,
+    help="The key's name, shown in every signature (no spaces, no '+').",
+)
+@handle_errors
+def keygen_command(path: Path, name: str) -> None:
+    """Create the Ed25519 key pair that signs checkpoints; print the verifier key.
+
+    Writes the private key to PATH (mode 0600) and the verifier (public) key to
+    PATH.pub (mode 0644); never overwrites either. The recorder signs with the
+    private key: name it in the configuration as [signing] key_file (under systemd,
+    hand it over with `systemd-unit --signing-key-file PATH` and set key_file =
+    "studio-signing-key"). Anyone checking a store or an export needs only the
+    verifier key: list it (or PATH.pub) in [signing] public_keys, or pass it to
+    `studio-query verify --public-key`.
+    """
+    click.echo(write_new_key(path, name))
+
+
 @cli.command("systemd-unit")
 @click.option(
     "--user",
@@ -369,19 +409,36 @@ def demo_command(seconds: float, directory: Path) -> None:
     show_default=True,
     help="Absolute path of the client secret, handed over with LoadCredential=.",
 )
-def systemd_unit_command(user: str | None, config_path: str, secret_file: str) -> None:
+@click.option(
+    "--signing-key-file",
+    default=DEFAULT_UNIT_SIGNING_KEY,
+    show_default=True,
+    help="Absolute path of the checkpoint signing key (`keygen`), handed over with "
+    "LoadCredential=.",
+)
+def systemd_unit_command(
+    user: str | None, config_path: str, secret_file: str, signing_key_file: str
+) -> None:
     """Print a ready systemd unit (Type=notify, watchdog, hardening) for `run`.
 
     Save it as /etc/systemd/system/studio-recorder.service, then
     `systemctl daemon-reload && systemctl enable --now studio-recorder`. The unit
-    runs `db upgrade` before starting, hands the client secret over as a systemd
-    credential (set client_secret_file = "studio-client-secret" in the config),
-    and keeps a SQLite store in /var/lib/studio-recorder.
+    runs `db upgrade` before starting, hands the client secret and the checkpoint
+    signing key over as systemd credentials (set client_secret_file =
+    "studio-client-secret" and, in [signing], key_file = "studio-signing-key" in the
+    config), and keeps a SQLite store in /var/lib/studio-recorder.
     """
-    for name, value in (("--config", config_path), ("--secret-file", secret_file)):
+    for name, value in (
+        ("--config", config_path),
+        ("--secret-file", secret_file),
+        ("--signing-key-file", signing_key_file),
+    ):
         if not value.startswith("/"):
             fail(f"{name} must be an absolute path (got {value!r})", 2)
-    click.echo(render_unit(user=user, config=config_path, secret_file=secret_file), nl=False)
+    unit = render_unit(
+        user=user, config=config_path, secret_file=secret_file, signing_key_file=signing_key_file
+    )
+    click.echo(unit, nl=False)
 
 
 def main() -> None:

@@ -7,9 +7,12 @@ from ``STUDIO_CLIENT_SECRET`` or the file named by ``client_secret_file``
 (relative names are looked up in ``$CREDENTIALS_DIRECTORY`` when systemd sets it).
 The secret file is read only when credentials are needed
 (:meth:`Settings.require_credentials`, i.e. by ``studio-recorder run``), so
-commands that only read the store work without access to it. Things that are
-allowed but unwise (a config file readable by others that names a secret file)
-become :attr:`Settings.warnings`, which the command lines print.
+commands that only read the store work without access to it. The same holds for
+the checkpoint signing key, ``[signing] key_file`` (:meth:`Settings.require_signer`);
+the verifier keys of ``[signing] public_keys`` are public and checked at load. Things
+that are allowed but unwise (a config file readable by others that names a secret
+file, a secret or key file readable by others) become :attr:`Settings.warnings`, which
+the command lines print.
 
 Each table is a :class:`msgspec.Struct` (types, bounds, unknown keys); what types cannot
 say (URL schemes, time zones, files) is checked after; both speak in the same words.
@@ -18,11 +21,8 @@ say (URL schemes, time zones, files) is checked after; both speak in the same wo
 from __future__ import annotations
 
 import ipaddress
-import math
 import os
-import re
 import stat
-import sys
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -35,7 +35,9 @@ import msgspec
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from .configtypes import Invalid, Table, finite, in_our_words
 from .errors import ConfigError
+from .signing import Signer, SigningError, Verifier, load_signer, parse_verifier
 from .tradingday import DEFAULT_TIMEZONE, UnknownZone, zone
 
 CONFIG_ENV: Final = "STUDIO_RECORDER_CONFIG"
@@ -124,11 +126,24 @@ class MetricsSettings:
 
 
 @dataclass(frozen=True)
+class SigningSettings:
+    """``[signing]``: the key checkpoints are signed with, how often, where copies go, and
+    the verifier keys that stores and exports are checked against."""
+
+    #: The private key (resolved; read only by :meth:`Settings.require_signer`).
+    key_file: Path | None = None
+    checkpoint_interval_s: float = 60.0
+    checkpoint_dir: Path | None = None
+    public_keys: tuple[Verifier, ...] = ()
+
+
+@dataclass(frozen=True)
 class Settings:
     studio: StudioSettings
     store: StoreSettings
     recorder: RecorderSettings
     metrics: MetricsSettings
+    signing: SigningSettings = field(default_factory=SigningSettings)
     path: Path | None = None
     #: One line each: allowed but unwise settings, for the command line to print.
     warnings: tuple[str, ...] = ()
@@ -151,6 +166,23 @@ class Settings:
             )
         return self.studio.client_id, read_secret_file(self.studio.client_secret_file, where)
 
+    def require_signer(self) -> Signer | None:
+        """The checkpoint signing key of ``[signing] key_file``, read now; None without one.
+
+        A missing, unreadable or malformed key file is a ConfigError naming the key and
+        the file (never the file's content).
+        """
+        key_file = self.signing.key_file
+        if key_file is None:
+            return None
+        try:
+            return load_signer(key_file)
+        except SigningError as exc:
+            hint = "" if key_file.exists() else " (create one with `studio-recorder keygen`)"
+            raise ConfigError(
+                f"{self.path or '<config>'}: [signing] key_file: {exc}{hint}"
+            ) from None
+
 
 def read_secret_file(secret_path: Path, where: object) -> Secret:
     """The client secret in ``secret_path`` (stripped), or ConfigError naming key and file."""
@@ -166,16 +198,7 @@ def read_secret_file(secret_path: Path, where: object) -> Secret:
     return Secret(value)
 
 
-def _finite(ge: float) -> msgspec.Meta:
-    """At least ``ge`` and finite: ``ge`` refuses nan and -inf, the largest float refuses inf."""
-    return msgspec.Meta(ge=ge, le=sys.float_info.max)
-
-
-class _Table(msgspec.Struct, forbid_unknown_fields=True):
-    """A TOML table whose unknown keys are errors: a misspelt key must not pass silently."""
-
-
-class _Studio(_Table):
+class _Studio(Table):
     """None: not in the file (``url`` then comes from ``environment``)."""
 
     accounts: Annotated[tuple[str, ...], msgspec.Meta(min_length=1)] | None = None
@@ -188,34 +211,44 @@ class _Studio(_Table):
     ca_file: str | None = None
 
 
-class _Store(_Table):
+class _Store(Table):
     url: str = DEFAULT_STORE_URL
 
 
-class _Recorder(_Table):
+class _Recorder(Table):
     """RecorderSettings's fields; the defaults are its own."""
 
     trading_day_timezone: str = RecorderSettings.trading_day_timezone
-    liveness_timeout_s: Annotated[float, _finite(0.1)] = RecorderSettings.liveness_timeout_s
-    subscribe_timeout_s: Annotated[float, _finite(0.1)] = RecorderSettings.subscribe_timeout_s
-    backoff_initial_s: Annotated[float, _finite(0.01)] = RecorderSettings.backoff_initial_s
-    backoff_max_s: Annotated[float, _finite(0.01)] = RecorderSettings.backoff_max_s
+    liveness_timeout_s: Annotated[float, finite(0.1)] = RecorderSettings.liveness_timeout_s
+    subscribe_timeout_s: Annotated[float, finite(0.1)] = RecorderSettings.subscribe_timeout_s
+    backoff_initial_s: Annotated[float, finite(0.01)] = RecorderSettings.backoff_initial_s
+    backoff_max_s: Annotated[float, finite(0.01)] = RecorderSettings.backoff_max_s
     batch_max_rows: Annotated[int, msgspec.Meta(ge=1)] = RecorderSettings.batch_max_rows
-    batch_max_delay_ms: Annotated[float, _finite(0)] = RecorderSettings.batch_max_delay_ms
+    batch_max_delay_ms: Annotated[float, finite(0)] = RecorderSettings.batch_max_delay_ms
     queue_max_frames: Annotated[int, msgspec.Meta(ge=1)] = RecorderSettings.queue_max_frames
 
 
-class _Metrics(_Table):
+class _Metrics(Table):
     listen: str = DEFAULT_METRICS_LISTEN
 
 
-class _Document(_Table):
+class _Signing(Table):
+    """SigningSettings's fields; the defaults are its own."""
+
+    key_file: str | None = None  # the key itself has no key: never in the TOML
+    checkpoint_interval_s: Annotated[float, finite(1)] = SigningSettings.checkpoint_interval_s
+    checkpoint_dir: str | None = None
+    public_keys: tuple[str, ...] = ()
+
+
+class _Document(Table):
     """The whole file. Types are strict: a float is not an integer, a boolean not a number."""
 
     studio: _Studio = msgspec.field(default_factory=_Studio)
     store: _Store = msgspec.field(default_factory=_Store)
     recorder: _Recorder = msgspec.field(default_factory=_Recorder)
     metrics: _Metrics = msgspec.field(default_factory=_Metrics)
+    signing: _Signing = msgspec.field(default_factory=_Signing)
 
 
 def config_path_from(option: str | os.PathLike[str] | None, env: Mapping[str, str]) -> Path:
@@ -252,17 +285,26 @@ def parse_config(document: Mapping[str, Any], env: Mapping[str, str], path: Path
     try:
         config = msgspec.convert(document, _Document)
     except msgspec.ValidationError as exc:
-        raise ConfigError(f"{path}: {_in_our_words(str(exc), document)}") from None
+        raise ConfigError(f"{path}: {in_our_words(str(exc), document)}") from None
     try:
         studio = _studio(config.studio, env, path.parent)
         store, recorder = _store(config.store), _recorder(config.recorder)
         metrics = _metrics(config.metrics)
-    except _Invalid as exc:
+        signing = _signing(config.signing, env, path.parent)
+    except Invalid as exc:
         raise ConfigError(f"{path}: {exc}") from None
     credentials_dir = env.get(CREDENTIALS_DIR_ENV)
-    warnings = _permission_warnings(path, studio.client_secret_file, credentials_dir)
+    warnings = _permission_warnings(
+        path, studio.client_secret_file, signing.key_file, credentials_dir
+    )
     return Settings(
-        studio=studio, store=store, recorder=recorder, metrics=metrics, path=path, warnings=warnings
+        studio=studio,
+        store=store,
+        recorder=recorder,
+        metrics=metrics,
+        signing=signing,
+        path=path,
+        warnings=warnings,
     )
 
 
@@ -276,71 +318,35 @@ def _group_or_other_mode(path: Path) -> int | None:
 
 
 def _permission_warnings(
-    path: Path, secret_file: Path | None, credentials_dir: str | None
+    path: Path, secret_file: Path | None, key_file: Path | None, credentials_dir: str | None
 ) -> tuple[str, ...]:
-    """Warnings for a config file (or secret file) others can read when it names a secret.
+    """Warnings for a secret or key file others can read, and for a config file others
+    can read when it names a secret file.
 
-    None when the secret is a systemd credential (``$CREDENTIALS_DIRECTORY``): only the
-    service can read it there, and the configuration must stay readable by the service's
+    None for a systemd credential (under ``$CREDENTIALS_DIRECTORY``): only the service
+    can read it there, and the configuration must stay readable by the service's
     (dynamic) user.
     """
-    if secret_file is None or (credentials_dir and secret_file.is_relative_to(credentials_dir)):
-        return ()
+
+    def own_file(file: Path | None) -> bool:
+        return file is not None and not (credentials_dir and file.is_relative_to(credentials_dir))
+
     warnings = []
-    if (mode := _group_or_other_mode(path)) is not None:
+    if own_file(secret_file) and (mode := _group_or_other_mode(path)) is not None:
         warnings.append(
             f"{path} is readable by group/others (mode {mode:04o}) and names a "
             f"client_secret_file: restrict it with chmod 600"
         )
-    if (mode := _group_or_other_mode(secret_file)) is not None:
-        warnings.append(
-            f"{secret_file} ([studio] client_secret_file) is readable by group/others "
-            f"(mode {mode:04o}): restrict it with chmod 600"
-        )
+    for file, key in (
+        (secret_file, "[studio] client_secret_file"),
+        (key_file, "[signing] key_file"),
+    ):
+        if file is not None and own_file(file) and (mode := _group_or_other_mode(file)) is not None:
+            warnings.append(
+                f"{file} ({key}) is readable by group/others (mode {mode:04o}): "
+                f"restrict it with chmod 600"
+            )
     return tuple(warnings)
-
-
-class _Invalid(Exception):
-    """``[section] key problem``: a value its type allows but its meaning does not."""
-
-
-_KINDS: Final = {"str": "a string", "bool": "a boolean", "int": "an integer",
-                 "float": "a number", "array": "an array", "object": "a table"}  # fmt: skip
-
-
-def _in_our_words(message: str, document: Mapping[str, Any]) -> str:
-    """msgspec's ``Expected `int` >= 1 - at `$.recorder.batch_max_rows``` in this module's words.
-
-    msgspec says what it expected and where; the value shown is looked up in ``document``.
-    A message of a shape not foreseen here is passed on as it is.
-    """
-    problem, at, where = message.rpartition(" - at `$")
-    if not at:
-        problem, where = message, "`"
-    located = re.fullmatch(r"(?:\.(\w+))?(?:\.(\w+))?(?:\[(\d+)\])?`", where)
-    if located is None:
-        return message
-    section, key, index = located.groups()
-    if unknown := re.fullmatch(r"Object contains unknown field `(.*)`", problem):
-        name = unknown[1]
-        return f"unknown key [{section}] {name}" if section else f"unknown section [{name}]"
-    if key is None:
-        return f"[{section}] must be a table"
-    if key == "accounts":  # words of its own, for the array and for its entries
-        if index is None:
-            return "[studio] accounts must be a non-empty array of strings"
-        entry = document[section][key][int(index)]
-        return f"[studio] accounts entries must be non-empty strings (got {entry!r})"
-    if wrong := re.fullmatch(r"Expected `(\w+)[^`]*`, got `(\w+)`", problem):
-        expected, got = (_KINDS.get(kind, kind) for kind in wrong.groups())
-        return f"[{section}] {key} must be {expected} (got {got})"
-    value = document[section][key]
-    if isinstance(value, float) and not math.isfinite(value):
-        return f"[{section}] {key} must be finite (got {value})"
-    if below := re.fullmatch(r"Expected `(\w+)` >= (\S+)", problem):
-        shown = f"{value:g}" if below[1] == "float" else value
-        return f"[{section}] {key} must be at least {float(below[2]):g} (got {shown})"
-    return message
 
 
 def is_loopback_host(host: str | None) -> bool:
@@ -362,41 +368,39 @@ def _checked_url(key: str, url: str, secure: str, plain: str) -> str:
     if parts.scheme == plain and parts.hostname:
         if is_loopback_host(parts.hostname):
             return url
-        raise _Invalid(
+        raise Invalid(
             f"[studio] {key} uses {plain}:// for a non-loopback host; use {secure}:// ({url})"
         )
-    raise _Invalid(f"[studio] {key} must be a {secure}:// URL (got {url!r})")
+    raise Invalid(f"[studio] {key} must be a {secure}:// URL (got {url!r})")
 
 
 def _studio(studio: _Studio, env: Mapping[str, str], directory: Path) -> StudioSettings:
     """Relative file names are looked up in ``directory``, the config file's."""
     url, environment = studio.url, studio.environment
     if url is not None and environment is not None:
-        raise _Invalid("[studio] environment cannot be combined with [studio] url")
+        raise Invalid("[studio] environment cannot be combined with [studio] url")
     if url is None:
         environment = environment or "production"
         if environment not in ENVIRONMENT_URLS:
             names = " or ".join(repr(name) for name in ENVIRONMENT_URLS)
-            raise _Invalid(f"[studio] environment must be {names} (got {environment!r})")
+            raise Invalid(f"[studio] environment must be {names} (got {environment!r})")
         url = ENVIRONMENT_URLS[environment]
     url = _checked_url("url", url, "wss", "ws")
     token_url = _checked_url("token_url", studio.token_url or DEFAULT_TOKEN_URL, "https", "http")
 
     accounts = studio.accounts
     if accounts is None:
-        raise _Invalid("[studio] accounts is missing: list the account ids to record")
+        raise Invalid("[studio] accounts is missing: list the account ids to record")
     for account in accounts:
         if not account or account != account.strip():
-            raise _Invalid(f"[studio] accounts entries must be non-empty strings (got {account!r})")
+            raise Invalid(f"[studio] accounts entries must be non-empty strings (got {account!r})")
     if len(set(accounts)) != len(accounts):
-        raise _Invalid("[studio] accounts lists an account twice")
+        raise Invalid("[studio] accounts lists an account twice")
 
     # An absolute name stays as it is; the secret file is not read here (require_credentials).
     ca_file = directory / studio.ca_file if studio.ca_file else None
     if ca_file and not ca_file.is_file():
-        raise _Invalid(f"[studio] ca_file does not name a readable file ({ca_file})")
-    secret_directory = Path(env.get(CREDENTIALS_DIR_ENV) or directory)
-    secret_file = studio.client_secret_file
+        raise Invalid(f"[studio] ca_file does not name a readable file ({ca_file})")
     return StudioSettings(
         url=url,
         token_url=token_url,
@@ -405,7 +409,31 @@ def _studio(studio: _Studio, env: Mapping[str, str], directory: Path) -> StudioS
         client_secret=Secret(env[CLIENT_SECRET_ENV]) if env.get(CLIENT_SECRET_ENV) else None,
         accounts=accounts,
         ca_file=ca_file,
-        client_secret_file=secret_directory / secret_file if secret_file else None,
+        client_secret_file=_credential_file(studio.client_secret_file, env, directory),
+    )
+
+
+def _credential_file(name: str | None, env: Mapping[str, str], directory: Path) -> Path | None:
+    """Where a secret file named in the config is: a relative ``name`` in
+    ``$CREDENTIALS_DIRECTORY`` (systemd ``LoadCredential=``) when set, else in
+    ``directory`` (the config file's). Not read here."""
+    return Path(env.get(CREDENTIALS_DIR_ENV) or directory) / name if name else None
+
+
+def _signing(signing: _Signing, env: Mapping[str, str], directory: Path) -> SigningSettings:
+    """Paths resolved (the key file like the client secret file); verifier keys parsed."""
+    public_keys = []
+    for number, entry in enumerate(signing.public_keys, 1):
+        try:
+            public_keys.append(parse_verifier(entry, relative_to=directory))
+        except SigningError as exc:
+            raise Invalid(f"[signing] public_keys entry {number}: {exc}") from None
+    checkpoint_dir = signing.checkpoint_dir
+    return SigningSettings(
+        key_file=_credential_file(signing.key_file, env, directory),
+        checkpoint_interval_s=signing.checkpoint_interval_s,
+        checkpoint_dir=directory / checkpoint_dir if checkpoint_dir else None,
+        public_keys=tuple(public_keys),
     )
 
 
@@ -414,7 +442,7 @@ def _store(store: _Store) -> StoreSettings:
     try:
         make_url(url)
     except ArgumentError:
-        raise _Invalid("[store] url is not a SQLAlchemy database URL") from None
+        raise Invalid("[store] url is not a SQLAlchemy database URL") from None
     return StoreSettings(url=url)
 
 
@@ -423,11 +451,11 @@ def _recorder(recorder: _Recorder) -> RecorderSettings:
     try:
         zone(name)
     except UnknownZone:
-        raise _Invalid(
+        raise Invalid(
             f"[recorder] trading_day_timezone is not an IANA time zone (got {name!r})"
         ) from None
     if recorder.backoff_max_s < recorder.backoff_initial_s:
-        raise _Invalid("[recorder] backoff_max_s must not be below backoff_initial_s")
+        raise Invalid("[recorder] backoff_max_s must not be below backoff_initial_s")
     return RecorderSettings(**msgspec.structs.asdict(recorder))
 
 
@@ -444,7 +472,7 @@ def _metrics(metrics: _Metrics) -> MetricsSettings:
         try:
             _split_listen(listen)
         except ValueError:
-            raise _Invalid(
+            raise Invalid(
                 f"[metrics] listen must be HOST:PORT or empty to disable (got {listen!r})"
             ) from None
     return MetricsSettings(listen=listen)

@@ -39,6 +39,7 @@ NOTIFY_SOCKET_ENV: Final = "NOTIFY_SOCKET"
 STATUS_EVERY_S: Final = 5.0
 DEFAULT_CONFIG: Final = "/etc/studio-recorder/recorder.toml"
 DEFAULT_SECRET: Final = "/etc/studio-recorder/client-secret"
+DEFAULT_SIGNING_KEY: Final = "/etc/studio-recorder/signing-key"
 
 
 # --- sd_notify: the protocol ----------------------------------------------------------------
@@ -147,6 +148,7 @@ def render_unit(
     user: str | None = None,
     config: str = DEFAULT_CONFIG,
     secret_file: str = DEFAULT_SECRET,
+    signing_key_file: str = DEFAULT_SIGNING_KEY,
     exe: str | None = None,
 ) -> str:
     """The unit file text. Without ``user`` the service runs as a transient DynamicUser."""
@@ -163,4 +165,5 @@ def render_unit(
         .replace("@EXE@", exe or executable())
         .replace("@CONFIG@", config)
         .replace("@SECRET_PATH@", secret_file)
+        .replace("@SIGNING_KEY_PATH@", signing_key_file)
     )

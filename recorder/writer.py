@@ -29,7 +29,7 @@ import trio
 
 from .appender import Appender
 from .backoff import Backoff
-from .config import DEFAULT_CHECKPOINT_INTERVAL_S
+from .config import SigningSettings
 from .dberrors import describe_db_error, is_transient
 from .records import FrameRecord, LogRecord, Record
 from .state import WriterState
@@ -53,7 +53,7 @@ class Writer:
         max_delay_s: float,
         retry: Backoff | None = None,
         on_batch: Callable[[float], None] | None = None,
-        checkpoint_interval_s: float = DEFAULT_CHECKPOINT_INTERVAL_S,
+        checkpoint_interval_s: float = SigningSettings.checkpoint_interval_s,
     ) -> None:
         self.appender = appender
         self.receive = receive

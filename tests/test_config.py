@@ -6,10 +6,12 @@ from recorder.config import (
     DEFAULT_STORE_URL,
     ENVIRONMENT_URLS,
     Secret,
+    SigningSettings,
     config_path_from,
     load_config,
 )
 from recorder.errors import ConfigError
+from recorder.signing import generate_key, write_new_key
 
 MINIMAL = '[studio]\naccounts = ["100000", "0042"]\n'
 
@@ -118,6 +120,21 @@ def test_secret_never_shows_in_repr(tmp_path: Path) -> None:
         (MINIMAL + 'environment = "staging"\n', r"environment must be"),
         (MINIMAL + 'environment = "sandbox"\nurl = "wss://x/ws"\n', r"cannot be combined"),
         (MINIMAL + 'ca_file = "missing.pem"\n', r"ca_file does not name a readable file"),
+        (MINIMAL + "[signing]\nkeyfile = 'k'\n", r"unknown key \[signing\] keyfile"),
+        (
+            MINIMAL + "[signing]\ncheckpoint_interval_s = 0.5\n",
+            r"\[signing\] checkpoint_interval_s must be at least 1 \(got 0.5\)",
+        ),
+        (MINIMAL + "[signing]\npublic_keys = 'k.pub'\n", r"public_keys must be an array"),
+        (MINIMAL + "[signing]\npublic_keys = [1]\n", r"public_keys entries must be a string"),
+        (
+            MINIMAL + "[signing]\npublic_keys = ['missing.pub']\n",
+            r"\[signing\] public_keys entry 1: cannot read .*missing\.pub: No such file",
+        ),
+        (
+            MINIMAL + "[signing]\npublic_keys = ['n+00000000+AQ==']\n",
+            r"public_keys entry 1: verifier key n\+00000000 does not hold an Ed25519 key",
+        ),
         ("[studio\n", r"not valid TOML"),
         ("studio = 3\n", r"\[studio\] must be a table"),
     ],
@@ -191,3 +208,111 @@ def test_missing_file_and_path_resolution(tmp_path: Path) -> None:
     assert config_path_from(None, {"STUDIO_RECORDER_CONFIG": "b.toml"}) == Path("b.toml")
     with pytest.raises(ConfigError, match="--config"):
         config_path_from(None, {})
+
+
+# --- [signing] ------------------------------------------------------------------------------
+
+
+def test_signing_defaults_to_off(tmp_path: Path) -> None:
+    settings = load_config(write(tmp_path, MINIMAL), env={})
+    assert settings.signing == SigningSettings()
+    assert settings.signing.checkpoint_interval_s == 60
+    assert settings.require_signer() is None
+
+
+def test_signing_table_resolves_paths_and_parses_public_keys(tmp_path: Path) -> None:
+    verifier_key = write_new_key(tmp_path / "signing-key")
+    (tmp_path / "signing-key").chmod(0o600)
+    other_key = generate_key("other")[1]
+    (tmp_path / "keys").mkdir()
+    write_new_key(tmp_path / "keys" / "archive")
+    path = write(
+        tmp_path,
+        MINIMAL
+        + "[signing]\n"
+        + 'key_file = "signing-key"\n'
+        + "checkpoint_interval_s = 5\n"
+        + 'checkpoint_dir = "checkpoints"\n'
+        + f'public_keys = ["{other_key}", "keys/archive.pub", "{tmp_path}/signing-key.pub"]\n',
+    )
+    settings = load_config(path, env={})
+    signing = settings.signing
+    assert signing.key_file == tmp_path / "signing-key"  # not read yet
+    assert signing.checkpoint_interval_s == 5.0
+    assert signing.checkpoint_dir == tmp_path / "checkpoints"
+    assert [key.text for key in signing.public_keys] == [
+        other_key,
+        (tmp_path / "keys" / "archive.pub").read_text().strip(),
+        verifier_key,
+    ]
+    signer = settings.require_signer()
+    assert signer is not None
+    assert signer.verifier_key == verifier_key
+    assert settings.warnings == ()
+
+
+def test_relative_key_file_is_a_credential_under_systemd(tmp_path: Path) -> None:
+    credentials = tmp_path / "credentials"
+    credentials.mkdir()
+    verifier_key = write_new_key(credentials / "studio-signing-key")
+    (credentials / "studio-signing-key").chmod(0o440)  # systemd's mode: not our business
+    path = write(tmp_path, MINIMAL + '[signing]\nkey_file = "studio-signing-key"\n')
+    settings = load_config(path, env={"CREDENTIALS_DIRECTORY": str(credentials)})
+    assert settings.signing.key_file == credentials / "studio-signing-key"
+    signer = settings.require_signer()
+    assert signer is not None
+    assert signer.verifier_key == verifier_key
+    assert settings.warnings == ()
+    # Without $CREDENTIALS_DIRECTORY the same name is next to the config file.
+    settings = load_config(path, env={})
+    assert settings.signing.key_file == tmp_path / "studio-signing-key"
+
+
+def test_require_signer_names_the_key_and_the_file_in_one_line(tmp_path: Path) -> None:
+    path = write(tmp_path, MINIMAL + '[signing]\nkey_file = "signing-key"\n')
+    settings = load_config(path, env={})  # loading never reads the key file
+    key_file = tmp_path / "signing-key"
+    with pytest.raises(ConfigError) as info:
+        settings.require_signer()
+    assert str(info.value) == (
+        f"{path}: [signing] key_file: cannot read {key_file}: No such file or directory "
+        "(create one with `studio-recorder keygen`)"
+    )
+    private_text, verifier_key = generate_key()
+    seed = private_text.split("+", 4)[4]
+    key_file.write_text(verifier_key + "\n")  # the public half by mistake
+    with pytest.raises(ConfigError) as info:
+        settings.require_signer()
+    assert str(info.value) == (
+        f"{path}: [signing] key_file: {key_file}: "
+        "this is a verifier (public) key, not the private key"
+    )
+    key_file.write_text(private_text.replace(seed, seed[:20]) + "\n")  # damaged
+    with pytest.raises(ConfigError) as info:
+        settings.require_signer()
+    assert str(info.value).startswith(f"{path}: [signing] key_file: {key_file}: private key ")
+    assert seed[:20] not in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_a_key_file_others_can_read_is_warned_about(tmp_path: Path) -> None:
+    write_new_key(tmp_path / "signing-key")
+    path = write(tmp_path, MINIMAL + '[signing]\nkey_file = "signing-key"\n')
+    path.chmod(0o644)  # names no client secret: nothing to say about the config itself
+    (tmp_path / "signing-key").chmod(0o640)
+    assert load_config(path, env={}).warnings == (
+        f"{tmp_path / 'signing-key'} ([signing] key_file) is readable by group/others "
+        "(mode 0640): restrict it with chmod 600",
+    )
+    (tmp_path / "signing-key").chmod(0o600)
+    assert load_config(path, env={}).warnings == ()
+
+
+def test_the_signing_key_never_shows_in_settings_or_signer_reprs(tmp_path: Path) -> None:
+    write_new_key(tmp_path / "signing-key")
+    seed = (tmp_path / "signing-key").read_text().strip().split("+", 4)[4]
+    path = write(tmp_path, MINIMAL + '[signing]\nkey_file = "signing-key"\n')
+    settings = load_config(path, env={})
+    signer = settings.require_signer()
+    for shown in (repr(settings), str(settings), repr(signer), str(signer)):
+        assert seed not in shown

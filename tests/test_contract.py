@@ -37,7 +37,7 @@ def test_records_are_the_tables_columns_in_order() -> None:
     assert FrameRecord._fields == CHAIN_FIELDS
     fields = tuple(f.name for f in dataclasses.fields(LogRecord))
     assert (*fields, "chain_hash") == LOG_COLUMNS[1:]
-    assert LOG_CHAIN_FIELDS == fields
+    assert fields == LOG_CHAIN_FIELDS
 
 
 def test_arrow_schemas_are_the_tables() -> None:

@@ -43,21 +43,21 @@ def test_upgrade_chains_the_journal_and_names_the_store(old_store: Engine) -> No
     assert migrate.check(old_store) == after  # the models and the migrated schema agree
     with old_store.connect() as conn:
         rows = [
-            dict(r._mapping)
-            for r in conn.execute(text("SELECT * FROM connection_log ORDER BY id"))
+            dict(r._mapping) for r in conn.execute(text("SELECT * FROM connection_log ORDER BY id"))
         ]
         store_id = conn.execute(
             text("SELECT value FROM store_meta WHERE name = 'store_id'")
         ).scalar_one()
     assert [(r["session_id"], r["event"]) for r in rows] == [(j[0], j[3]) for j in JOURNAL]
-    assert len(store_id) == 32 and int(store_id, 16) >= 0
+    assert len(store_id) == 32
+    assert int(store_id, 16) >= 0
     for account in ("100000", "0042"):
         mine = [r for r in rows if r["account_id"] == account]
         assert verify_chain(mine, encode=canonical_log_bytes)[0] is None
     # The journal's triggers are back, and the new tables are insert-only too.
     for table in APPEND_ONLY_TABLES:
         with pytest.raises(DBAPIError, match="append-only"), old_store.begin() as conn:
-            conn.execute(text(f"DELETE FROM {table}"))  # noqa: S608 - constant names
+            conn.execute(text(f"DELETE FROM {table}"))
     old_store.dispose()
 
 

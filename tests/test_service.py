@@ -12,8 +12,11 @@ from pathlib import Path
 
 import pytest
 import trio
+from click.testing import CliRunner
 
+from recorder.cli import cli
 from recorder.health import WRITER_HUNG_S, judge
+from recorder.signing import write_new_key
 from recorder.simulator import SimConfig, Simulator
 from recorder.state import RecorderState
 from recorder.systemd import Notifier, notify_systemd, render_unit
@@ -164,12 +167,18 @@ def test_generated_unit_passes_systemd_analyze_verify(tmp_path: Path, user: str 
         pytest.skip("systemd-analyze is not installed (Debian package systemd)")
     secret = tmp_path / "client-secret"
     secret.write_text("x")
-    args = ["systemd-unit", "--config", "/etc/sr/recorder.toml", "--secret-file", str(secret)]
+    signing_key = tmp_path / "signing-key"
+    write_new_key(signing_key)
+    args = ["systemd-unit", "--config", "/etc/sr/recorder.toml", "--secret-file", str(secret),
+            "--signing-key-file", str(signing_key)]  # fmt: skip
     generated = run("recorder", *args, *(["--user", user] if user else []))
     assert generated.returncode == 0, generated.stderr
     unit_text = generated.stdout
     assert unit_text == render_unit(
-        user=user, config="/etc/sr/recorder.toml", secret_file=str(secret)
+        user=user,
+        config="/etc/sr/recorder.toml",
+        secret_file=str(secret),
+        signing_key_file=str(signing_key),
     )
     for line in (
         "Type=notify",
@@ -179,6 +188,8 @@ def test_generated_unit_passes_systemd_analyze_verify(tmp_path: Path, user: str 
         "db upgrade --config /etc/sr/recorder.toml",
         "run --config /etc/sr/recorder.toml",
         "LoadCredential=studio-client-secret:",
+        f"LoadCredential=studio-signing-key:{signing_key}\n",
+        'key_file = "studio-signing-key"',
         "StateDirectory=studio-recorder",
         "NoNewPrivileges=yes",
         "ProtectSystem=strict",
@@ -201,3 +212,10 @@ def test_relative_paths_are_refused_for_the_unit() -> None:
     result = run("recorder", "systemd-unit", "--config", "relative.toml")
     assert result.returncode == 2
     assert "--config must be an absolute path" in result.stderr
+    relative_key = CliRunner().invoke(
+        cli, ["systemd-unit", "--signing-key-file", "key"], prog_name="studio-recorder"
+    )
+    assert relative_key.exit_code == 2
+    assert relative_key.stderr == (
+        "studio-recorder: error: --signing-key-file must be an absolute path (got 'key')\n"
+    )
