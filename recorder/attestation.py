@@ -207,13 +207,14 @@ def _state(
     return ChainState(latest.count + int(newer), int(last_id), head)
 
 
-def attestation_for(settings: Settings, engine: Engine) -> Attestation | None:
+def attestation_for(
+    settings: Settings, signer: Signer | None, engine: Engine
+) -> Attestation | None:
     """The attestation ``[signing]`` configures for the store of ``engine``, or None.
 
-    Without a signing key the recorder records as before and says once, here, that
-    its store is not attested. Raises ConfigError for a key that cannot be read.
+    Without a signing key (``signer`` None: :meth:`Settings.require_signer`) the recorder
+    records as before and says once, here, that its store is not attested.
     """
-    signer = settings.require_signer()
     if signer is None:
         log.warning(
             "no [signing] key_file: checkpoints are not signed, so this store's record is "

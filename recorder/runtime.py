@@ -106,7 +106,7 @@ async def run_recorder(
     if engine is None:
         engine = open_engine(settings.store.url)
     await trio.to_thread.run_sync(migrate.require_schema, engine)
-    attestation = await trio.to_thread.run_sync(attestation_for, settings, engine)
+    signer = settings.require_signer()  # a key that cannot be read stops us here
 
     r = settings.recorder
     state = RecorderState.for_accounts(settings.studio.accounts)
@@ -114,19 +114,20 @@ async def run_recorder(
     state.queue_depth = lambda: send.statistics().current_buffer_used
     state.queue_capacity = r.queue_max_frames
     registry, batch_seconds = build_registry(state)
-    writer = Writer(
-        Appender(engine, attestation),
-        receive,
-        state.writer,
-        max_rows=r.batch_max_rows,
-        max_delay_s=r.batch_max_delay_ms / 1000,
-        on_batch=batch_seconds.observe,
-        checkpoint_interval_s=settings.signing.checkpoint_interval_s,
-    )
     ownership, file_lock = ownership_for(engine)
     if file_lock is not None:
         file_lock.acquire()
     try:
+        attestation = await trio.to_thread.run_sync(attestation_for, settings, signer, engine)
+        writer = Writer(
+            Appender(engine, attestation),
+            receive,
+            state.writer,
+            max_rows=r.batch_max_rows,
+            max_delay_s=r.batch_max_delay_ms / 1000,
+            on_batch=batch_seconds.observe,
+            checkpoint_interval_s=settings.signing.checkpoint_interval_s,
+        )
         metrics = start_metrics(settings, registry, state)
     except BaseException:
         if file_lock is not None:

@@ -133,6 +133,3 @@ checkpoints = Table(
     sqlite_autoincrement=True,
     comment="Signed checkpoints of each account's chains (see recorder.checkpoint); insert-only",
 )  # fmt: skip
-
-#: The insert-only tables, in creation order.
-APPEND_ONLY_TABLES: Final = ("events", "connection_log", "store_meta", "checkpoints")

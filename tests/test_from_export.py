@@ -20,9 +20,10 @@ from queries.audit import audit
 from queries.duck import open_export, open_store
 from queries.errors import QueryError
 from queries.export import export_day
+from queries.exportcheck import verify_export
 from queries.gaps import gaps
 from queries.reconcile import reconcile
-from queries.verify import CHANGED, render_verify, verify_export
+from queries.verify import CHANGED, render_verify
 from recorder.appender import Appender
 from recorder.records import FrameRecord, LogRecord
 from tests.support.simday import AFTER_THE_DAY_NS, DAY, A, B, ny, record

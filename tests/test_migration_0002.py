@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, insert, text
 from sqlalchemy.exc import DBAPIError
 
 from recorder import migrate
 from recorder.chain import canonical_log_bytes, verify_chain
-from recorder.schema import APPEND_ONLY_TABLES
+from recorder.schema import checkpoints
 from recorder.store import open_engine
 
+CHECKPOINT = {
+    "account_id": "100000", "at_ns": 4_000, "events_count": 0, "events_last_id": 0,
+    "events_head": "0" * 64, "log_count": 3, "log_last_id": 4, "log_head": "0" * 64,
+    "key_id": "00000000", "note": "a note",
+}  # fmt: skip
+#: An UPDATE of each table that holds a row here (events is empty in this test).
+UPDATES = {"connection_log": "detail = 'x'", "store_meta": "value = 'x'",
+           "checkpoints": "note = 'x'"}  # fmt: skip
 JOURNAL = [  # (session, account, at_ns, event, detail)
     ("s1", "100000", 1_000, "opened", None),
     ("s2", "0042", 1_500, "opened", None),
@@ -55,9 +63,13 @@ def test_upgrade_chains_the_journal_and_names_the_store(old_store: Engine) -> No
         mine = [r for r in rows if r["account_id"] == account]
         assert verify_chain(mine, encode=canonical_log_bytes)[0] is None
     # The journal's triggers are back, and the new tables are insert-only too.
-    for table in APPEND_ONLY_TABLES:
+    with old_store.begin() as conn:
+        conn.execute(insert(checkpoints).values(CHECKPOINT))
+    for table, change in UPDATES.items():
         with pytest.raises(DBAPIError, match="append-only"), old_store.begin() as conn:
             conn.execute(text(f"DELETE FROM {table}"))
+        with pytest.raises(DBAPIError, match="append-only"), old_store.begin() as conn:
+            conn.execute(text(f"UPDATE {table} SET {change}"))
     old_store.dispose()
 
 
