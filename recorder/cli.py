@@ -333,7 +333,7 @@ def demo_command(seconds: float, directory: Path) -> None:
     summary = trio.run(functools.partial(run_demo, directory, seconds, on_progress=progress))
     if tty:
         click.echo()
-    headers = ["account", "frames", "replayed", "sessions", "sequences", "chain"]
+    headers = ["account", "frames", "replayed", "sessions", "sequences", "chain", "attested"]
     rows = [
         [
             a.account_id,
@@ -342,14 +342,19 @@ def demo_command(seconds: float, directory: Path) -> None:
             str(a.sessions),
             f"{a.first_sequence}..{a.last_sequence} ({a.distinct_sequences} distinct)",
             "verified" if a.chain_ok else "BROKEN",
+            "signed through the last row" if a.attested else "NO",
         ]
         for a in summary.accounts
     ]
     click.echo(table(headers, rows))
     click.echo(f"store: {summary.database}   config: {directory / 'recorder.toml'}")
-    click.echo(f"next: studio-recorder status --config {directory / 'recorder.toml'}")
+    config = directory / "recorder.toml"
+    click.echo(f"next: studio-recorder status --config {config}")
+    click.echo(f"      studio-query verify --config {config}   (checks the signatures too)")
     if not all(a.chain_ok for a in summary.accounts):
         fail("a hash chain does not verify", 1)
+    if not all(a.attested for a in summary.accounts):
+        fail("an account is not attested through its last row", 1)
 
 
 def _key_name(_ctx: click.Context, _param: click.Parameter, value: str) -> str:

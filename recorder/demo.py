@@ -2,11 +2,14 @@
 
 Records a local Studio look-alike for a few seconds, with one unclean disconnect
 halfway through so the run shows a reconnect and the day replay, stops cleanly,
-and summarises what the store holds.
+and summarises what the store holds. It signs checkpoints with a key of its own
+(made in the demo directory on first use), so the summary shows each account
+attested through its last row, and ``studio-query verify --config`` checks it.
 """
 
 from __future__ import annotations
 
+import json
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -14,20 +17,25 @@ from pathlib import Path
 from typing import Final
 
 import trio
-from sqlalchemy import Engine, distinct, func, select
+from sqlalchemy import Connection, Engine, distinct, func, select
 
 from . import migrate
 from .chain import verify_chain
+from .checkpoint import Checkpoint
 from .config import Settings, parse_config
 from .runtime import Recorder, run_recorder
-from .schema import connection_log, events
+from .schema import checkpoints, connection_log, events
+from .signing import Verifier, open_note, parse_verifier, write_new_key
 from .simulator import SimConfig, SimEndpoints, Simulator
 from .state import RecorderState
 from .store import open_engine
 
 DEMO_ACCOUNTS: Final = ("100000", "100001")
 DB_NAME: Final = "studio-events.db"
+KEY_NAME: Final = "signing-key"  # and its verifier key, signing-key.pub
+NOTES_DIR: Final = "checkpoints"
 PROGRESS_EVERY_S: Final = 0.25
+CHECKPOINT_INTERVAL_S: Final = 2.0
 
 
 @dataclass(frozen=True)
@@ -40,6 +48,8 @@ class AccountSummary:
     last_sequence: int | None
     distinct_sequences: int
     chain_ok: bool
+    #: The account's last checkpoint verifies under the demo's key and covers its last row.
+    attested: bool
 
 
 @dataclass(frozen=True)
@@ -53,6 +63,20 @@ class DemoSummary:
 Progress = Callable[[float, float, RecorderState], None]
 
 
+def signing_table(directory: Path) -> dict[str, object]:
+    """``[signing]`` of the demo: its key (made on first use), copies, and trust in it."""
+    key = directory / KEY_NAME
+    if not key.exists():
+        write_new_key(key)
+    verifier = Path(f"{key}.pub").read_text(encoding="ascii").strip()
+    return {
+        "key_file": KEY_NAME,
+        "checkpoint_dir": NOTES_DIR,
+        "checkpoint_interval_s": CHECKPOINT_INTERVAL_S,
+        "public_keys": [verifier],
+    }
+
+
 def demo_settings(endpoints: SimEndpoints, directory: Path, secret: str) -> Settings:
     document = {
         "studio": {
@@ -64,6 +88,7 @@ def demo_settings(endpoints: SimEndpoints, directory: Path, secret: str) -> Sett
         "store": {"url": f"sqlite:///{directory / DB_NAME}"},
         "recorder": {"liveness_timeout_s": 10, "backoff_initial_s": 0.5, "backoff_max_s": 5},
         "metrics": {"listen": ""},
+        "signing": signing_table(directory),
     }
     env = {"STUDIO_CLIENT_SECRET": secret}
     return parse_config(document, env, directory / "recorder.toml")
@@ -78,6 +103,10 @@ def write_demo_config(directory: Path) -> Path:
         "# pointed at the demo's simulator, which is gone; use this file with `status` and\n"
         "# `studio-query`, or point [studio] at a real server to record for real.\n"
         f'[studio]\naccounts = [{accounts}]\n\n[store]\nurl = "sqlite:///{directory / DB_NAME}"\n'
+        f"\n[signing]\n"
+        + "".join(
+            f"{key} = {json.dumps(value)}\n" for key, value in signing_table(directory).items()
+        )
     )
     return path
 
@@ -132,8 +161,9 @@ def prepare_store(directory: Path) -> Engine:
 
 
 def summarise(engine: Engine, directory: Path, seconds: float) -> DemoSummary:
-    """Per-account totals of the demo store, with each chain verified."""
+    """Per-account totals of the demo store, with each chain and last checkpoint verified."""
     summary = DemoSummary(directory, directory / DB_NAME, seconds)
+    verifier = parse_verifier(f"{directory / KEY_NAME}.pub")
     with engine.connect() as conn:
         for account in DEMO_ACCOUNTS:
             mine = events.c.account_id == account
@@ -152,10 +182,34 @@ def summarise(engine: Engine, directory: Path, seconds: float) -> DemoSummary:
                 .where(connection_log.c.event == "opened")
             ).scalar_one()
             rows = conn.execute(select(events).where(mine).order_by(events.c.id)).mappings()
-            broken, _, _ = verify_chain(rows)
+            broken, head, _ = verify_chain(rows)
             summary.accounts.append(
                 AccountSummary(
-                    account, frames, replayed, sessions, first, last, distinct_seq, broken is None
+                    account_id=account,
+                    frames=frames,
+                    replayed_frames=replayed,
+                    sessions=sessions,
+                    first_sequence=first,
+                    last_sequence=last,
+                    distinct_sequences=distinct_seq,
+                    chain_ok=broken is None,
+                    attested=_attested(conn, account, verifier, (frames, head)),
                 )
             )
     return summary
+
+
+def _attested(conn: Connection, account: str, verifier: Verifier, events: tuple[int, str]) -> bool:
+    """Whether the account's last checkpoint is signed by ``verifier`` and covers ``events``
+    (its row count and chain head)."""
+    note = conn.execute(
+        select(checkpoints.c.note)
+        .where(checkpoints.c.account_id == account)
+        .order_by(checkpoints.c.id.desc())
+        .limit(1)
+    ).scalar_one_or_none()
+    if note is None:
+        return False
+    text, signers = open_note(note, [verifier])
+    state = Checkpoint.parse(text).events
+    return bool(signers) and (state.count, state.head) == events

@@ -29,6 +29,7 @@ from recorder.auth import TokenSource, TokenUnavailable
 from recorder.config import load_config
 from recorder.envelope import decode_raw
 from recorder.logs import JsonFormatter, TextFormatter
+from recorder.signing import write_new_key
 from recorder.simulator import SimConfig, SimEndpoints, Simulator
 from recorder.store import open_engine
 from tests.support.cli import cli_env, run
@@ -107,13 +108,19 @@ class FlakyTokenFront:
 
 
 def secret_file_config(tmp_path: Path, ws_url: str, token_url: str) -> Path:
-    """An owner-only config naming an owner-only client secret file, quick reconnects."""
+    """An owner-only config naming an owner-only client secret file and signing key (a fresh
+    one, if there is none yet), quick reconnects."""
     (tmp_path / "client-secret").write_text(SECRET + "\n")
     (tmp_path / "client-secret").chmod(0o600)
+    if not (tmp_path / "signing-key").exists():
+        write_new_key(tmp_path / "signing-key")
+    verifier = (tmp_path / "signing-key.pub").read_text().strip()
     path = write_config(
         tmp_path / "recorder.toml", [A, B], f"sqlite:///{tmp_path}/store.db",
         url=ws_url, token_url=token_url, client_secret_file="client-secret",
         recorder={"backoff_initial_s": 0.05, "backoff_max_s": 0.3, "subscribe_timeout_s": 5},
+        signing={"key_file": "signing-key", "checkpoint_dir": "checkpoints",
+                 "checkpoint_interval_s": 1, "public_keys": [verifier]},
     )  # fmt: skip
     path.chmod(0o600)
     return path
@@ -246,7 +253,10 @@ async def test_secret_and_tokens_reach_no_log_exception_repr_row_file_export_or_
 
     tokens = {s.token for s in sim.subscribes}
     assert len(tokens) >= 4  # fresh tokens after rejection and expiry, in both runs
-    secrets = {SECRET, *tokens}
+    private_key = (tmp_path / "signing-key").read_text().strip()
+    encoded_seed = private_key.split("+", 4)[4]
+    seed = base64.b64decode(encoded_seed)[1:]
+    secrets = {SECRET, *tokens, private_key, encoded_seed, seed.hex()}
 
     # The logs: real ones, of both formats; the faults did happen and were logged.
     for line in json_logs.splitlines():
@@ -268,15 +278,22 @@ async def test_secret_and_tokens_reach_no_log_exception_repr_row_file_export_or_
         assert_absent(secrets, f"{name} during the run", content)
     for path in tmp_path.glob("store.db*"):
         assert_absent(secrets, path.name, path.read_bytes())
+        assert seed not in path.read_bytes()
+    copies = sorted((tmp_path / "checkpoints").glob("*.notes"))
+    assert copies  # the run signed, and copied its notes
+    for path in copies:
+        assert_absent(secrets, str(path), path.read_bytes())
 
     # The command lines that read the store (real processes).
+    verify = run("queries", "verify", "--config", str(config))
+    assert "attested" in verify.stdout
     status = run("recorder", "status", "--config", str(config))
     status_json = run("recorder", "status", "--config", str(config), "--json")
     day = _trading_day(database)
     audit = run("queries", "audit", "--config", str(config), "--day", day, "--json")
     out = tmp_path / "export"
     export = run("queries", "export", "--config", str(config), "--day", day, "--out", str(out))
-    for result in (status, status_json, audit, export):
+    for result in (verify, status, status_json, audit, export):
         assert result.returncode == 0, result.stderr
         assert_absent(secrets, "command output", [result.stdout, result.stderr])
     assert json.loads(audit.stdout)["accounts"]

@@ -32,14 +32,15 @@ def config_document(
     recorder: Mapping[str, Any] | None = None,
     metrics_listen: str | None = "",
     client_id: str | None = "sim-client",
+    signing: Mapping[str, Any] | None = None,
     **studio: Any,
 ) -> dict[str, dict[str, Any]]:
     """The configuration as parsed TOML.
 
     ``endpoints`` gives ``[studio] url`` and ``token_url`` (``studio`` keys override them);
-    other ``[studio]`` keys come from ``studio``; ``[recorder]`` is written only when
-    ``recorder`` is given (otherwise every default applies); ``[metrics] listen`` is off
-    (``""``) unless given, and left out when None.
+    other ``[studio]`` keys come from ``studio``; ``[recorder]`` (and ``[signing]``) is
+    written only when ``recorder`` (``signing``) is given (otherwise every default applies);
+    ``[metrics] listen`` is off (``""``) unless given, and left out when None.
     """
     table: dict[str, Any] = {}
     if endpoints is not None:
@@ -52,6 +53,8 @@ def config_document(
         document["recorder"] = dict(recorder)
     if metrics_listen is not None:
         document["metrics"] = {"listen": metrics_listen}
+    if signing is not None:
+        document["signing"] = dict(signing)
     return document
 
 

@@ -62,6 +62,7 @@ async def start(
     sim_config: SimConfig | None = None,
     accounts: tuple[str, ...] = ("100000", "100001"),
     engine: Engine | None = None,
+    signing: dict[str, Any] | None = None,
     **recorder: Any,
 ) -> Running:
     """Start a simulator and a recorder in ``nursery``; returns once both run.
@@ -85,6 +86,7 @@ async def start(
         engine.url.render_as_string(False),
         endpoints=endpoints,
         recorder=RECORDER_DEFAULTS | recorder,
+        signing=signing,
     )
     done = trio.Event()
 
