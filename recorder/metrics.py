@@ -96,6 +96,17 @@ class StateCollector(Collector):
         retries = CounterMetricFamily("studio_recorder_store_retries", "Failed store writes")
         retries.add_metric([], writer.retries)
         yield retries
+        signed = CounterMetricFamily(
+            "studio_recorder_checkpoints", "Signed checkpoints committed (0: not attested)"
+        )
+        signed.add_metric([], writer.checkpoints)
+        yield signed
+        copies = CounterMetricFamily(
+            "studio_recorder_checkpoint_copy_failures",
+            "Failed attempts to copy checkpoint notes to [signing] checkpoint_dir",
+        )
+        copies.add_metric([], writer.checkpoint_copy_failures)
+        yield copies
 
 
 def build_registry(state: RecorderState) -> tuple[CollectorRegistry, Histogram]:

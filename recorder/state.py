@@ -42,6 +42,7 @@ class WriterState:
     rows_written: int = 0
     log_rows_written: int = 0
     checkpoints: int = 0  # signed checkpoints committed
+    checkpoint_copy_failures: int = 0  # failed copies to checkpoint_dir (retried)
     # time.monotonic() values: read by the metrics/health thread, which has no trio clock.
     last_commit_at: float | None = None
     busy_since: float | None = None  # a transaction is in flight since then

@@ -165,6 +165,9 @@ class Writer:
         if checkpoint:
             self._next_checkpoint = trio.current_time() + self.checkpoint_interval_s
         state.checkpoints += len(notes)
+        attestation = self.appender.attestation
+        if attestation is not None and attestation.copies is not None:
+            state.checkpoint_copy_failures = attestation.copies.failures
         state.batches += 1
         state.rows_written += len(frames)
         state.log_rows_written += len(logs)

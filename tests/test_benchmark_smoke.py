@@ -45,6 +45,11 @@ def test_ingest_harness_reports_every_figure() -> None:
     assert sqlite["fps"] > 0
     assert sqlite["ratio"] == round(sqlite["fps"] / limit["fps"], 2)
     assert 10 < sqlite["rss_peak_mb"] < 2_000
+    signed = result["recorder_sqlite_signed"]
+    assert signed["rows"] == rows
+    assert signed["exit_code"] == 0
+    assert signed["checkpoints"] >= ACCOUNTS  # at least the shutdown's, one per account
+    assert signed["overhead"] == round(sqlite["fps"] / signed["fps"] - 1, 3)
     assert result["recorder_postgresql"] is None
     assert result["skipped"]["recorder_postgresql"] == "--skip-pg"
 

@@ -95,6 +95,8 @@ async def test_service_notifies_systemd_and_serves_metrics_and_health(tmp_path: 
         "studio_recorder_queue_depth ",
         "studio_recorder_write_batch_seconds_bucket",
         "studio_recorder_rows_written_total ",
+        "studio_recorder_checkpoints_total 0.0",  # no [signing]: nothing attested
+        "studio_recorder_checkpoint_copy_failures_total 0.0",
     ):
         assert name in metrics, name
     assert unhealthy["status"] == "unhealthy"

@@ -33,11 +33,15 @@ import argparse
 import json
 import os
 import platform
+import sqlite3
 import subprocess
 import sys
 import tempfile
+from contextlib import closing
 from pathlib import Path
 from typing import Any
+
+from recorder.signing import write_new_key
 
 from . import phases
 from .report import table, targets
@@ -82,7 +86,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="export/analytics runs, best kept (default 3, quick: 1)",
     )
     parser.add_argument(
-        "--skip", default="", help="comma-separated steps to skip: latency,stall,export,analytics"
+        "--checkpoint-interval-s",
+        type=float,
+        default=None,
+        help="[signing] checkpoint_interval_s of the signing run (default: the recorder's)",
+    )
+    parser.add_argument(
+        "--skip",
+        default="",
+        help="comma-separated steps to skip: signing,latency,stall,export,analytics",
     )
     args = parser.parse_args(argv)
     if args.frames is None:
@@ -147,6 +159,21 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         result["recorder_sqlite"] = with_ratio(run_)
         rows = watcher.max_id()
     db_path = workdir / "ingest.db"
+
+    result["recorder_sqlite_signed"] = None
+    if "signing" not in args.skip:
+        say("recorder on SQLite, signing checkpoints ...")
+        key = workdir / "signing-key"
+        write_new_key(key)
+        with sqlite_store(workdir, "ingest-signed") as (url, watcher):
+            run_ = phases.ingest(frames, accounts, size, url, watcher, workdir, "signed",
+                                 timeout_s, signing_key=key,
+                                 checkpoint_interval_s=args.checkpoint_interval_s)  # fmt: skip
+            result["recorder_sqlite_signed"] = with_ratio(run_)
+        with closing(sqlite3.connect(workdir / "ingest-signed.db")) as db:
+            run_["checkpoints"] = db.execute("SELECT count(*) FROM checkpoints").fetchone()[0]
+        # Time per frame signed / unsigned - 1: the cost of attestation in this run.
+        run_["overhead"] = round(result["recorder_sqlite"]["fps"] / run_["fps"] - 1, 3)
 
     result["recorder_postgresql"] = None
     if pg_url:

@@ -52,6 +52,7 @@ def limit(frames: int, accounts: int, frame_bytes: int) -> dict[str, Any]:
 def _start(
     server: ServerProcess, store_url: str, workdir: Path, name: str, **recorder: Any
 ) -> RecorderProcess:
+    """``recorder`` holds ``[recorder]`` settings, and ``signing_key`` to sign checkpoints."""
     config = write_config(workdir / f"{name}.toml", server.ready, store_url, **recorder)
     return RecorderProcess(config, workdir / f"{name}.log")
 
@@ -89,10 +90,15 @@ def ingest(
     workdir: Path,
     name: str,
     timeout_s: float,
+    *,
+    signing_key: Path | None = None,
+    checkpoint_interval_s: float | None = None,
 ) -> dict[str, Any]:
-    """The recorder's rate from first frame sent to last row committed, CPU and peak RSS."""
+    """The recorder's rate from first frame sent to last row committed, CPU and peak RSS
+    (signing checkpoints with ``signing_key`` when given)."""
     server = ServerProcess(frames, accounts, frame_bytes, self_test=False)
-    recorder = _start(server, store_url, workdir, name)
+    recorder = _start(server, store_url, workdir, name, signing_key=signing_key,
+                      checkpoint_interval_s=checkpoint_interval_s)  # fmt: skip
     try:
         sent = server.ready["frames"]
         expected = sent + EXTRA_ROWS_PER_ACCOUNT * accounts

@@ -117,8 +117,17 @@ def run_drain(url: str, accounts: list[str], per_account: int) -> dict[str, Any]
     return dict(json.loads(result.stdout.strip().splitlines()[-1]))
 
 
-def write_config(path: Path, ready: dict[str, Any], store_url: str, **recorder: Any) -> Path:
-    """A recorder config pointing at the benchmark server and ``store_url``."""
+def write_config(
+    path: Path,
+    ready: dict[str, Any],
+    store_url: str,
+    *,
+    signing_key: Path | None = None,
+    checkpoint_interval_s: float | None = None,
+    **recorder: Any,
+) -> Path:
+    """A recorder config pointing at the benchmark server and ``store_url`` (signing its
+    checkpoints with ``signing_key`` when given, every ``checkpoint_interval_s``)."""
     settings = {"liveness_timeout_s": 600, "subscribe_timeout_s": 60, **recorder}
     lines = [
         "[studio]",
@@ -133,6 +142,10 @@ def write_config(path: Path, ready: dict[str, Any], store_url: str, **recorder: 
         "[metrics]",
         'listen = ""',
     ]
+    if signing_key is not None:
+        lines += ["[signing]", f"key_file = {json.dumps(str(signing_key))}"]
+        if checkpoint_interval_s is not None:
+            lines.append(f"checkpoint_interval_s = {checkpoint_interval_s}")
     path.write_text("\n".join(lines) + "\n")
     return path
 

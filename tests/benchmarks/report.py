@@ -102,15 +102,22 @@ def table(result: dict[str, Any]) -> str:
     for key, label in (
         ("limit", "limit (drain client)"),
         ("recorder_sqlite", "recorder, SQLite"),
+        ("recorder_sqlite_signed", "recorder, SQLite, signing"),
         ("recorder_postgresql", "recorder, PostgreSQL"),
     ):
-        r = result[key]
+        r = result.get(key)
         if r is None:
             lines.append(f"{label:<26}{'skipped: ' + str(result['skipped'].get(key, '')):>11}")
             continue
         lines.append(
             f"{label:<26}{_fmt(r['fps']):>11}{r['seconds']:>9.2f}{_fmt(r.get('ratio'), '.2f'):>7}"
             f"{_fmt(r['cpu_us_per_frame'], '.1f'):>14}{_fmt(r.get('rss_peak_mb'), '.0f'):>13}"
+        )
+    signed = result.get("recorder_sqlite_signed")
+    if signed:
+        lines.append(
+            f"signing: {signed['checkpoints']} checkpoints; time per frame "
+            f"{signed['overhead']:+.1%} against the unsigned SQLite run"
         )
     server = result["limit"]
     lines.append(
