@@ -402,9 +402,9 @@ def verify_command(
     """
     source = resolve_source(config_path, db_url, export_dir)
     keys = (*source.trust.keys, *public_keys)
-    notes_dir = checkpoints_dir or source.trust.notes_dir
-    if notes_dir is not None and not keys:
+    if checkpoints_dir is not None and not keys:
         raise ConfigError("--checkpoints needs a --public-key to check the notes with")
+    notes_dir = checkpoints_dir or source.trust.notes_dir
     source = replace(source, trust=Trust.of(keys, notes_dir))
     report = source.verify(day, accounts)
     click.echo(to_json(report.as_dict()) if as_json else render_verify(report))

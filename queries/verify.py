@@ -201,7 +201,7 @@ def _store_job(job: _StoreJob) -> ChainCheck:
         findings += chain_findings(in_scope, "events", watch, offset)
         findings += chain_findings(signed, "log", log_watch, 0)
         if job.trust.notes_dir is not None:
-            findings += _copy_findings(reader, job, {s.note for s in signed})
+            findings += _copy_findings(reader, job, signed)
         check.problems += [Problem(f.what, f.row_id, f.expected, f.found) for f in findings]
         attestation = summary(signed, watch, (check.rows, check.last_id), not check.problems)
         check.attested = attestation.attested
@@ -253,8 +253,10 @@ def _log_chain_problems(
     return [Problem(f"connection_log {CHANGED}", broken.row_id, broken.expected, broken.stored)]
 
 
-def _copy_findings(reader: StoreReader, job: _StoreJob, stored: set[str]) -> list[Finding]:
+def _copy_findings(reader: StoreReader, job: _StoreJob, signed: list[Signed]) -> list[Finding]:
+    """The copies of the notes outside the database against the store's checkpoints."""
     assert job.trust.notes_dir is not None
+    stored = {s.note for s in signed}
     verifiers = job.trust.verifiers()
     copies = []
     for where, note in read_notes_dir(job.trust.notes_dir):
@@ -266,7 +268,8 @@ def _copy_findings(reader: StoreReader, job: _StoreJob, stored: set[str]) -> lis
     if job.day is not None:
         stored = stored | _notes_of(reader, job.account)
     rows = (reader.count_events(accounts=[job.account]), reader.count_log(job.account))
-    return fork_findings(copies) + copy_findings(copies, stored, rows)
+    forks = fork_findings([*signed, *(c for c in copies if c.note not in stored)])
+    return forks + copy_findings(copies, stored, rows)
 
 
 def _notes_of(reader: StoreReader, account: str) -> set[str]:

@@ -28,7 +28,8 @@ from recorder.records import LogRecord
 from recorder.schema import connection_log, events
 from recorder.signing import load_signer, write_new_key
 from recorder.tradingday import DEFAULT_TIMEZONE, zone
-from tests.support.cli import run
+from tests.support.cli import one_line_error, run
+from tests.support.config import write_config
 from tests.support.frames import DAY, NOON_NS, frame
 from tests.support.notes import independent_verify
 from tests.support.recording import Running, start
@@ -66,6 +67,14 @@ async def record_signed(engine: Engine, tmp_path: Path, key: Path, notes: Path) 
         await wait_until(lambda: len(running.frames(A)) > 100)
         await running.stop()
     return running
+
+
+def forged(fill: dict[str, Any]) -> str:
+    """The fill's frame with one more share in its quantity."""
+    raw = re.sub(r'"quantity":"(\d+)"', lambda m: f'"quantity":"{int(m[1]) + 1}"', fill["raw"],
+                 count=1)  # fmt: skip
+    assert raw != fill["raw"]
+    return str(raw)
 
 
 def drop_append_only_triggers(engine: Engine) -> None:
@@ -129,13 +138,9 @@ async def test_a_signed_recording_verifies_and_an_insider_rewrite_does_not(
     # deleted, and both chains recomputed with the project's own functions.
     drop_append_only_triggers(engine)
     fill = next(r for r in frames(engine, A) if r["msg_type"] == "trade-notice")
-    forged = re.sub(r'"quantity":"(\d+)"', lambda m: f'"quantity":"{int(m[1]) + 1}"',
-                    fill["raw"], count=1)  # fmt: skip
-    assert forged != fill["raw"]
     closed = next(r for r in log(engine, A) if r["event"] == "closed")
     with engine.begin() as conn:
-        conn.execute(text("UPDATE events SET raw = :r WHERE id = :id"),
-                     {"r": forged, "id": fill["id"]})  # fmt: skip
+        conn.execute(update(events).where(events.c.id == fill["id"]).values(raw=forged(fill)))
         last_five = [r["id"] for r in frames(engine, A)[-5:]]
         conn.execute(text(f"DELETE FROM events WHERE id IN ({', '.join(map(str, last_five))})"))
         conn.execute(text("DELETE FROM connection_log WHERE id = :id"), {"id": closed["id"]})
@@ -250,3 +255,50 @@ def test_a_day_change_attests_the_old_day_to_its_last_row_and_exports_carry_it(
     result = run("queries", "verify", "--from-export", out, "--public-key", verifier)
     assert result.returncode == 1
     assert "does not verify" in result.stdout
+
+
+def test_copies_without_a_key_are_a_usage_error_unless_they_come_from_the_config(
+    tmp_path: Path,
+) -> None:
+    store = f"sqlite:///{tmp_path}/store.db"
+    migrated(store)
+    config = write_config(tmp_path / "recorder.toml", [A], store,
+                          signing={"checkpoint_dir": str(tmp_path / "notes")})  # fmt: skip
+    (tmp_path / "notes").mkdir()
+    plain = run("queries", "verify", "--config", config)
+    assert plain.returncode == 0, plain.stderr  # the recorder's own config: no key, no check
+    assert "no --public-key" in plain.stdout
+    one_line_error(
+        run("queries", "verify", "--db", store, "--checkpoints", tmp_path / "notes"),
+        2,
+        "--checkpoints needs a --public-key",
+    )
+
+
+async def test_history_re_signed_with_the_key_is_a_fork_against_the_copies(
+    tmp_path: Path, key: tuple[Path, str], recorder_clock: trio.testing.MockClock
+) -> None:
+    engine = migrated(f"sqlite:///{tmp_path}/store.db")
+    key_file, verifier = key
+    notes = tmp_path / "notes"
+    await record_signed(engine, tmp_path, key_file, notes)
+    # Someone with the database *and* the key: edit a fill, re-chain, throw the account's
+    # checkpoints away and sign the rewritten history afresh.
+    drop_append_only_triggers(engine)
+    fill = next(r for r in frames(engine, A) if r["msg_type"] == "trade-notice")
+    with engine.begin() as conn:
+        conn.execute(update(events).where(events.c.id == fill["id"]).values(raw=forged(fill)))
+        conn.execute(text("DELETE FROM checkpoints WHERE account_id = :a"), {"a": A})
+    rechain(engine, A)
+    with engine.begin() as conn:
+        attestation = Attestation(load_signer(key_file), read_store_id(conn),
+                                  zone(DEFAULT_TIMEZONE))  # fmt: skip
+        heads = (frames(engine, A)[-1]["chain_hash"], log(engine, A)[-1]["chain_hash"])
+        assert attestation.checkpoint(conn, A, heads, NOON_NS, None) is not None
+
+    code, report, _ = verify(engine, "--public-key", verifier)
+    assert code == 0, report  # consistent and validly signed: the key alone cannot tell
+    code, report, _ = verify(engine, "--public-key", verifier, "--checkpoints", str(notes))
+    assert code == 1
+    problems = " ".join(p["what"] for p in by_account(report)[A]["problems"])
+    assert "fork:" in problems
