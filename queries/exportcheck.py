@@ -28,7 +28,6 @@ from .attested import (
     chain_findings,
     open_signed,
     sequence_findings,
-    summary,
 )
 from .contract import EVENTS_SCHEMA
 from .errors import QueryError
@@ -157,12 +156,7 @@ def _export_chain(
             )
     if trust.enabled:
         findings += sequence_findings(signed) + chain_findings(signed, "events", watch, None)
-        check.problems += [Problem(f.what, f.row_id, f.expected, f.found) for f in findings]
-        attestation = summary(signed, watch, (check.rows, check.last_id), not check.problems)
-        check.attested = attestation.attested
-        check.checkpoints = attestation.checkpoints
-        check.attested_through_id = attestation.attested_through_id
-        check.unattested_rows = attestation.unattested_rows
+        check.attest(signed, watch, findings)
     if check.ok and facts.last_chain_hash not in (None, check.head):
         check.problems.append(
             Problem(

@@ -95,6 +95,20 @@ class ChainCheck:
     def ok(self) -> bool:
         return not self.problems
 
+    def attest(
+        self,
+        signed: list[Signed],
+        seen: Mapping[int, tuple[int, str] | None],
+        findings: list[Finding],
+    ) -> None:
+        """Record what the signed checkpoints say: their findings, and how far they attest."""
+        self.problems += [Problem(f.what, f.row_id, f.expected, f.found) for f in findings]
+        attestation = summary(signed, seen, (self.rows, self.last_id), not self.problems)
+        self.attested = attestation.attested
+        self.checkpoints = attestation.checkpoints
+        self.attested_through_id = attestation.attested_through_id
+        self.unattested_rows = attestation.unattested_rows
+
 
 @dataclass
 class VerifyReport:
@@ -202,12 +216,7 @@ def _store_job(job: _StoreJob) -> ChainCheck:
         findings += chain_findings(signed, "log", log_watch, 0)
         if job.trust.notes_dir is not None:
             findings += _copy_findings(reader, job, signed)
-        check.problems += [Problem(f.what, f.row_id, f.expected, f.found) for f in findings]
-        attestation = summary(signed, watch, (check.rows, check.last_id), not check.problems)
-        check.attested = attestation.attested
-        check.checkpoints = attestation.checkpoints
-        check.attested_through_id = attestation.attested_through_id
-        check.unattested_rows = attestation.unattested_rows
+        check.attest(signed, watch, findings)
         return check
 
 
