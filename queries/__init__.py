@@ -36,7 +36,8 @@ from .reconcile import reconcile, render_reconcile
 from .render import iso_ns, to_json
 from .source import StoreReader, parse_day
 from .sqlcmd import render_csv, render_json, render_table, run_sql
-from .verify import ChainCheck, Problem, VerifyReport, render_verify, verify_store
+from .storecheck import verify_store
+from .verify import ChainCheck, Problem, VerifyReport, render_verify
 from .views import VIEWS
 
 __all__ = [

@@ -27,11 +27,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from recorder.checkpoint import ChainState, Checkpoint, CheckpointFormatError
-from recorder.signing import SigningError, Verifier, open_note, parse_verifier
-
 from recorder.attestation import NOTES_SUFFIX
 from recorder.chain import GENESIS_HASH
+from recorder.checkpoint import ChainState, Checkpoint, CheckpointFormatError
+from recorder.signing import SigningError, Verifier, open_note, parse_verifier
 
 from .errors import QueryError
 
@@ -54,11 +53,11 @@ class Trust:
     def of(cls, keys: Iterable[str], notes_dir: str | Path | None = None) -> Trust:
         """Each key a verifier key line or a ``.pub`` file; QueryError for a bad one."""
         texts = []
-        for key in keys:
+        for number, key in enumerate(keys, 1):
             try:
                 verifier = parse_verifier(key)
-            except SigningError as exc:
-                raise QueryError(f"bad public key {key!r}: {exc}") from None
+            except SigningError as exc:  # never quoted: it may be a private key by mistake
+                raise QueryError(f"public key {number}: {exc}") from None
             texts.append(verifier.text)
         return cls(tuple(texts), None if notes_dir is None else str(notes_dir))
 
@@ -244,16 +243,37 @@ def read_notes_dir(directory: str | Path) -> list[tuple[str, str]]:
 
 
 def split_notes(text: str) -> list[str]:
-    """The notes of a copies file: each is text, a blank line, signatures, a blank line."""
-    parts = text.split("\n\n")
-    notes = []
-    for body, signatures in zip(parts[0::2], parts[1::2], strict=False):
-        notes.append(f"{body}\n\n{signatures}\n")
+    """The notes of a copies file: each is its text lines, a blank line, its signature lines
+    (``— …``), then a blank line. Read line by line, so a torn last note spoils only itself."""
+    notes: list[str] = []
+    body: list[str] = []
+    signatures: list[str] = []
+    for line in text.split("\n"):
+        if line.startswith(SIGNATURE_PREFIX):
+            signatures.append(line)
+        elif line:
+            if signatures:  # a new note begins
+                notes.append(_note(body, signatures))
+                body, signatures = [], []
+            body.append(line)
+        elif signatures:  # the blank line after a note's signatures
+            notes.append(_note(body, signatures))
+            body, signatures = [], []
+    if signatures:
+        notes.append(_note(body, signatures))
     return notes
 
 
+#: How a signature line of a signed note begins (U+2014 and a space).
+SIGNATURE_PREFIX: Final = "\u2014 "
+
+
+def _note(body: list[str], signatures: list[str]) -> str:
+    return "".join(f"{line}\n" for line in body) + "\n" + "".join(f"{s}\n" for s in signatures)
+
+
 @dataclass(frozen=True)
-class Attestation:
+class AttestationSummary:
     """The attestation part of an account's verification (JSON fields of verify)."""
 
     attested: bool
@@ -265,25 +285,42 @@ class Attestation:
 def summary(
     signed: Sequence[Signed],
     seen: Mapping[int, tuple[int, str] | None],
-    rows: tuple[int, int | None],
+    rows: int,
     ok: bool,
-) -> Attestation:
-    """How far an account's rows are attested by its valid checkpoints.
+    *,
+    log: tuple[int, Mapping[int, tuple[int, str] | None]] | None = None,
+    restarts: Sequence[int] = (),
+) -> AttestationSummary:
+    """How far an account's ``rows`` (read, in order) are attested by its valid checkpoints.
 
-    ``rows`` is ``(rows read, id of the last one)``; ``seen`` the recomputed positions of
-    the checkpoints' last rows. ``attested`` means: verified, and no row after the last
-    checkpoint.
+    ``seen`` holds the recomputed positions of the checkpoints' last rows. A checkpoint
+    attests the rows before it back to where the recomputation last started: the first
+    row, or a position of ``restarts`` (an export's ``chain_resume`` points, where the
+    chain continues from a hash that nothing signs). With ``log`` (``connection_log`` rows,
+    watched positions), its rows after the last checkpoint count as unattested too.
+    ``attested`` means: verified, and no row unattested.
     """
-    count, last_row = rows
     if not signed:
-        return Attestation(False, 0, None, count)
+        return AttestationSummary(False, 0, None, rows + (log[0] if log else 0))
     through = max(s.checkpoint.events.last_id for s in signed)
-    if last_row is None or through >= last_row:
-        unattested = 0
-    else:
-        found = seen.get(through)
-        unattested = count - (found[0] if found is not None else 0)
-    return Attestation(ok and unattested == 0, len(signed), through, unattested)
+    positions = [seen[s.checkpoint.events.last_id] for s in signed]
+    unattested = _uncovered(rows, [p[0] for p in positions if p is not None], restarts)
+    if log is not None:
+        log_rows, log_seen = log
+        found = [log_seen.get(s.checkpoint.log.last_id) for s in signed]
+        unattested += _uncovered(log_rows, [p[0] for p in found if p is not None], ())
+    return AttestationSummary(ok and unattested == 0, len(signed), through, unattested)
+
+
+def _uncovered(rows: int, covered_at: Sequence[int], restarts: Sequence[int]) -> int:
+    """Rows of ``1..rows`` no position of ``covered_at`` covers within its stretch."""
+    starts = sorted({1, *restarts})
+    left = 0
+    for index, start in enumerate(starts):
+        end = starts[index + 1] - 1 if index + 1 < len(starts) else rows
+        inside = [p for p in covered_at if start <= p <= end]
+        left += end - (max(inside) if inside else start - 1)
+    return left
 
 
 def day_of(path: str) -> dt.date | None:

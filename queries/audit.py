@@ -26,7 +26,8 @@ from .duck import Workspace
 from .exportcheck import verify_export
 from .render import iso_ns, table
 from .sessions import Session, load_sessions
-from .verify import ChainCheck, VerifyReport, verify_store
+from .storecheck import verify_store
+from .verify import ChainCheck, VerifyReport
 
 #: The ``events`` columns audit reads (``open_store(..., payload=False, columns=COLUMNS)``).
 COLUMNS = ("account_id", "session_id", "received_at_ns", "server_ts_ms", "sequence",

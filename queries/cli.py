@@ -8,12 +8,10 @@ errors become one line on stderr here (exit 2 for usage/configuration errors,
 from __future__ import annotations
 
 import datetime as dt
-import os
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -27,15 +25,21 @@ from recorder.clishell import (
     config_option,
     db_option,
     error_handler,
-    only_one,
 )
-from recorder.config import config_path_from, load_config
 from recorder.errors import ConfigError
-from recorder.tradingday import DEFAULT_TIMEZONE
 
-from .attested import Trust
 from .audit import audit_source, render_audit
-from .datasource import DataSource
+from .clioptions import (
+    account_option,
+    day_option,
+    json_option,
+    optional_day_option,
+    public_key_option,
+    resolve_source,
+    source_options,
+    store_options,
+    trusting,
+)
 from .errors import QueryError
 from .export import Progress, export_day
 from .gaps import COLUMNS as GAPS_COLUMNS
@@ -43,7 +47,6 @@ from .gaps import gaps, has_sequence_gaps, render_gaps
 from .layout import manifest_path
 from .reconcile import reconcile, render_reconcile
 from .render import to_json
-from .source import parse_day
 from .sqlcmd import render_csv, render_json, render_table, run_sql
 from .verify import render_verify
 
@@ -60,115 +63,6 @@ handle_errors = error_handler(
         ),
     ]
 )
-
-
-def day_option(func: Callable[..., Any]) -> Callable[..., Any]:
-    """``--day YYYY-MM-DD`` (required), parsed into a date."""
-    return click.option(
-        "--day",
-        "day",
-        required=True,
-        metavar="YYYY-MM-DD",
-        callback=_parse_day,
-        help="Trading day (in the recorder's trading-day time zone).",
-    )(func)
-
-
-def optional_day_option(func: Callable[..., Any]) -> Callable[..., Any]:
-    """``--day YYYY-MM-DD`` (optional: every day when absent)."""
-    return click.option(
-        "--day",
-        "day",
-        metavar="YYYY-MM-DD",
-        callback=_parse_day,
-        help="Only this trading day. Default: every day.",
-    )(func)
-
-
-def _parse_day(_ctx: click.Context, _param: click.Parameter, value: str | None) -> dt.date | None:
-    if value is None:
-        return None
-    try:
-        return parse_day(value)
-    except QueryError as exc:
-        raise click.BadParameter(str(exc)) from None
-
-
-def account_option(func: Callable[..., Any]) -> Callable[..., Any]:
-    """``--account ID`` (repeatable): restrict to these accounts."""
-    return click.option(
-        "--account",
-        "accounts",
-        multiple=True,
-        metavar="ID",
-        help="Only this account (repeatable). Default: every account with data.",
-    )(func)
-
-
-def json_option(func: Callable[..., Any]) -> Callable[..., Any]:
-    return click.option("--json", "as_json", is_flag=True, help="Print JSON (for machines).")(func)
-
-
-# -- where a command reads from ----------------------------------------------------------------
-
-
-def timezone_option(func: Callable[..., Any]) -> Callable[..., Any]:
-    """``--timezone ZONE``: the trading-day zone of a store named by ``--db``."""
-    return click.option(
-        "--timezone",
-        metavar="ZONE",
-        help=f"Trading-day time zone of the store given by --db (default {DEFAULT_TIMEZONE}). "
-        "With --config its [recorder] trading_day_timezone is used; an export's manifest "
-        "names its own.",
-    )(func)
-
-
-def store_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    """``--config PATH | --db URL`` and ``--timezone``: a store."""
-    return config_option(db_option(timezone_option(func)))
-
-
-def export_option(func: Callable[..., Any]) -> Callable[..., Any]:
-    return click.option(
-        "--from-export",
-        "export_dir",
-        metavar="DIR",
-        type=click.Path(file_okay=False, path_type=str),
-        help="Read an export directory (studio-query export) instead of the store.",
-    )(func)
-
-
-def source_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    """``--config PATH | --db URL | --from-export DIR`` and ``--timezone``: a store or export."""
-    return store_options(export_option(func))
-
-
-def resolve_source(
-    config_path: str | None,
-    db_url: str | None,
-    export_dir: str | None = None,
-    timezone: str | None = None,
-) -> DataSource:
-    """The one reading of the source options, for every command.
-
-    Exactly one of ``--config`` (or ``$STUDIO_RECORDER_CONFIG``), ``--db`` and
-    ``--from-export``; ``--timezone`` only with ``--db`` (a configuration and an export
-    each name their zone). The configuration is read only when it is the source, and
-    never its client secret (scheduled query jobs stay quiet about its permissions).
-    """
-    if export_dir is not None:
-        only_one(("--config", config_path), ("--db", db_url), ("--from-export", export_dir))
-    else:
-        only_one(("--db", db_url), ("--config", config_path))
-    if timezone and not db_url:
-        if export_dir:
-            raise ConfigError("--timezone goes with --db; an export's manifest names its zone")
-        raise ConfigError("--timezone goes with --db; with --config the config's zone is used")
-    if export_dir:
-        return DataSource(export_dir=export_dir)
-    if db_url:
-        return DataSource(url=db_url, timezone=timezone or DEFAULT_TIMEZONE)
-    return DataSource.from_settings(load_config(config_path_from(config_path, os.environ)))
 
 
 @click.group(cls=OneLineGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -301,6 +195,7 @@ def gaps_command(
 @source_options
 @day_option
 @account_option
+@public_key_option
 @json_option
 @handle_errors
 def audit_command(
@@ -311,10 +206,13 @@ def audit_command(
     timezone: str | None,
     day: dt.date,
     accounts: tuple[str, ...],
+    public_keys: tuple[str, ...],
     as_json: bool,
 ) -> None:
-    """Frames by type, replays, sessions, error notices, latency and chain of a day."""
+    """Frames by type, replays, sessions, error notices, latency, chain and attestation of a
+    day (with a public key, or [signing] public_keys from --config)."""
     source = resolve_source(config_path, db_url, export_dir, timezone)
+    source = trusting(source, public_keys, None)
     report = audit_source(source, day, accounts)
     click.echo(to_json(report) if as_json else render_audit(report))
 
@@ -365,14 +263,7 @@ def reconcile_command(
 )
 @optional_day_option
 @account_option
-@click.option(
-    "--public-key",
-    "public_keys",
-    multiple=True,
-    metavar="KEY",
-    help="Trust checkpoints signed by this verifier key (the line keygen printed, or its "
-    ".pub file); repeatable. With --config, [signing] public_keys are trusted too.",
-)
+@public_key_option
 @click.option(
     "--checkpoints",
     "checkpoints_dir",
@@ -400,12 +291,7 @@ def verify_command(
     Without a public key only the chains are recomputed: that catches a careless edit,
     not a rewrite by whoever controls the database.
     """
-    source = resolve_source(config_path, db_url, export_dir)
-    keys = (*source.trust.keys, *public_keys)
-    if checkpoints_dir is not None and not keys:
-        raise ConfigError("--checkpoints needs a --public-key to check the notes with")
-    notes_dir = checkpoints_dir or source.trust.notes_dir
-    source = replace(source, trust=Trust.of(keys, notes_dir))
+    source = trusting(resolve_source(config_path, db_url, export_dir), public_keys, checkpoints_dir)
     report = source.verify(day, accounts)
     click.echo(to_json(report.as_dict()) if as_json else render_verify(report))
     if not report.ok:

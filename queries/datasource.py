@@ -17,7 +17,8 @@ from recorder.tradingday import DEFAULT_TIMEZONE
 from .attested import NO_TRUST, Trust
 from .duck import Workspace, open_export, open_store
 from .exportcheck import verify_export
-from .verify import VerifyReport, verify_store
+from .storecheck import verify_store
+from .verify import VerifyReport
 
 
 @dataclass(frozen=True)

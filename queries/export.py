@@ -286,12 +286,18 @@ def _account_entry(
         first_chain_hash=first_hash,
         last_chain_hash=last_hash,
         chain_resume=_chain_resume(reader, day, account, (first_id, last_id), events_file.rows),
-        checkpoints=tuple(
-            str(row["note"])
-            for row in reader.checkpoints(account, last_ids=(first_id, last_id))
-            if row["events_last_id"] <= last_id
-        ),
+        checkpoints=_day_notes(reader, day, account, (first_id, last_id)),
     )
+
+
+def _day_notes(
+    reader: StoreReader, day: dt.date, account: str, id_range: tuple[int, int]
+) -> tuple[str, ...]:
+    """The account's signed notes whose last ``events`` row is one of the day's rows (a
+    checkpoint ending on a row of another day in the id range attests nothing here)."""
+    rows = reader.checkpoints(account, last_ids=id_range)
+    days = reader.trading_days(sorted({int(row["events_last_id"]) for row in rows}))
+    return tuple(str(row["note"]) for row in rows if days.get(row["events_last_id"]) == day)
 
 
 def _chain_resume(

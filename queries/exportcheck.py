@@ -118,9 +118,10 @@ def _export_chain(
     # Rows whose predecessor in the account's chain belongs to another day.
     resume = dict(facts.chain_resume)
     signed, findings = _manifest_checkpoints(manifest, account, trust)
-    watch: dict[int, tuple[int, str] | None] = {
-        s.checkpoint.events.last_id: None for s in signed if s.checkpoint.events.last_id
-    }
+    # Watched: each checkpoint's last row, and each resume point (where the chain goes on
+    # from a hash nothing signs: rows before it need a checkpoint of their own stretch).
+    watch: dict[int, tuple[int, str] | None] = {s.checkpoint.events.last_id: None for s in signed}
+    watch.update(dict.fromkeys(resume))
     try:
         check = check_rows(
             account,
@@ -156,7 +157,7 @@ def _export_chain(
             )
     if trust.enabled:
         findings += sequence_findings(signed) + chain_findings(signed, "events", watch, None)
-        check.attest(signed, watch, findings)
+        check.attest(signed, watch, findings, resumed=resume)
     if check.ok and facts.last_chain_hash not in (None, check.head):
         check.problems.append(
             Problem(

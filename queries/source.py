@@ -229,10 +229,12 @@ class StoreReader(AbstractContextManager["StoreReader"]):
             return None
         return int(row["n"]), int(row["first_id"]), int(row["last_id"])
 
-    def accounts(self, *, day: dt.date | None = None) -> list[str]:
-        """Accounts with at least one stored frame (on ``day`` when given), sorted."""
+    def accounts(self, *, day: dt.date | None = None, table: str = "events") -> list[str]:
+        """Accounts with at least one row of ``table`` (a frame on ``day`` when given), sorted."""
+        if table not in STORE_SCHEMAS or "account_id" not in STORE_SCHEMAS[table].names:
+            raise ValueError(f"no accounts in table {table!r}")
         where, params = self._filters(day, None, day_column="trading_day")
-        sql = "SELECT DISTINCT account_id FROM events" + _where(where) + " ORDER BY account_id"
+        sql = f"SELECT DISTINCT account_id FROM {table}" + _where(where) + " ORDER BY account_id"
         return [str(v) for v in self._table(sql, params).column("account_id").to_pylist()]
 
     def id_ranges(
@@ -267,22 +269,25 @@ class StoreReader(AbstractContextManager["StoreReader"]):
         self, account_id: str, *, last_ids: tuple[int, int] | None = None
     ) -> list[dict[str, Any]]:
         """The account's signed checkpoints in id order (with ``last_ids``, only those whose
-        ``events_last_id`` lies in that inclusive range, and the first one after it)."""
+        ``events_last_id`` lies in that inclusive range)."""
         where = [f"account_id = {self._param(0)}"]
         params: list[Any] = [account_id]
         if last_ids is not None:
             where.append(f"events_last_id >= {self._param(1)}")
-            params.append(last_ids[0])
-        rows = [
-            row
-            for batch in self._select("checkpoints", None, where, params, BATCH_ROWS)
-            for row in batch.to_pylist()
-        ]
-        if last_ids is not None:
-            within = [r for r in rows if r["events_last_id"] <= last_ids[1]]
-            after = [r for r in rows if r["events_last_id"] > last_ids[1]]
-            rows = within + after[:1]
-        return rows
+            where.append(f"events_last_id <= {self._param(2)}")
+            params.extend(last_ids)
+        batches = self._select("checkpoints", None, where, params, BATCH_ROWS)
+        return [row for batch in batches for row in batch.to_pylist()]
+
+    def trading_days(self, ids: Sequence[int]) -> dict[int, dt.date]:
+        """The trading day of each of the ``events`` rows ``ids`` (missing ids are absent)."""
+        if not ids:
+            return {}
+        marks = ", ".join(self._param(i) for i in range(len(ids)))
+        batches = self._select(
+            "events", ["id", "trading_day"], [f"id IN ({marks})"], list(ids), BATCH_ROWS
+        )
+        return {row["id"]: row["trading_day"] for batch in batches for row in batch.to_pylist()}
 
     def count_log(self, account_id: str) -> int:
         """The account's ``connection_log`` rows."""

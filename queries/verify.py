@@ -1,25 +1,14 @@
-"""Tamper verification: recompute every account's hash chain, in the store or in an export.
+"""Tamper verification: what every check of a chain reports, and the shared machinery.
 
-The chain (``recorder.chain``) covers every recorded field of every ``events`` row
-in ``id`` order per account, so recomputing it with
-:func:`recorder.chain.verify_chain` finds any row that was changed, removed,
-inserted or reordered; the report names the account, the first bad row id, the
-hash expected there and the hash stored. Rows stream from the store or the files in
-bounded batches, one account at a time, so memory does not grow with the store.
-
-* Whole store: each account from the genesis hash over all its rows.
-* One day (``day``): each account's stretch of its chain from the day's first row
-  to its last (rows of other days in between included), from the hash of the row
-  before it (:meth:`~queries.source.StoreReader.chain_anchor`).
-* An export: each file's size, SHA-256 and row count against the manifest, no file
-  missing or unlisted, and each account's events file chained from the manifest's
-  ``chain_anchor`` to its ``last_chain_hash``.
-
-Limits: removing an account's *last* rows from the store leaves a shorter chain that
-is still valid — only an external copy of the head (an export manifest, a report
-kept elsewhere) reveals it. ``connection_log`` is not chained; in an export, its
-files are covered by the manifest's SHA-256 only, and the manifest itself is not
-signed. Large jobs are spread over worker processes (one per CPU).
+The chains (``recorder.chain``) cover every recorded field of every ``events`` and
+``connection_log`` row in ``id`` order per account, so recomputing them finds any row
+that was changed, removed, inserted or reordered; the report names the account, the
+first bad row id, the hash expected there and the hash stored. Whoever can write the
+database can recompute a chain too: signed checkpoints (:mod:`queries.attested`) are
+what holds against them. :mod:`queries.storecheck` verifies the store,
+:mod:`queries.exportcheck` an export directory; both report here
+(:class:`ChainCheck`, :class:`VerifyReport`, :func:`render_verify`), and spread large
+jobs over worker processes (:func:`run_jobs`).
 """
 
 from __future__ import annotations
@@ -27,34 +16,23 @@ from __future__ import annotations
 import datetime as dt
 import multiprocessing
 import os
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from typing import Any, Final
 
 import pyarrow as pa
 
-from recorder.chain import GENESIS_HASH, canonical_log_bytes, verify_chain, verify_encoded
+from recorder.chain import GENESIS_HASH, verify_encoded
 
 from .attested import (
     NO_KEYS_WARNING,
-    NO_TRUST,
     Finding,
     Signed,
-    Trust,
-    chain_findings,
-    copy_findings,
-    day_of,
-    fork_findings,
-    open_signed,
-    read_notes_dir,
-    sequence_findings,
     summary,
 )
 from .canonical import canonical_array
-from .duck import check_accounts
 from .render import table
-from .source import StoreReader
 
 CHANGED: Final = "row changed, removed or reordered"
 #: Below this many rows in total, chains are checked in this process (no workers).
@@ -100,10 +78,19 @@ class ChainCheck:
         signed: list[Signed],
         seen: Mapping[int, tuple[int, str] | None],
         findings: list[Finding],
+        *,
+        log: tuple[int, Mapping[int, tuple[int, str] | None]] | None = None,
+        resumed: Collection[int] = (),
     ) -> None:
-        """Record what the signed checkpoints say: their findings, and how far they attest."""
+        """Record what the signed checkpoints say: their findings, and how far they attest
+        the rows checked (and, with ``log`` = (its rows, its watched positions), the
+        account's ``connection_log``). ``resumed``: ids where the recomputation restarted
+        from an unsigned hash (an export's ``chain_resume``; they must be in ``seen``)."""
         self.problems += [Problem(f.what, f.row_id, f.expected, f.found) for f in findings]
-        attestation = summary(signed, seen, (self.rows, self.last_id), not self.problems)
+        restarts = [p[0] for i, p in seen.items() if i in resumed and p is not None]
+        attestation = summary(
+            signed, seen, self.rows, not self.problems, log=log, restarts=restarts
+        )
         self.attested = attestation.attested
         self.checkpoints = attestation.checkpoints
         self.attested_through_id = attestation.attested_through_id
@@ -169,162 +156,7 @@ def check_rows(
     return check
 
 
-# -- the store ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _StoreJob:
-    """One account's verification (picklable: it may run in a worker process)."""
-
-    url: str
-    account: str
-    day: dt.date | None
-    trust: Trust
-    store_id: str | None
-    #: The stretch of the chain to read: (first id, last id, hash before it); None: all.
-    stretch: tuple[int, int, str] | None = None
-    empty: bool = False  # nothing of the account in the scope
-
-
-def _store_job(job: _StoreJob) -> ChainCheck:
-    with StoreReader(job.url) as reader:
-        signed, findings = _stored_checkpoints(reader, job)
-        watch: dict[int, tuple[int, str] | None] = {
-            s.checkpoint.events.last_id: None for s in signed if s.checkpoint.events.last_id
-        }
-        anchor = job.stretch[2] if job.stretch else GENESIS_HASH
-        if job.empty:
-            check = ChainCheck(job.account, job.day, anchor=anchor, head=anchor)
-        else:
-            first, last = (job.stretch[0], job.stretch[1]) if job.stretch else (None, None)
-            batches = reader.events(accounts=[job.account], first_id=first, last_id=last)
-            check = check_rows(job.account, batches, anchor, job.day, seen=watch)
-        log_watch: dict[int, tuple[int, str] | None] = {
-            s.checkpoint.log.last_id: None for s in signed if s.checkpoint.log.last_id
-        }
-        check.problems += _log_chain_problems(reader, job.account, log_watch)
-        if not job.trust.enabled:
-            return check
-        in_scope = signed
-        if job.stretch is not None:
-            in_scope = [s for s in signed if s.checkpoint.events.last_id <= job.stretch[1]]
-            offset = reader.count_events(accounts=[job.account], id_range=(0, job.stretch[0] - 1))
-        else:
-            offset = 0
-        findings += sequence_findings(signed)
-        findings += chain_findings(in_scope, "events", watch, offset)
-        findings += chain_findings(signed, "log", log_watch, 0)
-        if job.trust.notes_dir is not None:
-            findings += _copy_findings(reader, job, signed)
-        check.attest(signed, watch, findings)
-        return check
-
-
-def _stored_checkpoints(reader: StoreReader, job: _StoreJob) -> tuple[list[Signed], list[Finding]]:
-    """The account's checkpoints in the store (of the stretch), opened with the trusted keys."""
-    if not job.trust.enabled:
-        return [], []
-    if job.store_id is None:
-        return [], [Finding("the store has no store_id: run `studio-recorder db upgrade`")]
-    stretch = (job.stretch[0], job.stretch[1]) if job.stretch else None
-    verifiers = job.trust.verifiers()
-    signed: list[Signed] = []
-    findings: list[Finding] = []
-    for row in reader.checkpoints(job.account, last_ids=stretch):
-        where = f"checkpoint {row['id']}"
-        opened = open_signed(row["note"], where, verifiers, job.store_id, job.account)
-        if isinstance(opened, Finding):
-            findings.append(opened)
-            continue
-        if _columns_of(opened) != tuple(row[c] for c in _STATE_COLUMNS):
-            findings.append(Finding(f"{where}: its columns are not what its note signs"))
-        signed.append(opened)
-    return signed, findings
-
-
-_STATE_COLUMNS: Final = (
-    "events_count", "events_last_id", "events_head", "log_count", "log_last_id", "log_head",
-)  # fmt: skip
-
-
-def _columns_of(signed: Signed) -> tuple[object, ...]:
-    e, g = signed.checkpoint.events, signed.checkpoint.log
-    return (e.count, e.last_id, e.head, g.count, g.last_id, g.head)
-
-
-def _log_chain_problems(
-    reader: StoreReader, account: str, seen: dict[int, tuple[int, str] | None]
-) -> list[Problem]:
-    rows = [row for batch in reader.connection_log(accounts=[account]) for row in batch.to_pylist()]
-    broken, _, _ = verify_chain(rows, encode=canonical_log_bytes, seen=seen)
-    if broken is None:
-        return []
-    return [Problem(f"connection_log {CHANGED}", broken.row_id, broken.expected, broken.stored)]
-
-
-def _copy_findings(reader: StoreReader, job: _StoreJob, signed: list[Signed]) -> list[Finding]:
-    """The copies of the notes outside the database against the store's checkpoints."""
-    assert job.trust.notes_dir is not None
-    stored = {s.note for s in signed}
-    verifiers = job.trust.verifiers()
-    copies = []
-    for where, note in read_notes_dir(job.trust.notes_dir):
-        if job.day is not None and day_of(where.split(" note ")[0]) != job.day:
-            continue
-        opened = open_signed(note, where, verifiers, job.store_id, job.account)
-        if isinstance(opened, Signed):
-            copies.append(opened)
-    if job.day is not None:
-        stored = stored | _notes_of(reader, job.account)
-    rows = (reader.count_events(accounts=[job.account]), reader.count_log(job.account))
-    forks = fork_findings([*signed, *(c for c in copies if c.note not in stored)])
-    return forks + copy_findings(copies, stored, rows)
-
-
-def _notes_of(reader: StoreReader, account: str) -> set[str]:
-    return {str(row["note"]) for row in reader.checkpoints(account)}
-
-
-def verify_store(
-    url: str,
-    *,
-    day: dt.date | None = None,
-    accounts: Sequence[str] | None = None,
-    configured: Sequence[str] = (),
-    workers: int | None = None,
-    trust: Trust = NO_TRUST,
-) -> VerifyReport:
-    """Check the chains of the store at ``url`` (every account, or ``accounts``).
-
-    With ``day``: the stretch of each chain that the day's rows span. With ``trust``
-    keys, also every signed checkpoint (:mod:`queries.attested`). Raises QueryError for an
-    unreadable store or an account neither the store nor ``configured`` (the
-    configuration's accounts) knows. ``workers``: processes to spread the accounts over
-    (default: one per CPU when there are many rows).
-    """
-    jobs: list[_StoreJob] = []
-    sizes: list[int] = []
-    with StoreReader(url) as reader:
-        check_accounts(reader, accounts or (), configured)
-        source = reader.display_url
-        store_id = reader.store_id()
-        ranges = reader.id_ranges(day=day, accounts=list(accounts) if accounts else None)
-        for account in sorted(set(accounts or ()) | set(ranges)):
-            job = _StoreJob(url, account, day, trust, store_id)
-            if account not in ranges:
-                jobs.append(replace(job, stretch=(0, -1, GENESIS_HASH), empty=True))
-                sizes.append(0)
-                continue
-            first, last, count = ranges[account]
-            if day is not None:
-                job = replace(job, stretch=(first, last, reader.chain_anchor(account, first)))
-            jobs.append(job)
-            sizes.append(count)
-    checks = _run(_store_job, [(job,) for job in jobs], sizes, workers)
-    return VerifyReport(source, day, checks, attestation=trust.enabled)
-
-
-def _run(
+def run_jobs(
     job: Any, jobs: list[tuple[Any, ...]], sizes: list[int], workers: int | None
 ) -> list[ChainCheck]:
     """Run ``job(*args)`` for every args tuple; in worker processes when it is worth it."""

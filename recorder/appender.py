@@ -28,12 +28,12 @@ from contextlib import closing
 from dataclasses import dataclass
 from typing import Any, Final
 
-from sqlalchemy import Connection, Engine, Table, func, insert, select, text
+from sqlalchemy import Connection, Engine, Table, insert, select, text
 
 from .attestation import Attestation, Note
 from .chain import GENESIS_HASH, LOG_CHAIN_FIELDS, canonical_frame, chain_log_rows
 from .records import FrameRecord, LogRecord
-from .schema import connection_log, events
+from .schema import checkpoints, connection_log, events
 
 #: Insert column order: the chain's fields, then the hash.
 EVENT_COLUMNS: Final = (*FrameRecord._fields, "chain_hash")
@@ -63,26 +63,31 @@ _PG_CHAIN_LOCKS: Final = text(
     "SELECT pg_advisory_xact_lock(hashtextextended(t.key, 0)) "
     "FROM unnest(CAST(:keys AS text[])) WITH ORDINALITY AS t(key, n) ORDER BY t.n"
 )
-#: Every account's chain heads in one query (each through an (account_id, id) index).
+#: Every account's chain heads, and the day of its last frame, in one query (each through
+#: an (account_id, id) index).
 _PG_HEADS: Final = text(
     "SELECT t.account, "
     "(SELECT e.chain_hash FROM events AS e WHERE e.account_id = t.account "
     "ORDER BY e.id DESC LIMIT 1), "
     "(SELECT c.chain_hash FROM connection_log AS c WHERE c.account_id = t.account "
-    "ORDER BY c.id DESC LIMIT 1) "
+    "ORDER BY c.id DESC LIMIT 1), "
+    "(SELECT e.trading_day FROM events AS e WHERE e.account_id = t.account "
+    "ORDER BY e.id DESC LIMIT 1) "
     "FROM unnest(CAST(:accounts AS text[])) AS t(account)"
 )
 
 
 @dataclass(frozen=True)
 class _DayCut:
-    """A frame that starts a later trading day for its account: the old day is attested
-    to its last row before the frame is inserted."""
+    """A frame of another trading day than its account's previous frame: the previous
+    stretch is attested to its last row before the frame is inserted. (Forward, that
+    closes a day; backward — a late frame of an earlier day — it makes every stretch of a
+    day end at a signed head, so an export of the day is attested row by row.)"""
 
     index: int  # of the frame in the batch
     account: str
     head: str  # the account's events head before that frame
-    day: dt.date  # the day that ends
+    day: dt.date  # the trading day of the stretch that ends
 
 
 class Appender:
@@ -95,10 +100,14 @@ class Appender:
         self.attestation = attestation
         self._heads: dict[str, str] = {}
         self._log_heads: dict[str, str] = {}
+        #: The trading day of each account's last stored frame (None: it has none).
         self._days: dict[str, dt.date | None] = {}
         #: Accounts with committed rows that no checkpoint covers yet.
         self.unattested: set[str] = set()
         self._notes: list[Note] = []  # made by the transaction in flight
+        #: The notes the last committed batch made (after :meth:`append` or :meth:`resync`).
+        self.published_notes: list[Note] = []
+        self._settled: set[str] = set()  # … accounts it found attested already
 
     def head(self, account_id: str) -> str:
         """The account's current chain head (loading it from the store once)."""
@@ -135,7 +144,7 @@ class Appender:
         if not frames and not logs and not wanted:
             return []
         at_ns = at_ns or time.time_ns()
-        self._notes = []
+        self._notes, self._settled = [], set()
         with self.engine.begin() as conn:
             if self.dialect == "postgresql":
                 self._lock_and_reload(conn, frames, logs, wanted)
@@ -156,6 +165,15 @@ class Appender:
                 self._checkpoint(conn, account, heads, at_ns, self._last_day(account, frames))
         return self._committed(frames, new_heads, log_heads)
 
+    def seed_unattested(self, accounts: Sequence[str]) -> None:
+        """At start: note the accounts whose stored rows go past their latest checkpoint
+        (left by a crash, or recorded before signing), so the next checkpoint covers them
+        even if the account stays quiet."""
+        if self.attestation is None:
+            return
+        with self.engine.connect() as conn:
+            self.unattested |= {a for a in accounts if not self.attestation.covered(conn, a)}
+
     def _committed(
         self,
         frames: Sequence[FrameRecord],
@@ -166,11 +184,11 @@ class Appender:
         self._heads.update(new_heads)
         self._log_heads.update(log_heads)
         for frame in frames:
-            day = self._days.get(frame.account_id)
-            if day is None or frame.trading_day > day:
-                self._days[frame.account_id] = frame.trading_day
+            self._days[frame.account_id] = frame.trading_day
         notes, self._notes = self._notes, []
+        self.published_notes = notes
         self.unattested |= set(new_heads) | set(log_heads)
+        self.unattested -= self._settled
         for note in notes:  # the account's final states are signed: nothing left to attest
             account = note.checkpoint.account_id
             signed = (note.checkpoint.events.head, note.checkpoint.log.head)
@@ -208,9 +226,11 @@ class Appender:
             return
         keys = [f"studio-recorder:chain:{account}" for account in accounts]
         conn.execute(_PG_CHAIN_LOCKS, {"keys": keys})
-        for account, events_head, log_head in conn.execute(_PG_HEADS, {"accounts": accounts}):
+        result = conn.execute(_PG_HEADS, {"accounts": accounts})
+        for account, events_head, log_head, day in result:
             self._heads[account] = events_head or GENESIS_HASH
             self._log_heads[account] = log_head or GENESIS_HASH
+            self._days[account] = day
 
     def chain(
         self, frames: Sequence[FrameRecord]
@@ -233,10 +253,9 @@ class Appender:
                     days[account] = self._stored_day(account)
             if attested:
                 day = days[account]
-                if day is not None and frame.trading_day > day:
+                if day is not None and frame.trading_day != day:
                     cuts.append(_DayCut(index, account, previous.hex(), day))
-                if day is None or frame.trading_day > day:
-                    days[account] = frame.trading_day
+                days[account] = frame.trading_day
             digest = sha256(previous)
             digest.update(canonical_frame(frame))
             current = heads[account] = digest.digest()
@@ -244,16 +263,21 @@ class Appender:
         return rows, {account: head.hex() for account, head in heads.items()}, cuts
 
     def _stored_day(self, account: str) -> dt.date | None:
-        """The latest trading day among the account's stored frames (loaded once)."""
+        """The trading day of the account's last stored frame (loaded once)."""
         if account not in self._days:
+            query = (
+                select(events.c.trading_day)
+                .where(events.c.account_id == account)
+                .order_by(events.c.id.desc())
+                .limit(1)
+            )
             with self.engine.connect() as conn:
-                query = select(func.max(events.c.trading_day)).where(events.c.account_id == account)
                 self._days[account] = conn.execute(query).scalar_one_or_none()
         return self._days[account]
 
     def _last_day(self, account: str, frames: Sequence[FrameRecord]) -> dt.date | None:
         mine = [f.trading_day for f in frames if f.account_id == account]
-        return max(mine) if mine else self._days.get(account)
+        return mine[-1] if mine else self._days.get(account)
 
     def _checkpoint(
         self,
@@ -267,6 +291,8 @@ class Appender:
         note = self.attestation.checkpoint(conn, account, heads, at_ns, day)
         if note is not None:
             self._notes.append(note)
+        elif heads == (self.head(account), self.log_head(account)):
+            self._settled.add(account)  # its latest checkpoint covers it already
 
     def _insert_logs(self, conn: Connection, logs: Sequence[LogRecord]) -> dict[str, str]:
         """Insert log records with their chain hashes; returns the heads after them."""
@@ -305,18 +331,26 @@ class Appender:
         only is simply made again: a checkpoint equal to the latest is not repeated.)
         """
         accounts = {frame.account_id for frame in frames}
+        log_accounts = {log.account_id for log in logs}
+        attempted = self._notes
         with self.engine.connect() as conn:
-            for account in {log.account_id for log in logs}:
-                self._log_heads[account] = stored_head(conn, account, connection_log)
-            if not accounts:
-                committed = bool(logs) and log_recorded(conn, logs[-1])
-            else:
+            log_heads = {a: stored_head(conn, a, connection_log) for a in log_accounts}
+            if accounts:
                 _, expected, _ = self.chain(frames)
                 stored = {account: stored_head(conn, account) for account in accounts}
-                self._heads.update(stored)
                 committed = all(stored[a] == expected[a] for a in accounts)
+            elif logs:
+                stored, committed = {}, log_recorded(conn, logs[-1])
+            else:  # checkpoints only: committed when each is its account's latest
+                stored = {}
+                committed = bool(attempted) and all(
+                    latest_note(conn, n.checkpoint.account_id) == n.note for n in attempted
+                )
+        self._heads.update(stored)
+        self._log_heads.update(log_heads)
         if committed:  # heads are reloaded; hand over the notes it made
-            self._committed(frames, {a: self._heads[a] for a in accounts}, {})
+            self._notes = attempted
+            self._committed(frames, stored, log_heads)
         return committed
 
 
@@ -359,6 +393,17 @@ def stored_head(conn: Connection, account_id: str, table: Table = events) -> str
         .limit(1)
     )
     return conn.execute(query).scalar_one_or_none() or GENESIS_HASH
+
+
+def latest_note(conn: Connection, account_id: str) -> str | None:
+    """The account's latest signed checkpoint note, if any."""
+    query = (
+        select(checkpoints.c.note)
+        .where(checkpoints.c.account_id == account_id)
+        .order_by(checkpoints.c.id.desc())
+        .limit(1)
+    )
+    return conn.execute(query).scalar_one_or_none()
 
 
 def log_recorded(conn: Connection, record: LogRecord) -> bool:

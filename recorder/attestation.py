@@ -28,8 +28,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, Engine, Table, func, insert, select
 
-from .chain import GENESIS_HASH
-from .checkpoint import ChainState, Checkpoint
+from .checkpoint import GENESIS, ChainState, Checkpoint
 from .config import Settings
 from .errors import StoreError, first_line
 from .schema import STORE_ID, checkpoints, connection_log, events, store_meta
@@ -66,6 +65,11 @@ class Note:
     day: dt.date
 
 
+#: Notes held for a ``checkpoint_dir`` that cannot be written, at most (the oldest go first:
+#: they are in the store all the same, and memory must stay bounded).
+PENDING_COPIES_MAX: Final = 100_000
+
+
 @dataclass
 class NoteCopies:
     """Appends notes to ``DIR/YYYY-MM-DD.notes`` (fsynced); retries what failed next time."""
@@ -78,6 +82,15 @@ class NoteCopies:
         self.pending.extend(notes)
         if not self.pending:
             return
+        if len(self.pending) > PENDING_COPIES_MAX:
+            dropped = len(self.pending) - PENDING_COPIES_MAX
+            del self.pending[:dropped]
+            log.error(
+                "%d checkpoint notes will not be copied to %s (they are in the store)",
+                dropped,
+                self.directory,
+                extra={"event": "checkpoint-copies-dropped"},
+            )
         try:
             self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
             by_day: dict[dt.date, list[str]] = {}
@@ -100,12 +113,22 @@ class NoteCopies:
 
 
 def _append(path: Path, text: str) -> None:
+    """Append ``text`` to ``path`` and flush it to disk (and the directory, for a new file)."""
+    new = not path.exists()
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
     try:
-        os.write(fd, text.encode("utf-8"))
+        data = memoryview(text.encode("utf-8"))
+        while data:
+            data = data[os.write(fd, data) :]
         os.fsync(fd)
     finally:
         os.close(fd)
+    if new:
+        directory = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
 
 
 @dataclass
@@ -154,6 +177,14 @@ class Attestation:
         )
         return Note(checkpoint, note, day or day_of_ns(at_ns, self.tz))
 
+    def covered(self, conn: Connection, account: str) -> bool:
+        """Whether the account's latest checkpoint covers every row it has in the store."""
+        latest = _latest(conn, account)
+        return all(
+            _last_id(conn, table, account) == state.last_id
+            for table, state in zip((events, connection_log), latest, strict=True)
+        )
+
     def published(self, notes: Sequence[Note]) -> None:
         """After the commit: log every note, copy them to ``checkpoint_dir``."""
         for note in notes:
@@ -169,7 +200,10 @@ class Attestation:
             self.copies.publish(notes)
 
 
-GENESIS_STATE: Final = ChainState(0, 0, GENESIS_HASH)
+def _last_id(conn: Connection, table: Table, account: str) -> int:
+    """The id of the account's last row of ``table`` (0: none), through its index."""
+    query = select(func.max(table.c.id)).where(table.c.account_id == account)
+    return int(conn.execute(query).scalar_one_or_none() or 0)
 
 
 def _latest(conn: Connection, account: str) -> tuple[ChainState, ChainState]:
@@ -187,7 +221,7 @@ def _latest(conn: Connection, account: str) -> tuple[ChainState, ChainState]:
         .limit(1)
     ).first()
     if row is None:
-        return GENESIS_STATE, GENESIS_STATE
+        return GENESIS, GENESIS
     return ChainState(row[0], row[1], row[2]), ChainState(row[3], row[4], row[5])
 
 
@@ -198,9 +232,9 @@ def _state(
     after it (both through the ``(account_id, id)`` index)."""
     id_ = table.c.id
     mine = table.c.account_id == account
-    last_id = conn.execute(select(func.max(id_)).where(mine)).scalar_one_or_none() or 0
+    last_id = _last_id(conn, table, account)
     if last_id == latest.last_id:
-        return ChainState(latest.count, last_id, head) if last_id else GENESIS_STATE
+        return ChainState(latest.count, last_id, head) if last_id else GENESIS
     newer = conn.execute(
         select(func.count()).where(mine, id_ > latest.last_id, id_ <= last_id)
     ).scalar_one()

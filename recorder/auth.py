@@ -20,7 +20,7 @@ import httpx
 import trio
 
 from .backoff import Backoff
-from .config import Secret
+from .credentials import Secret
 from .errors import AuthError
 
 log = logging.getLogger(__name__)

@@ -35,20 +35,19 @@ from .clishell import (
 )
 from .config import Settings, config_path_from, load_config
 from .dberrors import db_error_line
-from .demo import run_demo
+from .demo import render_summary, run_demo
 from .errors import ConfigError, RecorderError
 from .logs import LogFormat, setup_logging
 from .runtime import run_recorder
 from .signing import DEFAULT_KEY_NAME, SigningError, check_key_name, write_new_key
 from .simulator import run_simulator
 from .state import RecorderState
-from .status import store_status
+from .status import render_status, store_status
 from .store import open_engine, safe_url
 from .systemd import DEFAULT_CONFIG as DEFAULT_UNIT_CONFIG
 from .systemd import DEFAULT_SECRET as DEFAULT_UNIT_SECRET
 from .systemd import DEFAULT_SIGNING_KEY as DEFAULT_UNIT_SIGNING_KEY
 from .systemd import Notifier, render_unit
-from .texttable import table
 
 PROG = "studio-recorder"
 
@@ -199,32 +198,7 @@ def status_command(config_path: str | None, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps({"accounts": [r.as_dict() for r in rows]}, indent=2))
         return
-    headers = [
-        "account",
-        "last frame (UTC)",
-        "type",
-        "last seq",
-        "frames today",
-        "session",
-        "since (UTC)",
-        "reconnects",
-        "last close",
-    ]
-    cells = [
-        [
-            r.account_id,
-            r.last_frame_at,
-            r.last_frame_type,
-            r.last_sequence_today,
-            r.frames_today,
-            r.session_state,
-            r.session_since,
-            r.reconnects_today,
-            r.last_close_reason,
-        ]
-        for r in rows
-    ]
-    click.echo(table(headers, cells))
+    click.echo(render_status(rows))
 
 
 def _accounts(_ctx: click.Context, _param: click.Parameter, value: str) -> tuple[str, ...]:
@@ -333,20 +307,7 @@ def demo_command(seconds: float, directory: Path) -> None:
     summary = trio.run(functools.partial(run_demo, directory, seconds, on_progress=progress))
     if tty:
         click.echo()
-    headers = ["account", "frames", "replayed", "sessions", "sequences", "chain", "attested"]
-    rows = [
-        [
-            a.account_id,
-            str(a.frames),
-            str(a.replayed_frames),
-            str(a.sessions),
-            f"{a.first_sequence}..{a.last_sequence} ({a.distinct_sequences} distinct)",
-            "verified" if a.chain_ok else "BROKEN",
-            "signed through the last row" if a.attested else "NO",
-        ]
-        for a in summary.accounts
-    ]
-    click.echo(table(headers, rows))
+    click.echo(render_summary(summary))
     click.echo(f"store: {summary.database}   config: {directory / 'recorder.toml'}")
     config = directory / "recorder.toml"
     click.echo(f"next: studio-recorder status --config {config}")

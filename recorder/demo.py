@@ -29,6 +29,7 @@ from .signing import Verifier, open_note, parse_verifier, write_new_key
 from .simulator import SimConfig, SimEndpoints, Simulator
 from .state import RecorderState
 from .store import open_engine
+from .texttable import table
 
 DEMO_ACCOUNTS: Final = ("100000", "100001")
 DB_NAME: Final = "studio-events.db"
@@ -213,3 +214,21 @@ def _attested(conn: Connection, account: str, verifier: Verifier, events: tuple[
     text, signers = open_note(note, [verifier])
     state = Checkpoint.parse(text).events
     return bool(signers) and (state.count, state.head) == events
+
+
+def render_summary(summary: DemoSummary) -> str:
+    """What the demo recorded, per account, as a table for people."""
+    headers = ["account", "frames", "replayed", "sessions", "sequences", "chain", "attested"]
+    rows = [
+        [
+            a.account_id,
+            a.frames,
+            a.replayed_frames,
+            a.sessions,
+            f"{a.first_sequence}..{a.last_sequence} ({a.distinct_sequences} distinct)",
+            "verified" if a.chain_ok else "BROKEN",
+            "signed through the last row" if a.attested else "NO",
+        ]
+        for a in summary.accounts
+    ]
+    return table(headers, rows)

@@ -119,8 +119,10 @@ async def run_recorder(
         file_lock.acquire()
     try:
         attestation = await trio.to_thread.run_sync(attestation_for, settings, signer, engine)
+        appender = Appender(engine, attestation)
+        await trio.to_thread.run_sync(appender.seed_unattested, settings.studio.accounts)
         writer = Writer(
-            Appender(engine, attestation),
+            appender,
             receive,
             state.writer,
             max_rows=r.batch_max_rows,

@@ -6,6 +6,7 @@ operators can ask it from any shell. Times are UTC.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from zoneinfo import ZoneInfo
 
@@ -13,6 +14,7 @@ from sqlalchemy import Connection, Engine, func, select
 
 from .instants import iso_ns
 from .schema import connection_log, events
+from .texttable import table
 from .tradingday import day_bounds_ns, day_of_ns
 
 
@@ -90,3 +92,24 @@ def store_status(
     """Status of each configured account, in configuration order."""
     with engine.connect() as conn:
         return [account_status(conn, account, tz, now_ns) for account in accounts]
+
+
+def render_status(rows: Sequence[AccountStatus]) -> str:
+    """The status of each account as a table for people (times UTC)."""
+    headers = ["account", "last frame (UTC)", "type", "last seq", "frames today", "session",
+               "since (UTC)", "reconnects", "last close"]  # fmt: skip
+    cells = [
+        [
+            r.account_id,
+            r.last_frame_at,
+            r.last_frame_type,
+            r.last_sequence_today,
+            r.frames_today,
+            r.session_state,
+            r.session_since,
+            r.reconnects_today,
+            r.last_close_reason,
+        ]
+        for r in rows
+    ]
+    return table(headers, cells)

@@ -147,12 +147,12 @@ class Writer:
                 )
                 await trio.sleep(delay)
                 if await self._committed_after_all(frames, logs):
-                    notes = []  # the appender published them
+                    notes = self.appender.published_notes
                     break
             finally:
                 state.busy_since = None
         now = time.monotonic()
-        if self.on_batch is not None:
+        if self.on_batch is not None and batch:
             self.on_batch(now - started)
         if state.failing is not None:
             log.warning(
@@ -168,16 +168,24 @@ class Writer:
         attestation = self.appender.attestation
         if attestation is not None and attestation.copies is not None:
             state.checkpoint_copy_failures = attestation.copies.failures
-        state.batches += 1
+        if batch:  # a checkpoint alone is not a batch of records
+            state.batches += 1
         state.rows_written += len(frames)
         state.log_rows_written += len(logs)
         state.last_commit_at = now
 
     async def _committed_after_all(self, frames: list[FrameRecord], logs: list[LogRecord]) -> bool:
-        """Whether the failed batch did commit (its acknowledgement lost); False if unsure."""
-        try:
-            return await trio.to_thread.run_sync(self.appender.resync, frames, logs)
-        except Exception as exc:
-            if not is_transient(exc):
-                raise
-            return False
+        """Whether the failed batch did commit (its acknowledgement lost).
+
+        Asks until the store answers: appending again without knowing would store the
+        batch twice if it had committed.
+        """
+        while True:
+            try:
+                return await trio.to_thread.run_sync(self.appender.resync, frames, logs)
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise
+                self.state.retries += 1
+                self.state.failing = describe_db_error(exc)
+                await trio.sleep(self.retry.next())

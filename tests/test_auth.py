@@ -8,7 +8,7 @@ import trio.testing
 
 from recorder.auth import TokenSource, TokenUnavailable
 from recorder.backoff import Backoff
-from recorder.config import Secret
+from recorder.credentials import Secret
 from recorder.simulator import SimConfig, Simulator
 
 AUDIENCE = "https://api.clearstreet.io"

@@ -21,9 +21,9 @@ from recorder.appender import Appender
 from recorder.auth import TokenSource
 from recorder.backoff import Backoff
 from recorder.chain import verify_chain
-from recorder.config import Secret
 from recorder.connection import default_connect
 from recorder.context import AccountContext, SessionSettings
+from recorder.credentials import Secret
 from recorder.ownership import PostgresOwnership
 from recorder.records import LogRecord, Record
 from recorder.simulator import SimConfig, Simulator

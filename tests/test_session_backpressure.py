@@ -17,9 +17,9 @@ import trio.testing
 
 from recorder.auth import TokenSource
 from recorder.backoff import Backoff
-from recorder.config import Secret
 from recorder.connection import default_connect
 from recorder.context import AccountContext, SessionSettings
+from recorder.credentials import Secret
 from recorder.envelope import ACK_TYPE
 from recorder.records import FrameRecord, LogRecord, Record
 from recorder.session import run_session

@@ -20,8 +20,9 @@ import trustme
 
 from recorder.auth import TokenSource, TokenUnavailable
 from recorder.chain import verify_chain
-from recorder.config import Secret, Settings
+from recorder.config import Settings
 from recorder.connection import TlsHandshakeError, check_tls
+from recorder.credentials import Secret
 from recorder.health import judge
 from recorder.runtime import Recorder, run_recorder, ssl_context_for
 from recorder.schema import events

@@ -13,7 +13,8 @@ from sqlalchemy import Engine, select, text
 from queries.audit import audit
 from queries.duck import open_store
 from queries.errors import QueryError
-from queries.verify import CHANGED, VerifyReport, render_verify, verify_store
+from queries.storecheck import verify_store
+from queries.verify import CHANGED, VerifyReport, render_verify
 from recorder.chain import canonical_bytes
 from recorder.schema import events
 from tests.support.simday import DAY, A, B, record

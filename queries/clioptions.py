@@ -1,0 +1,158 @@
+"""The options the ``studio-query`` commands share, and the one reading of where they read.
+
+Days, accounts and JSON output; the source (``--config`` | ``--db`` | ``--from-export``,
+``--timezone``) turned into a :class:`~queries.datasource.DataSource` by
+:func:`resolve_source`; the trusted keys (``--public-key``) by :func:`trusting`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+import click
+
+from recorder.clishell import config_option, db_option, only_one
+from recorder.config import config_path_from, load_config
+from recorder.errors import ConfigError
+from recorder.tradingday import DEFAULT_TIMEZONE
+
+from .attested import Trust
+from .datasource import DataSource
+from .errors import QueryError
+from .source import parse_day
+
+
+def day_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    """``--day YYYY-MM-DD`` (required), parsed into a date."""
+    return click.option(
+        "--day",
+        "day",
+        required=True,
+        metavar="YYYY-MM-DD",
+        callback=_parse_day,
+        help="Trading day (in the recorder's trading-day time zone).",
+    )(func)
+
+
+def optional_day_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    """``--day YYYY-MM-DD`` (optional: every day when absent)."""
+    return click.option(
+        "--day",
+        "day",
+        metavar="YYYY-MM-DD",
+        callback=_parse_day,
+        help="Only this trading day. Default: every day.",
+    )(func)
+
+
+def _parse_day(_ctx: click.Context, _param: click.Parameter, value: str | None) -> dt.date | None:
+    if value is None:
+        return None
+    try:
+        return parse_day(value)
+    except QueryError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+def account_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    """``--account ID`` (repeatable): restrict to these accounts."""
+    return click.option(
+        "--account",
+        "accounts",
+        multiple=True,
+        metavar="ID",
+        help="Only this account (repeatable). Default: every account with data.",
+    )(func)
+
+
+def json_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--json", "as_json", is_flag=True, help="Print JSON (for machines).")(func)
+
+
+# -- where a command reads from ----------------------------------------------------------------
+
+
+def timezone_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    """``--timezone ZONE``: the trading-day zone of a store named by ``--db``."""
+    return click.option(
+        "--timezone",
+        metavar="ZONE",
+        help=f"Trading-day time zone of the store given by --db (default {DEFAULT_TIMEZONE}). "
+        "With --config its [recorder] trading_day_timezone is used; an export's manifest "
+        "names its own.",
+    )(func)
+
+
+def store_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """``--config PATH | --db URL`` and ``--timezone``: a store."""
+    return config_option(db_option(timezone_option(func)))
+
+
+def export_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--from-export",
+        "export_dir",
+        metavar="DIR",
+        type=click.Path(file_okay=False, path_type=str),
+        help="Read an export directory (studio-query export) instead of the store.",
+    )(func)
+
+
+def source_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """``--config PATH | --db URL | --from-export DIR`` and ``--timezone``: a store or export."""
+    return store_options(export_option(func))
+
+
+def resolve_source(
+    config_path: str | None,
+    db_url: str | None,
+    export_dir: str | None = None,
+    timezone: str | None = None,
+) -> DataSource:
+    """The one reading of the source options, for every command.
+
+    Exactly one of ``--config`` (or ``$STUDIO_RECORDER_CONFIG``), ``--db`` and
+    ``--from-export``; ``--timezone`` only with ``--db`` (a configuration and an export
+    each name their zone). The configuration is read only when it is the source, and
+    never its client secret (scheduled query jobs stay quiet about its permissions).
+    """
+    if export_dir is not None:
+        only_one(("--config", config_path), ("--db", db_url), ("--from-export", export_dir))
+    else:
+        only_one(("--db", db_url), ("--config", config_path))
+    if timezone and not db_url:
+        if export_dir:
+            raise ConfigError("--timezone goes with --db; an export's manifest names its zone")
+        raise ConfigError("--timezone goes with --db; with --config the config's zone is used")
+    if export_dir:
+        return DataSource(export_dir=export_dir)
+    if db_url:
+        return DataSource(url=db_url, timezone=timezone or DEFAULT_TIMEZONE)
+    return DataSource.from_settings(load_config(config_path_from(config_path, os.environ)))
+
+
+def public_key_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    """``--public-key KEY`` (repeatable): verifier keys signed checkpoints are checked with."""
+    return click.option(
+        "--public-key",
+        "public_keys",
+        multiple=True,
+        metavar="KEY",
+        help="Trust checkpoints signed by this verifier key (the line keygen printed, or its "
+        ".pub file); repeatable. With --config, [signing] public_keys are trusted too.",
+    )(func)
+
+
+def trusting(
+    source: DataSource, public_keys: tuple[str, ...], checkpoints_dir: str | None
+) -> DataSource:
+    """``source`` trusting ``public_keys`` besides its configuration's, and reading copies
+    of the notes in ``checkpoints_dir`` (default: the configuration's ``checkpoint_dir``)."""
+    keys = (*source.trust.keys, *public_keys)
+    if checkpoints_dir is not None and not keys:
+        raise ConfigError("--checkpoints needs a --public-key to check the notes with")
+    return replace(source, trust=Trust.of(keys, checkpoints_dir or source.trust.notes_dir))

@@ -1,0 +1,206 @@
+"""Verifying the store: every account's chains, and with trusted keys its signed checkpoints.
+
+* Whole store: each account's ``events`` chain from the genesis hash over all its rows,
+  and its ``connection_log`` chain; every account with rows in either, or with
+  checkpoints, is checked (and, with copies of the notes, every account they name).
+* One day (``day``): each account's stretch of its ``events`` chain from the day's first
+  row to its last (rows of other days in between included), from the hash of the row
+  before it (:meth:`~queries.source.StoreReader.chain_anchor`); the ``connection_log``
+  chain whole; the checkpoints whose last row lies in the stretch.
+
+With trusted keys (:class:`~queries.attested.Trust`), the checks of
+:mod:`queries.attested`. Rows stream in bounded batches, one account at a time, so memory
+does not grow with the store; large jobs are spread over worker processes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from typing import Final
+
+from recorder.chain import GENESIS_HASH, canonical_log_bytes, verify_chain
+from recorder.checkpoint import Checkpoint, CheckpointFormatError
+from recorder.signing import SigningError, open_note
+
+from .attested import (
+    NO_TRUST,
+    Finding,
+    Signed,
+    Trust,
+    chain_findings,
+    copy_findings,
+    day_of,
+    fork_findings,
+    open_signed,
+    read_notes_dir,
+    sequence_findings,
+)
+from .duck import check_accounts
+from .source import StoreReader
+from .verify import CHANGED, ChainCheck, Problem, VerifyReport, check_rows, run_jobs
+
+#: The columns of ``checkpoints`` that repeat what its note signs.
+_STATE_COLUMNS: Final = (
+    "events_count", "events_last_id", "events_head", "log_count", "log_last_id", "log_head",
+)  # fmt: skip
+
+Watch = dict[int, tuple[int, str] | None]
+
+
+@dataclass(frozen=True)
+class _StoreJob:
+    """One account's verification (picklable: it may run in a worker process)."""
+
+    url: str
+    account: str
+    day: dt.date | None
+    trust: Trust
+    store_id: str | None
+    #: The stretch of the chain to read: (first id, last id, hash before it); None: all.
+    stretch: tuple[int, int, str] | None = None
+    #: ``(where, note)`` copies of this account's notes from outside the database.
+    copies: tuple[tuple[str, str], ...] = field(default=())
+
+
+def _store_job(job: _StoreJob) -> ChainCheck:
+    with StoreReader(job.url) as reader:
+        signed, findings = _stored_checkpoints(reader, job)
+        watch: Watch = {s.checkpoint.events.last_id: None for s in signed}
+        log_watch: Watch = {s.checkpoint.log.last_id: None for s in signed}
+        anchor = job.stretch[2] if job.stretch else GENESIS_HASH
+        first, last = (job.stretch[0], job.stretch[1]) if job.stretch else (None, None)
+        batches = reader.events(accounts=[job.account], first_id=first, last_id=last)
+        check = check_rows(job.account, batches, anchor, job.day, seen=watch)
+        log_rows = _log_chain(reader, job.account, log_watch, check)
+        if not job.trust.enabled:
+            return check
+        offset = 0
+        if job.stretch is not None:
+            offset = reader.count_events(accounts=[job.account], id_range=(0, job.stretch[0] - 1))
+        findings += sequence_findings(signed)
+        findings += chain_findings(signed, "events", watch, offset)
+        findings += chain_findings(signed, "log", log_watch, 0)
+        if job.trust.notes_dir is not None:
+            findings += _copy_findings(reader, job, signed)
+        check.attest(signed, watch, findings, log=(log_rows, log_watch))
+        return check
+
+
+def _stored_checkpoints(reader: StoreReader, job: _StoreJob) -> tuple[list[Signed], list[Finding]]:
+    """The account's checkpoints in the store (of the stretch), opened with the trusted keys."""
+    if not job.trust.enabled:
+        return [], []
+    if job.store_id is None:
+        return [], [Finding("the store has no store_id: run `studio-recorder db upgrade`")]
+    stretch = (job.stretch[0], job.stretch[1]) if job.stretch else None
+    verifiers = job.trust.verifiers()
+    signed: list[Signed] = []
+    findings: list[Finding] = []
+    for row in reader.checkpoints(job.account, last_ids=stretch):
+        where = f"checkpoint {row['id']}"
+        opened = open_signed(row["note"], where, verifiers, job.store_id, job.account)
+        if isinstance(opened, Finding):
+            findings.append(opened)
+            continue
+        if _columns_of(opened) != tuple(row[c] for c in _STATE_COLUMNS):
+            findings.append(Finding(f"{where}: its columns are not what its note signs"))
+        signed.append(opened)
+    return signed, findings
+
+
+def _columns_of(signed: Signed) -> tuple[object, ...]:
+    e, g = signed.checkpoint.events, signed.checkpoint.log
+    return (e.count, e.last_id, e.head, g.count, g.last_id, g.head)
+
+
+def _log_chain(reader: StoreReader, account: str, seen: Watch, check: ChainCheck) -> int:
+    """Recompute the account's ``connection_log`` chain into ``check``; its row count."""
+    rows = [row for batch in reader.connection_log(accounts=[account]) for row in batch.to_pylist()]
+    broken, _, count = verify_chain(rows, encode=canonical_log_bytes, seen=seen)
+    if broken is not None:
+        problem = Problem(
+            f"connection_log {CHANGED}", broken.row_id, broken.expected, broken.stored
+        )
+        check.problems.append(problem)
+    return count
+
+
+def _copy_findings(reader: StoreReader, job: _StoreJob, signed: list[Signed]) -> list[Finding]:
+    """The copies of the account's notes outside the database against the store's."""
+    stored = {s.note for s in signed}
+    if job.stretch is not None:  # the stretch's checkpoints: the copies may hold others
+        stored |= {str(row["note"]) for row in reader.checkpoints(job.account)}
+    verifiers = job.trust.verifiers()
+    copies = [
+        opened
+        for where, note in job.copies
+        if isinstance(opened := open_signed(note, where, verifiers, job.store_id, job.account),
+                      Signed)
+    ]  # fmt: skip
+    rows = (reader.count_events(accounts=[job.account]), reader.count_log(job.account))
+    forks = fork_findings([*signed, *(c for c in copies if c.note not in stored)])
+    return forks + copy_findings(copies, stored, rows)
+
+
+def _copies_by_account(trust: Trust, day: dt.date | None) -> dict[str, list[tuple[str, str]]]:
+    """The notes of ``trust.notes_dir`` (of ``day``'s file when given), by the account they
+    name (signatures are checked by each account's job)."""
+    if trust.notes_dir is None or not trust.enabled:
+        return {}
+    found: dict[str, list[tuple[str, str]]] = {}
+    for where, note in read_notes_dir(trust.notes_dir):
+        if day is not None and day_of(where.split(" note ")[0]) != day:
+            continue
+        try:
+            account = Checkpoint.parse(open_note(note, [])[0]).account_id
+        except (SigningError, CheckpointFormatError):
+            continue  # not a checkpoint note: nothing of this store to hold it against
+        found.setdefault(account, []).append((where, note))
+    return found
+
+
+def verify_store(
+    url: str,
+    *,
+    day: dt.date | None = None,
+    accounts: Sequence[str] | None = None,
+    configured: Sequence[str] = (),
+    workers: int | None = None,
+    trust: Trust = NO_TRUST,
+) -> VerifyReport:
+    """Check the chains of the store at ``url`` (every account, or ``accounts``).
+
+    With ``day``: the stretch of each chain that the day's rows span. With ``trust``
+    keys, also every signed checkpoint (:mod:`queries.attested`). Raises QueryError for an
+    unreadable store or an account neither the store nor ``configured`` (the
+    configuration's accounts) knows. ``workers``: processes to spread the accounts over
+    (default: one per CPU when there are many rows).
+    """
+    copies = _copies_by_account(trust, day)
+    jobs: list[_StoreJob] = []
+    sizes: list[int] = []
+    with StoreReader(url) as reader:
+        check_accounts(reader, accounts or (), configured)
+        source = reader.display_url
+        store_id = reader.store_id()
+        ranges = reader.id_ranges(day=day, accounts=list(accounts) if accounts else None)
+        names = set(ranges) | set(copies)
+        if day is None:
+            for table in ("connection_log", "checkpoints"):
+                names |= set(reader.accounts(table=table))
+        if accounts:
+            names = set(accounts)
+        for account in sorted(names):
+            job = _StoreJob(url, account, day, trust, store_id,
+                            copies=tuple(copies.get(account, ())))  # fmt: skip
+            if account in ranges and day is not None:
+                first, last, _ = ranges[account]
+                job = replace(job, stretch=(first, last, reader.chain_anchor(account, first)))
+            elif day is not None:  # nothing of the account that day
+                job = replace(job, stretch=(0, -1, GENESIS_HASH))
+            jobs.append(job)
+            sizes.append(ranges[account][2] if account in ranges else 0)
+    checks = run_jobs(_store_job, [(job,) for job in jobs], sizes, workers)
+    return VerifyReport(source, day, checks, attestation=trust.enabled)
