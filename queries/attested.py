@@ -32,7 +32,7 @@ from recorder.chain import GENESIS_HASH
 from recorder.checkpoint import ChainState, Checkpoint, CheckpointFormatError
 from recorder.signing import SigningError, Verifier, open_note, parse_verifier
 
-from .errors import QueryError
+from .errors import QueryError, UsageError
 
 #: What verify's human output says when no key is given.
 NO_KEYS_WARNING: Final = (
@@ -57,7 +57,7 @@ class Trust:
             try:
                 verifier = parse_verifier(key)
             except SigningError as exc:  # never quoted: it may be a private key by mistake
-                raise QueryError(f"public key {number}: {exc}") from None
+                raise UsageError(f"public key {number}: {exc}") from None
             texts.append(verifier.text)
         return cls(tuple(texts), None if notes_dir is None else str(notes_dir))
 

@@ -40,7 +40,7 @@ from .clioptions import (
     store_options,
     trusting,
 )
-from .errors import QueryError
+from .errors import QueryError, UsageError
 from .export import Progress, export_day
 from .gaps import COLUMNS as GAPS_COLUMNS
 from .gaps import gaps, has_sequence_gaps, render_gaps
@@ -54,7 +54,7 @@ PROG = "studio-query"
 
 handle_errors = error_handler(
     [
-        (ConfigError, USAGE_EXIT, str),
+        ((ConfigError, UsageError), USAGE_EXIT, str),
         (QueryError, 1, str),
         (
             (MemoryError, duckdb.OutOfMemoryException),

@@ -65,8 +65,17 @@ def account_option(func: Callable[..., Any]) -> Callable[..., Any]:
         "accounts",
         multiple=True,
         metavar="ID",
+        callback=_check_accounts,
         help="Only this account (repeatable). Default: every account with data.",
     )(func)
+
+
+def _check_accounts(
+    _ctx: click.Context, _param: click.Parameter, value: tuple[str, ...]
+) -> tuple[str, ...]:
+    if any(not account.strip() for account in value):
+        raise click.BadParameter("an account id cannot be blank")
+    return value
 
 
 def json_option(func: Callable[..., Any]) -> Callable[..., Any]:

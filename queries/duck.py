@@ -28,12 +28,12 @@ from zoneinfo import ZoneInfo
 import duckdb
 import pyarrow as pa
 
-from recorder.instants import NS_PER_S
+from recorder.instants import INT64_MAX, NS_PER_S
 from recorder.tradingday import DEFAULT_TIMEZONE, UnknownZone, day_bounds_ns
 from recorder.tradingday import zone as load_zone
 
 from .contract import CONNECTION_LOG_SCHEMA, EVENTS_SCHEMA, LIGHT_COLUMNS
-from .errors import QueryError
+from .errors import QueryError, UsageError
 from .exportdir import ExportDir
 from .source import StoreReader
 from .views import NOTICE_COLUMNS, NOTICE_TYPES, define_views
@@ -102,7 +102,7 @@ def zone(name: str) -> ZoneInfo:
     try:
         return load_zone(name)
     except UnknownZone as exc:
-        raise QueryError(str(exc)) from None
+        raise UsageError(str(exc)) from None
 
 
 def _connect() -> duckdb.DuckDBPyConnection:
@@ -240,7 +240,7 @@ def open_store(
             types = NOTICE_TYPES if notices else ()
             kept = _store_events(reader, day, wanted, NOTICE_COLUMNS, types)
             _load(con, "_notices", _schema(EVENTS_SCHEMA, NOTICE_COLUMNS), kept)
-        end = None if day is None else day_bounds_ns(day, tz)[1] + LOG_LOOKAHEAD_NS
+        end = None if day is None else min(day_bounds_ns(day, tz)[1] + LOG_LOOKAHEAD_NS, INT64_MAX)
         log = reader.connection_log(accounts=wanted, end_ns=end)
         _load(con, "_log", CONNECTION_LOG_SCHEMA, log, native=True)
         if day is not None:

@@ -29,9 +29,10 @@ from recorder.chain import GENESIS_HASH
 from recorder.errors import first_line
 from recorder.schema import STORE_ID
 from recorder.store import SQLITE_BUSY_TIMEOUT_MS, safe_url
+from recorder.tradingday import DayOutOfRange, check_day
 
 from .contract import STORE_SCHEMAS, conform
-from .errors import QueryError
+from .errors import QueryError, UsageError
 
 BATCH_ROWS: Final = 65_536
 
@@ -51,7 +52,7 @@ class StoreReader(AbstractContextManager["StoreReader"]):
         try:
             parsed = make_url(url)
         except ArgumentError:
-            raise QueryError(f"not a database URL: {url!r}") from None
+            raise UsageError(f"not a database URL: {url!r}") from None
         self.backend = parsed.get_backend_name()
         self.url = parsed
         self.display_url = safe_url(parsed)
@@ -426,6 +427,10 @@ def parse_day(text: str) -> dt.date:
     if not _DATE_RE.fullmatch(text or ""):
         raise QueryError(f"bad date {text!r}: expected YYYY-MM-DD")
     try:
-        return dt.date.fromisoformat(text)
+        day = dt.date.fromisoformat(text)
     except ValueError:
         raise QueryError(f"impossible date {text!r}") from None
+    try:
+        return check_day(day)
+    except DayOutOfRange as exc:
+        raise QueryError(str(exc)) from None

@@ -24,14 +24,14 @@ import pyarrow.compute as pc
 from recorder.errors import first_line
 
 from .duck import Workspace
-from .errors import QueryError
+from .errors import QueryError, UsageError
 from .render import decimal_text, table
 
 
 def run_sql(ws: Workspace, sql: str) -> pa.Table:
     """Run ``sql`` (one or more statements; the last one's rows are returned)."""
     if not sql.strip():
-        raise QueryError('empty SQL: give a query such as "SELECT count(*) FROM events"')
+        raise UsageError('empty SQL: give a query such as "SELECT count(*) FROM events"')
     con = ws.con
     con.execute("SET enable_external_access = false")
     con.execute("SET lock_configuration = true")

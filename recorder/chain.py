@@ -39,6 +39,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
+from .instants import INT64_MAX, INT64_MIN
 from .records import FrameRecord, LogRecord
 
 #: The hash the first row of every account's chain extends.
@@ -52,9 +53,6 @@ CHAIN_FIELDS: Final[tuple[str, ...]] = FrameRecord._fields
 #: The recorded fields of a ``connection_log`` row covered by its chain, in encoding order.
 LOG_CHAIN_FIELDS: Final = tuple(f.name for f in dataclasses.fields(LogRecord))
 
-_INT64_MIN = -(2**63)
-_INT64_MAX = 2**63 - 1
-
 
 def _encode_value(value: object, out: bytearray) -> None:
     if value is None:
@@ -62,7 +60,7 @@ def _encode_value(value: object, out: bytearray) -> None:
     elif isinstance(value, bool):  # before int: bool is an int subclass
         out += b"T" if value else b"F"
     elif isinstance(value, int):
-        if not _INT64_MIN <= value <= _INT64_MAX:
+        if not INT64_MIN <= value <= INT64_MAX:
             raise ValueError(f"integer {value} does not fit in 64 bits")
         out += b"I" + value.to_bytes(8, "big", signed=True)
     elif isinstance(value, str):

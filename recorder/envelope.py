@@ -15,8 +15,7 @@ from typing import Any, Final, NamedTuple
 
 import msgspec
 
-_INT64_MIN: Final = -(2**63)
-_INT64_MAX: Final = 2**63 - 1
+from .instants import INT64_MAX, INT64_MIN
 
 #: ``raw_kind`` values: how ``events.raw`` holds the frame.
 RAW_TEXT: Final = "text"  # a text frame, stored exactly as received
@@ -52,13 +51,13 @@ UNPARSEABLE: Final = Envelope(None, None, None)
 
 
 def _int64(value: Any) -> int | None:
-    if type(value) is int and _INT64_MIN <= value <= _INT64_MAX:  # the common case, first
+    if type(value) is int and INT64_MIN <= value <= INT64_MAX:  # the common case, first
         return value
     if isinstance(value, bool):
         return None
     if isinstance(value, float) and value.is_integer():
         value = int(value)
-    if isinstance(value, int) and _INT64_MIN <= value <= _INT64_MAX:
+    if isinstance(value, int) and INT64_MIN <= value <= INT64_MAX:
         return value
     return None
 
@@ -103,10 +102,10 @@ def parse_envelope(frame: str | bytes) -> Envelope:
     if payload is None:
         return parse_envelope_slow(frame)
     timestamp = document.timestamp
-    if timestamp is not None and not _INT64_MIN <= timestamp <= _INT64_MAX:
+    if timestamp is not None and not INT64_MIN <= timestamp <= INT64_MAX:
         timestamp = None
     sequence = document.sequence
-    if sequence is not None and not _INT64_MIN <= sequence <= _INT64_MAX:
+    if sequence is not None and not INT64_MIN <= sequence <= INT64_MAX:
         sequence = None
     details = payload.details
     if not storable(payload.type) or (details is not None and not storable(details)):

@@ -11,6 +11,9 @@ from typing import Final
 
 NS_PER_MS: Final = 1_000_000
 NS_PER_S: Final = 1_000_000_000
+#: The range of the store's integer columns (BIGINT, int64): nanosecond instants and more.
+INT64_MIN: Final = -(2**63)
+INT64_MAX: Final = 2**63 - 1
 
 _EPOCH: Final = dt.datetime(1970, 1, 1)
 

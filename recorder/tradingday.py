@@ -14,10 +14,31 @@ import datetime as dt
 from typing import Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from .instants import NS_PER_MS, NS_PER_S
+from .instants import INT64_MAX, INT64_MIN, NS_PER_MS, NS_PER_S
 
 #: The trading-day time zone when none is configured: US equities trade in New York.
 DEFAULT_TIMEZONE: Final = "America/New_York"
+
+_EPOCH: Final = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+#: The first and last trading days whose every instant, in any time zone (offsets stay
+#: within a day) and with a day to spare either side, fits in int64 nanoseconds since 1970
+#: — the store's and the exports' receipt times: 1677-09-23 and 2262-04-09.
+FIRST_DAY: Final = (_EPOCH + dt.timedelta(microseconds=INT64_MIN // 1000)).date() + dt.timedelta(2)
+LAST_DAY: Final = (_EPOCH + dt.timedelta(microseconds=INT64_MAX // 1000)).date() - dt.timedelta(2)
+
+
+class DayOutOfRange(ValueError):
+    """A trading day outside :data:`FIRST_DAY` .. :data:`LAST_DAY`."""
+
+
+def check_day(day: dt.date) -> dt.date:
+    """``day`` itself, or DayOutOfRange (one line) when nanosecond timestamps cannot hold it."""
+    if not FIRST_DAY <= day <= LAST_DAY:
+        raise DayOutOfRange(
+            f"day {day.isoformat()} is outside the days the store can hold "
+            f"({FIRST_DAY.isoformat()} to {LAST_DAY.isoformat()})"
+        )
+    return day
 
 
 class UnknownZone(ValueError):
@@ -66,7 +87,7 @@ def day_bounds_ns(day: dt.date, tz: ZoneInfo) -> tuple[int, int]:
 
 
 def _epoch_ns(moment: dt.datetime) -> int:
-    delta = moment - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+    delta = moment - _EPOCH
     return (delta.days * 86_400 + delta.seconds) * NS_PER_S + delta.microseconds * 1_000
 
 

@@ -5,6 +5,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from recorder import tradingday
 from recorder.tradingday import TradingDayCache, day_bounds_ns, trading_day
 
 NY = ZoneInfo("America/New_York")
@@ -72,3 +73,23 @@ def test_cache_moves_across_midnight() -> None:
     assert cache(ms("2024-03-22T23:59:59-04:00"), 0) == dt.date(2024, 3, 22)
     assert cache(ms("2024-03-23T00:00:01-04:00"), 0) == dt.date(2024, 3, 23)
     assert cache(ms("2024-03-22T12:00:00-04:00"), 0) == dt.date(2024, 3, 22)
+
+
+@pytest.mark.parametrize("name", ["Pacific/Kiritimati", "Etc/GMT+12", "America/New_York", "UTC"])
+def test_first_and_last_day_and_their_neighbours_fit_in_int64_nanoseconds(name: str) -> None:
+    # The queries read a day plus a day before and two after (connection-log look-ahead, clipped).
+    tz = tradingday.zone(name)
+    for day in (tradingday.FIRST_DAY - dt.timedelta(1), tradingday.LAST_DAY + dt.timedelta(1)):
+        start, end = tradingday.day_bounds_ns(day, tz)
+        assert -(2**63) <= start < end <= 2**63 - 1
+
+
+def test_days_outside_the_range_are_refused_with_one_line() -> None:
+    assert tradingday.check_day(tradingday.LAST_DAY) == tradingday.LAST_DAY
+    assert (
+        dt.date(1677, 9, 23),
+        dt.date(2262, 4, 9),
+    ) == (tradingday.FIRST_DAY, tradingday.LAST_DAY)
+    for day in (tradingday.FIRST_DAY - dt.timedelta(1), dt.date(9999, 12, 31), dt.date(1, 1, 1)):
+        with pytest.raises(tradingday.DayOutOfRange, match="outside the days the store can hold"):
+            tradingday.check_day(day)
