@@ -165,7 +165,7 @@ def run_command(config_path: str | None, log_level: str, log_format: LogFormat) 
     settings = settings_from(config_path)
     settings.require_credentials()
     setup_logging(log_level, log_format)
-    engine = open_engine(settings.store.url)
+    engine = open_engine(settings.store.url, must_exist=True)  # never create it empty
     notifier = Notifier()
     try:
         trio.run(

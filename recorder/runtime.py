@@ -104,7 +104,7 @@ async def run_recorder(
     tokens = tokens or token_source_for(settings, tls)
     connect = connect or default_connect(tls)
     if engine is None:
-        engine = open_engine(settings.store.url)
+        engine = open_engine(settings.store.url, must_exist=True)
     await trio.to_thread.run_sync(migrate.require_schema, engine)
     signer = settings.require_signer()  # a key that cannot be read stops us here
 

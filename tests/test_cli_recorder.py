@@ -20,7 +20,7 @@ import trio
 from recorder.chain import verify_chain
 from recorder.simulator import SimConfig, Simulator
 from tests.support import ROOT
-from tests.support.cli import command_paths, documented, run_process
+from tests.support.cli import cli_env, command_paths, documented, run_process
 from tests.support.cli import run as run_module
 from tests.support.config import SECRET, write_config
 from tests.support.processes import recorder_process
@@ -123,6 +123,18 @@ def test_status_on_missing_store_is_one_line(tmp_path: Path) -> None:
     assert result.stderr.strip() == (
         f"studio-recorder: error: database file not found: {tmp_path}/store.db"
     )
+
+
+def test_run_on_a_missing_store_refuses_before_creating_anything(tmp_path: Path) -> None:
+    config = store_config(tmp_path, "ws://127.0.0.1:1/ws", "http://127.0.0.1:1/t", ["1"])
+    result = run_cli(
+        "run", "--config", str(config), env={**cli_env(), "STUDIO_CLIENT_SECRET": SECRET}
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        f"studio-recorder: error: database file not found: {tmp_path}/store.db"
+    )
+    assert not (tmp_path / "store.db").exists()
 
 
 def test_sim_prints_its_endpoints_and_serves_tokens(tmp_path: Path) -> None:
