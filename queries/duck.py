@@ -60,6 +60,7 @@ class Workspace(AbstractContextManager["Workspace"]):
     now_ns: int
     source: str
     payload: bool
+    filtered: bool = False  # the accounts were named (--account), not every one found
     store: StoreReader | None = None
     export: ExportDir | None = None
     _frozen: bool = field(default=False, repr=False)
@@ -259,6 +260,7 @@ def open_store(
         now_ns=now_ns or time.time_ns(),
         source=url,
         payload=payload,
+        filtered=bool(accounts),
         store=reader,
     )
 
@@ -317,5 +319,6 @@ def open_export(
         now_ns=now_ns or time.time_ns(),
         source=str(export.root),
         payload=payload,
+        filtered=bool(accounts),
         export=export,
     )

@@ -20,8 +20,9 @@ Breaks: ``position-not-explained``, ``no-position-update``,
 ``unknown-start-position``, ``order-fill-mismatch`` (an order's final
 ``filled_quantity`` differs from the sum of its fills), ``unknown-order`` (a fill of
 an order with no order-update that day), ``unknown-side``, and with a broker
-positions file ``positions-file`` (every difference from it). Money and quantities
-stay ``Decimal``.
+positions file ``positions-file`` (every difference from it) and
+``account-not-recorded`` (an account the file holds positions of, of which the store has
+nothing that day, unless ``--account`` left it out). Money and quantities stay ``Decimal``.
 """
 
 from __future__ import annotations
@@ -92,13 +93,30 @@ def reconcile(ws: Workspace, *, positions_file: str | Path | None = None) -> dic
     accounts = [_account_report(facts, account, broker) for account in ws.accounts]
     report: dict[str, Any] = {"trading_day": ws.day, "timezone": ws.tz.key, "accounts": accounts}
     if broker is not None:
-        in_report = set(ws.accounts)
+        outside = sorted({a for a, _ in broker} - set(ws.accounts))
+        # Named with --account: left out on purpose. Otherwise the store has nothing of the
+        # account that day: the broker holds positions we never recorded, the worst break.
+        unrecorded = [] if ws.filtered else outside
+        for account in unrecorded:
+            entry = _account_report(facts, account, broker)
+            entry["breaks"].insert(0, _unrecorded_break(account, ws.day))
+            accounts.append(entry)
         report["positions_file"] = {
             "path": str(positions_file),
             "rows": len(broker),
-            "accounts_not_in_report": sorted({a for a, _ in broker} - in_report),
+            "accounts_filtered_out": outside if ws.filtered else [],
+            "accounts_unrecorded": unrecorded,
         }
     return report
+
+
+def _unrecorded_break(account: str, day: object) -> dict[str, Any]:
+    return _break(
+        "account-not-recorded",
+        None,
+        None,
+        f"the positions file has account {account}, of which nothing was recorded on {day}",
+    )
 
 
 # -- facts: one query each ------------------------------------------------------------------
@@ -251,7 +269,7 @@ def _account_report(
     keys = set(recorded)
     if broker is not None:
         keys |= {k for k in broker if k[0] == account}
-    account_breaks = facts.breaks.get(account, [])
+    account_breaks = list(facts.breaks.get(account, []))
     symbols = []
     for key in sorted(keys):
         entry, found = _symbol(
@@ -413,7 +431,7 @@ def render_reconcile(report: dict[str, Any]) -> str:
         )
         lines.append(f" breaks ({len(a['breaks'])}):")
         lines.extend(f"  {b['kind']}: {b['detail']}" for b in a["breaks"])
-    if "positions_file" in report and report["positions_file"]["accounts_not_in_report"]:
-        missing = ", ".join(report["positions_file"]["accounts_not_in_report"])
-        lines.append(f"\nAccounts in the positions file with no recorded data: {missing}")
+    if "positions_file" in report and report["positions_file"]["accounts_filtered_out"]:
+        skipped = ", ".join(report["positions_file"]["accounts_filtered_out"])
+        lines.append(f"\nAccounts in the positions file left out by --account: {skipped}")
     return "\n".join(lines)

@@ -79,6 +79,30 @@ def test_audit_and_reconcile(store: str, tmp_path: Path) -> None:
     assert "position-not-explained: MSFT" in breaking.stdout
 
 
+def test_reconcile_filtered_out_is_not_unrecorded_and_unrecorded_is_a_break(
+    store: str, tmp_path: Path
+) -> None:
+    day = ("--db", store, "--day", "2024-06-10")
+    broker = tmp_path / "eod.csv"
+    broker.write_text(
+        "account_id,symbol,quantity\n0042,SPY,5\n100000,MSFT,1\n999999,AAPL,1000000\n"
+    )
+    # --account 0042: the other two were left out on purpose: said so, and not a break.
+    only = run("reconcile", *day, "--account", B, "--positions", broker, "--fail-on-breaks")
+    assert only.returncode == 0, only.stdout
+    assert "left out by --account: 100000, 999999" in only.stdout
+    assert "no recorded data" not in only.stdout
+    filtered = run_json("reconcile", *day, "--account", B, "--positions", str(broker))
+    assert filtered["positions_file"]["accounts_filtered_out"] == ["100000", "999999"]
+    assert filtered["positions_file"]["accounts_unrecorded"] == []
+    # Every account: 999999 holds a million AAPL at the broker and we recorded nothing of it.
+    everything = run("reconcile", *day, "--positions", broker, "--fail-on-breaks", "--json")
+    assert everything.returncode == 1
+    report = by_account(json.loads(everything.stdout))
+    assert report["999999"]["breaks"][0]["kind"] == "account-not-recorded"
+    assert json.loads(everything.stdout)["positions_file"]["accounts_unrecorded"] == ["999999"]
+
+
 def test_config_gives_store_time_zone_liveness_and_accounts(store: str, tmp_path: Path) -> None:
     config = tmp_path / "recorder.toml"
     config.write_text(

@@ -116,8 +116,13 @@ def test_broker_positions_file(day_url: str, tmp_path: Path) -> None:
     )
     report = run(day_url, positions=broker)
     assert report["positions_file"] == {
-        "path": str(broker), "rows": 6, "accounts_not_in_report": ["9999"],
+        "path": str(broker), "rows": 6,
+        "accounts_filtered_out": [], "accounts_unrecorded": ["9999"],
     }  # fmt: skip
+    # The broker holds positions in an account we never recorded: the most serious break.
+    unrecorded = accounts(report)["9999"]
+    assert [x["kind"] for x in unrecorded["breaks"]] == ["account-not-recorded", "positions-file"]
+    assert unrecorded["symbols"][0]["broker_quantity"] == D(1)
     a, b = accounts(report)[A], accounts(report)[B]
     # AAPL, MSFT (the broker agrees with the last position-update) and NVDA (0 = 0) match;
     # TSLA has no broker row (0) but the recorder computes 0 + 5 = 5.
