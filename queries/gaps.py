@@ -10,8 +10,11 @@ Three kinds of gap, because each has a different cause and remedy:
 * **coverage gaps** — time of the day not covered by any subscribed session (from
   ``connection_log``, see :mod:`queries.sessions`), with a reason: ``not recording``
   (no earlier session), ``unclean end`` (the previous session has no ``closed`` row:
-  the recorder was killed), or ``reconnecting after: <close detail>``. The day is
-  clipped to "now", so the future of today is not a gap.
+  the recorder was killed), ``stopped (shutdown)`` (the recorder was stopped on purpose
+  and started again later), ``not recording since <time>`` (stopped on purpose, and
+  nothing has recorded since), or ``reconnecting after: <close detail>`` (the recorder
+  was running and trying to reconnect). The day is clipped to "now", so the future of
+  today is not a gap.
 * **silences** — stretches of covered time longer than a threshold with no frame at
   all (heartbeats included): a connection that was up but said nothing.
 """
@@ -22,6 +25,7 @@ from typing import Any
 
 from recorder.config import DEFAULT_LIVENESS_TIMEOUT_S
 from recorder.instants import NS_PER_S
+from recorder.records import SHUTDOWN_DETAIL
 
 from .duck import Workspace
 from .render import iso_ns, table
@@ -118,6 +122,9 @@ def _coverage_gap(hole: tuple[int, int], sessions: list[Session], now_ns: int) -
         reason = "not recording"
     elif not previous.clean:
         reason = "unclean end"
+    elif previous.close_detail == SHUTDOWN_DETAIL:
+        resumed = any(s.opened_ns is not None and s.opened_ns >= start for s in sessions)
+        reason = "stopped (shutdown)" if resumed else f"not recording since {iso_ns(start)}"
     else:
         reason = f"reconnecting after: {previous.close_detail or 'closed'}"
     return {

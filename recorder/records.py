@@ -9,7 +9,10 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, Final, NamedTuple
+
+#: The ``detail`` of a ``closed`` row when the recorder was stopped on purpose (SIGTERM).
+SHUTDOWN_DETAIL: Final = "shutdown"
 
 
 class FrameRecord(NamedTuple):

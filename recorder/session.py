@@ -35,7 +35,7 @@ from .envelope import (
     storable_text,
 )
 from .ownership import OWNERSHIP_LOST_DETAIL
-from .records import FrameRecord, LogRecord, Record
+from .records import SHUTDOWN_DETAIL, FrameRecord, LogRecord, Record
 from .replay import ReplayTracker
 
 log = logging.getLogger(__name__)
@@ -118,7 +118,7 @@ async def run_session(context: AccountContext, *, lost: trio.Event | None = None
         account.live_sequence_gaps = 0
         if opened:
             if context.shutdown.is_set() and conversation.ending in (None, "error"):
-                conversation.end("shutdown", "shutdown")
+                conversation.end("shutdown", SHUTDOWN_DETAIL)
             elif conversation.ending is None:  # cancelled for another reason
                 stopped_by_loss = lost is not None and lost.is_set()
                 conversation.end(

@@ -11,7 +11,7 @@ from queries.duck import open_store
 from queries.errors import QueryError
 from queries.gaps import COLUMNS, gaps, has_sequence_gaps
 from recorder.appender import Appender
-from recorder.records import FrameRecord, LogRecord
+from recorder.records import SHUTDOWN_DETAIL, FrameRecord, LogRecord
 from tests.support.simday import AFTER_THE_DAY_NS, DAY, A, B, ny, record
 
 Z = "2024-06-10T"
@@ -64,7 +64,8 @@ def test_coverage_gaps_and_their_reasons(day_url: str) -> None:
         (Z + "13:35:00.020000000Z", Z + "13:36:00.200000000Z", 60.18,
          "reconnecting after: 1000: Auth expired; please reconnect"),
         (Z + "13:40:00.000000000Z", Z + "13:45:00.200000000Z", 300.2, "unclean end"),
-        (Z + "14:00:00.000000000Z", DAY_END, 50400.0, "reconnecting after: shutdown"),
+        (Z + "14:00:00.000000000Z", DAY_END, 50400.0,
+         "not recording since " + Z + "14:00:00.000000000Z"),
     ]  # fmt: skip
     extras = [(g["attempts"], g["rejected_subscribes"], g["after_session"])
               for g in accounts[A]["coverage_gaps"]]  # fmt: skip
@@ -73,7 +74,8 @@ def test_coverage_gaps_and_their_reasons(day_url: str) -> None:
         (DAY_START, Z + "13:30:00.100000000Z", 34200.1, "not recording"),
         (Z + "13:33:00.000000000Z", Z + "13:33:01.100000000Z", 1.1,
          "reconnecting after: liveness timeout"),
-        (Z + "13:35:00.000000000Z", DAY_END, 51900.0, "reconnecting after: shutdown"),
+        (Z + "13:35:00.000000000Z", DAY_END, 51900.0,
+         "not recording since " + Z + "13:35:00.000000000Z"),
     ]  # fmt: skip
 
 
@@ -109,7 +111,7 @@ def test_today_is_clipped_to_now(day_url: str) -> None:
     )
     assert spans(accounts[B]["coverage_gaps"])[-1] == (
         Z + "13:35:00.000000000Z", Z + "13:57:00.000000000Z", 1320.0,
-        "reconnecting after: shutdown",
+        "not recording since " + Z + "13:35:00.000000000Z",
     )  # fmt: skip
 
 
@@ -128,6 +130,22 @@ def test_a_running_session_covers_until_now_a_dead_one_ends_uncleanly(engine: En
     dead = run(url, now_ns=ny(10, 10, 40), silence_s=90)["9"]["coverage_gaps"]
     assert spans(dead)[-1] == (Z + "14:00:40.000000000Z", Z + "14:10:40.000000000Z", 600.0,
                                "unclean end")  # fmt: skip
+
+
+def test_a_deliberate_stop_then_a_restart_is_stopped_not_reconnecting(engine: Engine) -> None:
+    log = [
+        LogRecord("s1", "9", ny(9, 0, 0), "opened"),
+        LogRecord("s1", "9", ny(9, 0, 1), "subscribed"),
+        LogRecord("s1", "9", ny(9, 30, 0), "closed", SHUTDOWN_DETAIL),
+        LogRecord("s2", "9", ny(9, 45, 0), "opened"),
+        LogRecord("s2", "9", ny(9, 45, 1), "subscribed"),
+        LogRecord("s2", "9", ny(10, 0, 0), "closed", SHUTDOWN_DETAIL),
+    ]
+    Appender(engine).append([], log)
+    gaps = run(url_of(engine), now_ns=ny(11, 0, 0), silence_s=90)["9"]["coverage_gaps"]
+    assert [g["reason"] for g in gaps] == [
+        "not recording", "stopped (shutdown)", "not recording since " + Z + "14:00:00.000000000Z",
+    ]  # fmt: skip
 
 
 def test_accounts_scope(day_url: str) -> None:
