@@ -14,12 +14,14 @@ SQLite queries start with one typed sentinel row that is dropped here.
 from __future__ import annotations
 
 import datetime as dt
+import os
 import re
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Final
+from urllib.parse import quote
 
 import pyarrow as pa
 from sqlalchemy.engine import URL, make_url
@@ -45,6 +47,25 @@ _SENTINEL: Final = {
 }
 
 
+def sqlite_read_only_uri(path: Path) -> str:
+    """The URI that opens a SQLite store read-only, also for a user who may only read it.
+
+    ``mode=ro`` never writes the database. A store in WAL mode still needs its ``-shm``
+    file, which a reader creates when it is missing — impossible for an auditor who cannot
+    write the directory. When neither ``-wal`` nor ``-shm`` exists no connection has the
+    store open (a writer keeps both while it runs), so it is opened ``immutable``: read
+    without any lock or shared-memory file. Only then, and only when the directory is not
+    writable to us, so a recorder starting meanwhile (the one way it could change under
+    us) is a concern only for a reader who could not have opened it otherwise.
+    """
+    resolved = path.resolve()
+    uri = f"file:{quote(str(resolved))}?mode=ro"
+    companions = (resolved.with_name(resolved.name + suffix) for suffix in ("-wal", "-shm"))
+    if not os.access(resolved.parent, os.W_OK) and not any(p.exists() for p in companions):
+        uri += "&immutable=1"
+    return uri
+
+
 class StoreReader(AbstractContextManager["StoreReader"]):
     """Read-only access to a store (SQLite file or PostgreSQL) as Arrow batches."""
 
@@ -65,7 +86,7 @@ class StoreReader(AbstractContextManager["StoreReader"]):
                 raise QueryError(f"database file not found: {path}")
             import adbc_driver_sqlite.dbapi as sqlite_dbapi
 
-            self._conn = sqlite_dbapi.connect(f"file:{path.resolve()}?mode=ro", autocommit=True)
+            self._conn = sqlite_dbapi.connect(sqlite_read_only_uri(path), autocommit=True)
         elif self.backend == "postgresql":
             import adbc_driver_postgresql.dbapi as pg_dbapi
 
