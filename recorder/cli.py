@@ -36,7 +36,7 @@ from .clishell import (
 from .config import Settings, config_path_from, load_config
 from .dberrors import db_error_line
 from .demo import render_summary, run_demo
-from .errors import ConfigError, RecorderError
+from .errors import ConfigError, RecorderError, StoreError
 from .logs import LogFormat, setup_logging
 from .runtime import run_recorder
 from .signing import DEFAULT_KEY_NAME, SigningError, check_key_name, write_new_key
@@ -98,16 +98,29 @@ def db() -> None:
 @db.command("upgrade")
 @config_option
 @db_option
+@click.option(
+    "--repair",
+    is_flag=True,
+    help="Also put back append-only triggers that are missing or altered (and say which).",
+)
 @handle_errors
-def db_upgrade(config_path: str | None, db_url: str | None) -> None:
+def db_upgrade(config_path: str | None, db_url: str | None, repair: bool) -> None:
     """Create or migrate the store to the newest schema (safe to run again)."""
     with engine_from(config_path, db_url, must_exist=False) as engine:
         before, after = migrate.upgrade(engine)
+        repaired = migrate.repair(engine) if repair else []
+        wrong = [] if repair else migrate.append_only_problems(engine)
     where = safe_url(engine.url)
     if before == after:
         click.echo(f"{where}: already at revision {after}")
     else:
         click.echo(f"{where}: upgraded from {before or 'empty'} to revision {after}")
+    if repaired:
+        click.echo(f"{where}: put back {', '.join(map(str, repaired))}")
+    elif repair:
+        click.echo(f"{where}: append-only triggers intact, nothing to repair")
+    if wrong:
+        raise StoreError(migrate.append_only_broken(wrong))
 
 
 @db.command("current")
@@ -186,19 +199,25 @@ def status_command(config_path: str | None, as_json: bool) -> None:
 
     Last frame, today's last sequence and frame count, the latest session's state,
     sessions and reconnects today, the last close reason. Works while a recorder
-    runs (it only reads).
+    runs (it only reads). Exit 1 when the store's append-only triggers are missing or
+    altered (``append_only`` in JSON).
     """
     settings = settings_from(config_path)
     engine = open_engine(settings.store.url, must_exist=True)
     try:
         migrate.require_schema(engine)
         rows = store_status(engine, settings.studio.accounts, settings.recorder.tz, time.time_ns())
+        wrong = migrate.append_only_problems(engine)
     finally:
         engine.dispose()
     if as_json:
-        click.echo(json.dumps({"accounts": [r.as_dict() for r in rows]}, indent=2))
-        return
-    click.echo(render_status(rows))
+        append_only = {"ok": not wrong, "problems": [str(p) for p in wrong]}
+        document = {"accounts": [r.as_dict() for r in rows], "append_only": append_only}
+        click.echo(json.dumps(document, indent=2))
+    else:
+        click.echo(render_status(rows))
+    if wrong:
+        raise StoreError(migrate.append_only_broken(wrong))
 
 
 def _accounts(_ctx: click.Context, _param: click.Parameter, value: str) -> tuple[str, ...]:

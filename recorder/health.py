@@ -65,6 +65,9 @@ def judge(state: RecorderState, now: float) -> Health:
     last = writer.last_commit_at
     if depth and last is not None and now - last > WRITER_STALE_S and writer.failing is None:
         reasons.append(f"writer: {depth} records waiting, last commit {now - last:.0f} s ago")
+    if state.append_only_problems:
+        broken = ", ".join(state.append_only_problems)
+        reasons.append(f"store: append-only protection broken: {broken}")
     if state.shutting_down:
         reasons.append("shutting down")
     return Health(not reasons, reasons, accounts)

@@ -93,6 +93,12 @@ class StateCollector(Collector):
         )
         failing.add_metric([], 1.0 if writer.failing else 0.0)
         yield failing
+        protected = GaugeMetricFamily(
+            "studio_recorder_store_append_only",
+            "1 while every append-only trigger of the store is intact, 0 when one is missing",
+        )
+        protected.add_metric([], 0.0 if state.append_only_problems else 1.0)
+        yield protected
         retries = CounterMetricFamily("studio_recorder_store_retries", "Failed store writes")
         retries.add_metric([], writer.retries)
         yield retries

@@ -19,6 +19,7 @@ from typing import Final
 import trio
 from prometheus_client import CollectorRegistry
 from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from . import migrate
 from .appender import Appender
@@ -41,6 +42,8 @@ from .writer import Writer
 
 log = logging.getLogger(__name__)
 
+#: How often a running recorder checks that the store's append-only triggers are intact.
+APPEND_ONLY_CHECK_S: Final = 60.0
 #: How long shutdown waits for the writer to commit what was read.
 SHUTDOWN_WRITER_GRACE_S: Final = 30.0
 
@@ -144,6 +147,7 @@ async def run_recorder(
             writer,
             send,
             accounts,
+            engine=engine,
             handle_signals=handle_signals,
             notifier=notifier,
             task_status=task_status,
@@ -212,12 +216,14 @@ async def _run(
     send: trio.MemorySendChannel[Record],
     accounts: list[AccountContext],
     *,
+    engine: Engine,
     handle_signals: bool,
     notifier: Notifier | None,
     task_status: trio.TaskStatus[Recorder],
 ) -> None:
     async with trio.open_nursery() as nursery:
         nursery.start_soon(writer.run, name="writer")
+        nursery.start_soon(_watch_append_only, engine, recorder.state, name="append-only-watch")
         if handle_signals:
             nursery.start_soon(_shutdown_on_signal, recorder, name="signals")
         if notifier is not None and notifier.enabled:
@@ -264,6 +270,28 @@ async def _run(
                 SHUTDOWN_WRITER_GRACE_S,
             )
         nursery.cancel_scope.cancel()
+
+
+async def _watch_append_only(engine: Engine, state: RecorderState) -> None:
+    """Check the append-only triggers at start and every :data:`APPEND_ONLY_CHECK_S`: a store
+    whose protection was removed is reported (log, ``/healthz``, metric), never ignored."""
+    said: list[str] | None = []
+    while True:
+        try:
+            wrong = await trio.to_thread.run_sync(migrate.append_only_problems, engine)
+        except SQLAlchemyError:  # the store is unreachable: the writer reports that
+            wrong = None
+        if wrong is not None:
+            state.append_only_problems = [str(p) for p in wrong]
+            if state.append_only_problems != said:
+                said = state.append_only_problems
+                if said:
+                    log.error(
+                        "%s",
+                        migrate.append_only_broken(wrong),
+                        extra={"event": "append-only-broken"},
+                    )
+        await trio.sleep(APPEND_ONLY_CHECK_S)
 
 
 async def _cancel_on_shutdown(recorder: Recorder, reading: trio.CancelScope) -> None:

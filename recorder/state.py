@@ -58,6 +58,8 @@ class RecorderState:
     shutting_down: bool = False
     queue_depth: Callable[[], int] = lambda: 0
     queue_capacity: int = 0
+    #: Append-only triggers found missing or altered by the last check (empty: intact).
+    append_only_problems: list[str] = field(default_factory=list)
 
     @classmethod
     def for_accounts(cls, accounts: tuple[str, ...]) -> RecorderState:

@@ -66,7 +66,9 @@ def open_engine(
     path = sqlite_path(parsed)
     if path is not None:
         if must_exist and not path.is_file():
-            raise StoreError(f"database file not found: {path}")
+            raise StoreError(
+                f"database file not found: {path}: create it with `studio-recorder db upgrade`"
+            )
         if not path.parent.is_dir():
             raise StoreError(f"directory of the database does not exist: {path.parent}")
         if not path.exists():

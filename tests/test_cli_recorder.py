@@ -88,6 +88,7 @@ def test_run_without_secret_is_exit_2(tmp_path: Path) -> None:
 
 def test_run_without_schema_is_one_line_exit_1(tmp_path: Path) -> None:
     config = store_config(tmp_path, "ws://127.0.0.1:1/ws", "http://127.0.0.1:1/t", ["1"])
+    (tmp_path / "store.db").touch()  # a database without the recorder's tables
     result = run_cli(
         "run", "--config", str(config), env={**os.environ, "STUDIO_CLIENT_SECRET": "x"}
     )
@@ -121,7 +122,8 @@ def test_status_on_missing_store_is_one_line(tmp_path: Path) -> None:
     result = run_cli("status", "--config", str(config))
     assert result.returncode == 1
     assert result.stderr.strip() == (
-        f"studio-recorder: error: database file not found: {tmp_path}/store.db"
+        f"studio-recorder: error: database file not found: {tmp_path}/store.db: "
+        "create it with `studio-recorder db upgrade`"
     )
 
 
@@ -132,7 +134,8 @@ def test_run_on_a_missing_store_refuses_before_creating_anything(tmp_path: Path)
     )
     assert result.returncode == 1
     assert result.stderr.strip() == (
-        f"studio-recorder: error: database file not found: {tmp_path}/store.db"
+        f"studio-recorder: error: database file not found: {tmp_path}/store.db: "
+        "create it with `studio-recorder db upgrade`"
     )
     assert not (tmp_path / "store.db").exists()
 

@@ -16,13 +16,15 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
+from recorder import triggers
+
 revision: str = "0001"
 down_revision: str | Sequence[str] | None = None
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 _ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
-TABLES = ("events", "connection_log")
+TABLES = triggers.TABLES_0001
 
 
 def upgrade() -> None:
@@ -84,33 +86,12 @@ def upgrade() -> None:
 
     dialect = op.get_bind().dialect.name
     if dialect == "sqlite":
-        for table in TABLES:
-            for action in ("UPDATE", "DELETE"):
-                op.execute(
-                    f"CREATE TRIGGER {table}_no_{action.lower()} BEFORE {action} ON {table} "
-                    f"BEGIN SELECT RAISE(ABORT, '{table} is append-only: {action} refused'); END"
-                )
+        for _table, statement in triggers.expected(dialect, TABLES).values():
+            op.execute(statement)
     elif dialect == "postgresql":
-        op.execute(
-            """
-            CREATE FUNCTION studio_recorder_refuse_change() RETURNS trigger
-            LANGUAGE plpgsql AS $$
-            BEGIN
-                RAISE EXCEPTION '% is append-only: % refused', TG_TABLE_NAME, TG_OP
-                    USING ERRCODE = 'insufficient_privilege';
-            END
-            $$
-            """
-        )
-        for table in TABLES:
-            op.execute(
-                f"CREATE TRIGGER {table}_append_only BEFORE UPDATE OR DELETE ON {table} "
-                "FOR EACH ROW EXECUTE FUNCTION studio_recorder_refuse_change()"
-            )
-            op.execute(
-                f"CREATE TRIGGER {table}_no_truncate BEFORE TRUNCATE ON {table} "
-                "FOR EACH STATEMENT EXECUTE FUNCTION studio_recorder_refuse_change()"
-            )
+        op.execute(triggers.pg_function_ddl())
+        for _table, statement in triggers.expected(dialect, TABLES).values():
+            op.execute(statement)
     else:
         raise NotImplementedError(
             f"studio-recorder supports SQLite and PostgreSQL, not {dialect}: "

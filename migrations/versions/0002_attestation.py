@@ -25,6 +25,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
+from recorder import triggers
 from recorder.chain import LOG_CHAIN_FIELDS, chain_log_rows
 
 revision: str = "0002"
@@ -33,24 +34,7 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 _ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
-NEW_TABLES = ("store_meta", "checkpoints")
-
-
-def _sqlite_triggers(table: str) -> list[str]:
-    return [
-        f"CREATE TRIGGER {table}_no_{action.lower()} BEFORE {action} ON {table} "
-        f"BEGIN SELECT RAISE(ABORT, '{table} is append-only: {action} refused'); END"
-        for action in ("UPDATE", "DELETE")
-    ]
-
-
-def _pg_triggers(table: str) -> list[str]:
-    return [
-        f"CREATE TRIGGER {table}_append_only BEFORE UPDATE OR DELETE ON {table} "
-        "FOR EACH ROW EXECUTE FUNCTION studio_recorder_refuse_change()",
-        f"CREATE TRIGGER {table}_no_truncate BEFORE TRUNCATE ON {table} "
-        "FOR EACH STATEMENT EXECUTE FUNCTION studio_recorder_refuse_change()",
-    ]
+NEW_TABLES = triggers.TABLES_0002
 
 
 def _connection_log(chain_nullable: bool) -> sa.Table:
@@ -141,7 +125,7 @@ def upgrade() -> None:
         ) as batch:
             batch.alter_column("chain_hash", existing_type=sa.Text(), nullable=False)
         for table in ("connection_log", *NEW_TABLES):
-            for statement in _sqlite_triggers(table):
+            for statement in triggers.sqlite_triggers(table).values():
                 op.execute(statement)
     else:
         op.execute("ALTER TABLE connection_log DISABLE TRIGGER connection_log_append_only")
@@ -154,7 +138,7 @@ def upgrade() -> None:
         op.alter_column("connection_log", "chain_hash", existing_type=sa.Text(), nullable=False)
         op.execute("ALTER TABLE connection_log ENABLE TRIGGER connection_log_append_only")
         for table in NEW_TABLES:
-            for statement in _pg_triggers(table):
+            for statement in triggers.pg_triggers(table).values():
                 op.execute(statement)
     op.create_index(op.f("ix_connection_log_account_id_id"), "connection_log", ["account_id", "id"])
 
