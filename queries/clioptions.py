@@ -15,6 +15,7 @@ from typing import Any
 
 import click
 
+from recorder import storemeta
 from recorder.clishell import config_option, db_option, only_one
 from recorder.config import config_path_from, load_config
 from recorder.errors import ConfigError
@@ -23,7 +24,7 @@ from recorder.tradingday import DEFAULT_TIMEZONE
 from .attested import Trust
 from .datasource import DataSource
 from .errors import QueryError
-from .source import parse_day
+from .source import StoreReader, parse_day
 
 
 def day_option(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -140,8 +141,18 @@ def resolve_source(
     if export_dir:
         return DataSource(export_dir=export_dir)
     if db_url:
-        return DataSource(url=db_url, timezone=timezone or DEFAULT_TIMEZONE)
-    return DataSource.from_settings(load_config(config_path_from(config_path, os.environ)))
+        with StoreReader(db_url) as reader:
+            recorded = reader.trading_day_timezone()
+        if timezone and recorded and timezone != recorded:
+            raise ConfigError(storemeta.disagreement(recorded, timezone, "--timezone"))
+        return DataSource(url=db_url, timezone=timezone or recorded or DEFAULT_TIMEZONE)
+    settings = load_config(config_path_from(config_path, os.environ))
+    with StoreReader(settings.store.url) as reader:
+        recorded = reader.trading_day_timezone()
+    zone = settings.recorder.trading_day_timezone
+    if recorded and zone != recorded:
+        raise ConfigError(storemeta.disagreement(recorded, zone, str(settings.path)))
+    return DataSource.from_settings(settings)
 
 
 def public_key_option(func: Callable[..., Any]) -> Callable[..., Any]:

@@ -29,7 +29,7 @@ from sqlalchemy.exc import ArgumentError
 
 from recorder.chain import GENESIS_HASH
 from recorder.errors import first_line
-from recorder.schema import STORE_ID
+from recorder.schema import STORE_ID, TRADING_DAY_TIMEZONE
 from recorder.store import SQLITE_BUSY_TIMEOUT_MS, safe_url
 from recorder.tradingday import DayOutOfRange, check_day
 
@@ -276,9 +276,17 @@ class StoreReader(AbstractContextManager["StoreReader"]):
 
     def store_id(self) -> str | None:
         """The store's id (``store_meta``), None for a store from before it had one."""
+        return self.meta(STORE_ID)
+
+    def trading_day_timezone(self) -> str | None:
+        """The zone the store's trading days are dates in, None when none was recorded."""
+        return self.meta(TRADING_DAY_TIMEZONE)
+
+    def meta(self, name: str) -> str | None:
+        """The ``store_meta`` value ``name``, None when absent (or the store predates it)."""
         try:
             table = self._table(
-                f"SELECT value FROM store_meta WHERE name = {self._param(0)}", [STORE_ID]
+                f"SELECT value FROM store_meta WHERE name = {self._param(0)}", [name]
             )
         except QueryError:
             raise

@@ -22,7 +22,7 @@ import trio
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from . import __version__, migrate
+from . import __version__, migrate, storemeta
 from .clishell import (
     USAGE_EXIT,
     OneLineGroup,
@@ -38,6 +38,7 @@ from .dberrors import db_error_line
 from .demo import render_summary, run_demo
 from .errors import ConfigError, RecorderError, StoreError
 from .logs import LogFormat, setup_logging
+from .presence import Presence, describe_presence, store_presence
 from .runtime import run_recorder
 from .signing import DEFAULT_KEY_NAME, SigningError, check_key_name, write_new_key
 from .simulator import run_simulator
@@ -105,9 +106,20 @@ def db() -> None:
 )
 @handle_errors
 def db_upgrade(config_path: str | None, db_url: str | None, repair: bool) -> None:
-    """Create or migrate the store to the newest schema (safe to run again)."""
-    with engine_from(config_path, db_url, must_exist=False) as engine:
+    """Create or migrate the store to the newest schema (safe to run again).
+
+    With --config, also records the configuration's trading-day time zone in the store the
+    first time (and refuses a configuration whose zone is not the one recorded).
+    """
+    only_one(("--db", db_url), ("--config", config_path))
+    settings = None if db_url else settings_from(config_path)
+    url = db_url if settings is None else settings.store.url
+    with engine_from(None, url, must_exist=False) as engine:
         before, after = migrate.upgrade(engine)
+        if settings is not None:
+            zone = settings.recorder.trading_day_timezone
+            if storemeta.claim_zone(engine, zone, str(settings.path or "the configuration")):
+                click.echo(f"{safe_url(engine.url)}: trading-day time zone {zone} recorded")
         repaired = migrate.repair(engine) if repair else []
         wrong = [] if repair else migrate.append_only_problems(engine)
     where = safe_url(engine.url)
@@ -206,16 +218,25 @@ def status_command(config_path: str | None, as_json: bool) -> None:
     engine = open_engine(settings.store.url, must_exist=True)
     try:
         migrate.require_schema(engine)
-        rows = store_status(engine, settings.studio.accounts, settings.recorder.tz, time.time_ns())
+        accounts = settings.studio.accounts
+        presence = store_presence(engine, accounts)
+        rows = store_status(engine, accounts, settings.recorder.tz, time.time_ns(), presence)
         wrong = migrate.append_only_problems(engine)
     finally:
         engine.dispose()
+    running = [p for p in presence.values() if p.running]
+    recorder = (running or list(presence.values()) or [Presence(None, "no accounts")])[0]
     if as_json:
         append_only = {"ok": not wrong, "problems": [str(p) for p in wrong]}
-        document = {"accounts": [r.as_dict() for r in rows], "append_only": append_only}
+        document = {
+            "recorder": recorder.as_dict(),
+            "accounts": [r.as_dict() for r in rows],
+            "append_only": append_only,
+        }
         click.echo(json.dumps(document, indent=2))
     else:
         click.echo(render_status(rows))
+        click.echo(describe_presence(recorder))
     if wrong:
         raise StoreError(migrate.append_only_broken(wrong))
 

@@ -174,11 +174,17 @@ class PostgresOwnership(Ownership):
             await trio.to_thread.run_sync(self._drop_connection)  # closing releases the locks
 
 
+def lock_file_path(database: os.PathLike[str] | str) -> Path:
+    """``<database>.lock``: the file a recorder of the SQLite store ``database`` locks."""
+    path = Path(database)
+    return path.with_name(path.name + ".lock")
+
+
 class SqliteFileLock:
     """An exclusive ``flock`` on ``<database>.lock``: one recorder per SQLite store."""
 
     def __init__(self, database: Path) -> None:
-        self.path = database.with_name(database.name + ".lock")
+        self.path = lock_file_path(database)
         self._fd: int | None = None
 
     def acquire(self) -> None:

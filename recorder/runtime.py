@@ -21,7 +21,7 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from . import migrate
+from . import migrate, storemeta
 from .appender import Appender
 from .attestation import attestation_for
 from .auth import TokenSource
@@ -29,7 +29,8 @@ from .backoff import Backoff
 from .config import Settings
 from .connection import Connect, default_connect
 from .context import AccountContext, SessionSettings, Sink
-from .errors import RecorderError
+from .dberrors import db_error_line
+from .errors import ConfigError, RecorderError
 from .metrics import MetricsServer, build_registry
 from .ownership import Ownership, ownership_for
 from .records import Record
@@ -109,6 +110,7 @@ async def run_recorder(
     if engine is None:
         engine = open_engine(settings.store.url, must_exist=True)
     await trio.to_thread.run_sync(migrate.require_schema, engine)
+    await trio.to_thread.run_sync(_claim_zone, engine, settings)
     signer = settings.require_signer()  # a key that cannot be read stops us here
 
     r = settings.recorder
@@ -270,6 +272,28 @@ async def _run(
                 SHUTDOWN_WRITER_GRACE_S,
             )
         nursery.cancel_scope.cancel()
+
+
+def _claim_zone(engine: Engine, settings: Settings) -> None:
+    """Refuse (ConfigError) a store recorded in another trading-day zone; record ours in a
+    store that has none yet — unless the store cannot be written now (a locked or failing
+    store must not stop the recorder from starting: the writer holds and retries frames,
+    and the next start records the zone)."""
+    where = str(settings.path or "the configuration")
+    zone = settings.recorder.trading_day_timezone
+    recorded = storemeta.recorded_zone(engine)
+    if recorded is not None:
+        if recorded != zone:
+            raise ConfigError(storemeta.disagreement(recorded, zone, where))
+        return
+    try:
+        storemeta.claim_zone(engine, zone, where)
+    except SQLAlchemyError as exc:
+        log.warning(
+            "cannot record the trading-day time zone in the store now (%s); the next start will",
+            db_error_line(exc),
+            extra={"event": "zone-not-recorded"},
+        )
 
 
 async def _watch_append_only(engine: Engine, state: RecorderState) -> None:

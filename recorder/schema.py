@@ -105,6 +105,8 @@ connection_log = Table(
 
 #: ``store_meta`` names: facts about the store, each written once.
 STORE_ID: Final = "store_id"
+#: The IANA zone whose calendar dates are the store's ``trading_day`` values.
+TRADING_DAY_TIMEZONE: Final = "trading_day_timezone"
 
 store_meta = Table(
     "store_meta",

@@ -6,13 +6,15 @@ operators can ask it from any shell. Times are UTC.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
+from typing import Final
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, Engine, func, select
 
 from .instants import iso_ns
+from .presence import Presence
 from .schema import connection_log, events
 from .texttable import table
 from .tradingday import day_bounds_ns, day_of_ns
@@ -27,17 +29,28 @@ class AccountStatus:
     last_sequence_today: int | None
     frames_today: int
     session_id: str | None
-    session_state: str  # last connection_log event of the latest session, or "never connected"
+    #: The last connection_log event of the latest session, "never connected", or
+    #: "ended uncleanly (recorder not running)" for a session without ``closed`` whose
+    #: recorder no longer holds the store's lock.
+    session_state: str
     session_since: str | None
     sessions_today: int
     reconnects_today: int
-    last_close_reason: str | None
+    last_close_reason: str | None  # the ``closed`` detail of that session (None while open)
+    recorder_running: bool | None = None  # a recorder holds this account's lock (None: unknown)
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
 
 
-def account_status(conn: Connection, account_id: str, tz: ZoneInfo, now_ns: int) -> AccountStatus:
+#: The state of a session whose recorder is gone without journalling its end.
+ENDED_UNCLEANLY: Final = "ended uncleanly (recorder not running)"
+
+
+def account_status(
+    conn: Connection, account_id: str, tz: ZoneInfo, now_ns: int, running: bool | None = None
+) -> AccountStatus:
+    """``running``: whether a recorder holds the lock (None: unknown, state as journalled)."""
     day = day_of_ns(now_ns, tz)
     start_ns, end_ns = day_bounds_ns(day, tz)
     last = conn.execute(
@@ -63,13 +76,19 @@ def account_status(conn: Connection, account_id: str, tz: ZoneInfo, now_ns: int)
         .where(connection_log.c.event == "opened")
         .where(connection_log.c.at_ns >= start_ns, connection_log.c.at_ns < end_ns)
     ).scalar_one()
-    last_close = conn.execute(
-        select(connection_log.c.detail)
-        .where(connection_log.c.account_id == account_id)
-        .where(connection_log.c.event == "closed")
-        .order_by(connection_log.c.id.desc())
-        .limit(1)
-    ).scalar_one_or_none()
+    last_close = None
+    if latest is not None and latest.event == "closed":
+        last_close = conn.execute(
+            select(connection_log.c.detail)
+            .where(connection_log.c.account_id == account_id)
+            .where(connection_log.c.session_id == latest.session_id)
+            .where(connection_log.c.event == "closed")
+            .order_by(connection_log.c.id.desc())
+            .limit(1)
+        ).scalar_one_or_none()
+    state = latest.event if latest else "never connected"
+    if latest is not None and state != "closed" and running is False:
+        state = ENDED_UNCLEANLY
     return AccountStatus(
         account_id=account_id,
         trading_day=day.isoformat(),
@@ -78,20 +97,31 @@ def account_status(conn: Connection, account_id: str, tz: ZoneInfo, now_ns: int)
         last_sequence_today=today[1],
         frames_today=int(today[0]),
         session_id=latest.session_id if latest else None,
-        session_state=latest.event if latest else "never connected",
+        session_state=state,
         session_since=iso_ns(latest.at_ns, 3) if latest else None,
         sessions_today=int(opened_today),
         reconnects_today=max(0, int(opened_today) - 1),
         last_close_reason=last_close,
+        recorder_running=running,
     )
 
 
 def store_status(
-    engine: Engine, accounts: tuple[str, ...], tz: ZoneInfo, now_ns: int
+    engine: Engine,
+    accounts: tuple[str, ...],
+    tz: ZoneInfo,
+    now_ns: int,
+    presence: Mapping[str, Presence] | None = None,
 ) -> list[AccountStatus]:
-    """Status of each configured account, in configuration order."""
+    """Status of each configured account, in configuration order; ``presence`` says per
+    account whether a recorder is running (see :mod:`recorder.presence`)."""
     with engine.connect() as conn:
-        return [account_status(conn, account, tz, now_ns) for account in accounts]
+        return [
+            account_status(
+                conn, account, tz, now_ns, presence[account].running if presence else None
+            )
+            for account in accounts
+        ]
 
 
 def render_status(rows: Sequence[AccountStatus]) -> str:

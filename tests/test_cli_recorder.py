@@ -207,3 +207,31 @@ def test_python_m_recorder_helps_as_a_process() -> None:
 def test_every_recorder_command_is_documented_in_the_readme(name: tuple[str, ...]) -> None:
     readme = (ROOT / "README.md").read_text()
     assert documented(readme, "recorder", name), f"studio-recorder {' '.join(name)}"
+
+
+def test_status_pairs_the_last_close_with_its_session_and_sees_no_recorder(tmp_path: Path) -> None:
+    from recorder.appender import Appender
+    from recorder.records import SHUTDOWN_DETAIL, LogRecord
+    from recorder.status import ENDED_UNCLEANLY
+
+    config = store_config(tmp_path, "ws://127.0.0.1:1/ws", "http://127.0.0.1:1/t", ["1"])
+    engine = migrated(f"sqlite:///{tmp_path}/store.db")
+    now = time.time_ns()
+    Appender(engine).append([], [
+        LogRecord("s1", "1", now - 60 * 10**9, "opened"),
+        LogRecord("s1", "1", now - 59 * 10**9, "subscribed"),
+        LogRecord("s1", "1", now - 50 * 10**9, "closed", SHUTDOWN_DETAIL),
+        LogRecord("s2", "1", now - 40 * 10**9, "opened"),
+        LogRecord("s2", "1", now - 39 * 10**9, "subscribed"),  # then the recorder died
+    ])  # fmt: skip
+    engine.dispose()
+    result = run_cli("status", "--config", str(config), "--json")
+    assert result.returncode == 0, result.stderr
+    document = json.loads(result.stdout)
+    assert document["recorder"]["running"] is False
+    account = document["accounts"][0]
+    assert (account["session_id"], account["session_state"]) == ("s2", ENDED_UNCLEANLY)
+    assert account["last_close_reason"] is None  # s1's close is not s2's
+    table = run_cli("status", "--config", str(config)).stdout
+    assert "ended uncleanly (recorder not running)" in table
+    assert "recorder: not running" in table

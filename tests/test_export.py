@@ -636,9 +636,9 @@ def test_cli_uses_the_config_store_and_time_zone(engine: Engine, tmp_path: Path)
         (["--day", "2024-6-10"], 2, "bad date '2024-6-10': expected YYYY-MM-DD"),
         (["--day", "2024-02-30"], 2, "impossible date '2024-02-30'"),
         (["--day", "2024-06-10", "--account", "999"], 1, "unknown account '999'"),
-        (["--day", "2024-06-10", "--account", ""], 1, "bad account id ''"),
-        (["--day", "2024-06-10", "--timezone", "Mars/Base"], 1, "unknown time zone 'Mars/Base'"),
-        (["--day", "2024-06-10", "--timezone", "../../etc/passwd"], 1, "unknown time zone"),
+        (["--day", "2024-06-10", "--account", ""], 2, "an account id cannot be blank"),
+        (["--day", "2024-06-10", "--timezone", "Mars/Base"], 2, "unknown time zone 'Mars/Base'"),
+        (["--day", "2024-06-10", "--timezone", "../../etc/passwd"], 2, "unknown time zone"),
     ],
 )
 def test_cli_bad_input_is_one_line_and_writes_nothing(

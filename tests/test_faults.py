@@ -33,6 +33,7 @@ from recorder.envelope import decode_raw
 from recorder.health import judge
 from recorder.ownership import PostgresOwnership
 from recorder.simulator import SimConfig, SimEndpoints, Simulator
+from recorder.status import ENDED_UNCLEANLY
 from recorder.store import normalize_url, open_engine
 from tests.support import stores
 from tests.support.cli import run
@@ -52,6 +53,15 @@ from tests.support.waiting import wait_until
 
 A = "100000"
 query = functools.partial(run, "queries")
+
+
+def status(config: Path) -> dict[str, Any]:
+    """``studio-recorder status --json`` (the document; exit 0 asserted)."""
+    result = run("recorder", "status", "--config", config, "--json")
+    assert result.returncode == 0, result.stderr
+    return dict(json.loads(result.stdout))
+
+
 wait_for = functools.partial(wait_until, poll_s=0.1)
 
 
@@ -84,7 +94,16 @@ async def test_kill_9_mid_stream_then_restart_refills_the_day(tmp_path: Path) ->
             config = fault_config(tmp_path, endpoints, url)
             async with recorder_process(config, tmp_path / "first.log") as first:
                 await wait_for(lambda: len(stores.frames(engine, A)) >= 300, timeout_s=60)
+                running = status(config)
+                assert running["recorder"]["running"] is True
+                assert running["recorder"]["pid"] == first.pid
+                assert running["accounts"][0]["session_state"] in ("subscribed", "replay-complete")
                 await first.kill9()  # mid-stream: frames in flight and in its queue are gone
+            # status knows nobody records any more: the session ended uncleanly.
+            killed_status = status(config)
+            assert killed_status["recorder"]["running"] is False
+            assert killed_status["accounts"][0]["session_state"] == ENDED_UNCLEANLY
+            assert killed_status["accounts"][0]["last_close_reason"] is None
             with sqlite3.connect(tmp_path / "store.db") as db:
                 assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
             assert query("verify", "--db", url).returncode == 0  # what the killed one left

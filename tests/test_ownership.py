@@ -250,3 +250,22 @@ def test_second_recorder_on_one_sqlite_store_is_refused(tmp_path: Path) -> None:
     assert f"another recorder (pid {first.pid}) is writing" in second.stderr
     assert len(second.stderr.strip().splitlines()) == 1
     assert first.returncode == 0
+
+
+@pytest.mark.postgres
+async def test_presence_sees_the_ownership_lock_of_a_postgresql_recorder(pg_url: str) -> None:
+    from recorder.ownership import PostgresOwnership
+    from recorder.presence import store_presence
+    from tests.support.stores import migrated
+
+    engine = migrated(pg_url)
+    ownership = PostgresOwnership(engine)
+    try:
+        assert not store_presence(engine, ("7",))["7"].running
+        assert await ownership.acquire("7")
+        seen = store_presence(engine, ("7", "8"))
+        assert (seen["7"].running, seen["8"].running) == (True, False)
+    finally:
+        await ownership.close()
+    assert not store_presence(engine, ("7",))["7"].running
+    engine.dispose()
