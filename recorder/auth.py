@@ -34,6 +34,16 @@ class TokenUnavailable(AuthError):
     """No usable token right now (endpoint down, refused, or answered garbage); retry later."""
 
 
+#: Token endpoint answers that mean "these credentials are not accepted" (RFC 6749 §5.2):
+#: not an outage, a configuration (or revocation) that a person has to fix.
+REFUSED_STATUSES: Final = frozenset({401, 403})
+
+
+class CredentialsRefused(TokenUnavailable):
+    """The token endpoint refused our client id and secret (HTTP 401/403): an error a person
+    must fix; retried only at the longest backoff, in case the credentials are fixed there."""
+
+
 @dataclass(frozen=True, eq=False)
 class Token:
     """An access token; compare by identity. ``repr`` never shows the value."""
@@ -71,6 +81,7 @@ class TokenSource:
         self._token: Token | None = None
         self._retry_at = float("-inf")
         self._last_error: str | None = None
+        self.refused = False  # the last answer refused our credentials (HTTP 401/403)
         self.requests = 0  # token requests made (successful or not)
         self.generation = 0
 
@@ -89,16 +100,23 @@ class TokenSource:
             if token is not None and now < token.expires_at:
                 return token
             if now < self._retry_at:
+                if self.refused:  # still the credentials' fault, whoever asks
+                    raise CredentialsRefused(str(self._last_error))
                 raise TokenUnavailable(
                     f"token endpoint failed recently ({self._last_error}); "
                     f"next try in {self._retry_at - now:.1f} s"
                 )
             try:
                 token = await self._fetch()
+            except CredentialsRefused as exc:
+                self._last_error, self.refused = str(exc), True
+                self._retry_at = trio.current_time() + self._backoff.max_s
+                raise
             except TokenUnavailable as exc:
-                self._last_error = str(exc)
+                self._last_error, self.refused = str(exc), False
                 self._retry_at = trio.current_time() + self._backoff.next()
                 raise
+            self.refused = False
             self._backoff.reset()
             self._token = token
             return token
@@ -126,6 +144,11 @@ class TokenSource:
         except httpx.HTTPError as exc:
             # httpx messages name the URL at most, never the request body.
             raise TokenUnavailable(f"token request failed: {describe_http_error(exc)}") from None
+        if response.status_code in REFUSED_STATUSES:
+            raise CredentialsRefused(
+                f"token endpoint refused the credentials of client {self._client_id!r} "
+                f"(HTTP {response.status_code}): check [studio] client_id and the client secret"
+            )
         if response.status_code != 200:
             raise TokenUnavailable(f"token endpoint answered HTTP {response.status_code}")
         value, lifetime_s = _parse_token_response(response)

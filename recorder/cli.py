@@ -38,7 +38,7 @@ from .dberrors import db_error_line
 from .demo import render_summary, run_demo
 from .errors import ConfigError, RecorderError, StoreError
 from .logs import LogFormat, setup_logging
-from .presence import Presence, describe_presence, store_presence
+from .presence import Presence, ask_health, describe_presence, store_presence
 from .runtime import run_recorder
 from .signing import DEFAULT_KEY_NAME, SigningError, check_key_name, write_new_key
 from .simulator import run_simulator
@@ -225,11 +225,13 @@ def status_command(config_path: str | None, as_json: bool) -> None:
     finally:
         engine.dispose()
     running = [p for p in presence.values() if p.running]
+    health = ask_health(settings.metrics.address) if running else None
     recorder = (running or list(presence.values()) or [Presence(None, "no accounts")])[0]
     if as_json:
         append_only = {"ok": not wrong, "problems": [str(p) for p in wrong]}
         document = {
             "recorder": recorder.as_dict(),
+            "health": health,
             "accounts": [r.as_dict() for r in rows],
             "append_only": append_only,
         }
@@ -237,6 +239,10 @@ def status_command(config_path: str | None, as_json: bool) -> None:
     else:
         click.echo(render_status(rows))
         click.echo(describe_presence(recorder))
+        if health is not None:
+            click.echo(f"health: {health.get('status')}")
+            for reason in health.get("reasons", []):
+                click.echo(f"  {reason}")
     if wrong:
         raise StoreError(migrate.append_only_broken(wrong))
 

@@ -53,7 +53,10 @@ def judge(state: RecorderState, now: float) -> Health:
             accounts[account_id] = "standby: recorded by another instance"
         else:
             accounts[account_id] = "connected" if account.connected else "disconnected"
-            detail = account.last_close or account.last_error or "not subscribed yet"
+            if account.auth_refusing:  # the credentials, not the network: say that first
+                detail = account.last_error or "credentials refused"
+            else:
+                detail = account.last_close or account.last_error or "not subscribed yet"
             reasons.append(f"account {account_id} is not subscribed ({detail})")
     writer = state.writer
     if writer.failing is not None:

@@ -80,7 +80,20 @@ class StateCollector(Collector):
             total_gaps = account.live_sequence_gaps_closed + account.live_sequence_gaps
             gaps.add_metric([account_id], total_gaps)
             rejected.add_metric([account_id], account.rejected_subscribes)
-        yield from (frames, connected, reconnects, last_frame, gaps, rejected)
+        refusing = GaugeMetricFamily(
+            "studio_recorder_auth_refusing",
+            "1 while the token endpoint refuses the credentials (HTTP 401/403)",
+            labels=["account"],
+        )
+        refused = CounterMetricFamily(
+            "studio_recorder_auth_refused",
+            "Token requests refused for bad credentials (HTTP 401/403)",
+            labels=["account"],
+        )
+        for account_id, account in state.accounts.items():
+            refusing.add_metric([account_id], 1.0 if account.auth_refusing else 0.0)
+            refused.add_metric([account_id], account.auth_refusals)
+        yield from (frames, connected, reconnects, last_frame, gaps, rejected, refusing, refused)
         writer = state.writer
         queue = GaugeMetricFamily("studio_recorder_queue_depth", "Records waiting for the writer")
         queue.add_metric([], state.queue_depth())

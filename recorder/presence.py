@@ -12,7 +12,9 @@ from __future__ import annotations
 import fcntl
 import os
 from dataclasses import dataclass
+from typing import Any, Final
 
+import httpx
 from sqlalchemy import Connection, Engine, text
 
 from .ownership import lock_file_path, ownership_key
@@ -65,6 +67,25 @@ def postgres_presence(connection: Connection, account_id: str) -> Presence:
     held = connection.execute(_HELD, {"key": ownership_key(account_id)}).scalar_one()
     state = "held" if held else "not held"
     return Presence(bool(held), f"ownership lock of account {account_id} {state}")
+
+
+#: How long ``status`` waits for a running recorder's ``/healthz``.
+HEALTH_TIMEOUT_S: Final = 2.0
+
+
+def ask_health(address: tuple[str, int] | None) -> dict[str, Any] | None:
+    """The running recorder's ``/healthz`` document ([metrics] listen), None when none answers."""
+    if address is None:
+        return None
+    host, port = address
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)  # noqa: S104
+    netloc = f"[{host}]" if ":" in host else host
+    try:
+        response = httpx.get(f"http://{netloc}:{port}/healthz", timeout=HEALTH_TIMEOUT_S)
+        document = response.json()
+    except (httpx.HTTPError, ValueError):
+        return None
+    return document if isinstance(document, dict) else None
 
 
 def describe_presence(presence: Presence) -> str:

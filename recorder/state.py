@@ -32,6 +32,8 @@ class AccountState:
     last_close: str | None = None
     last_error: str | None = None
     standby: bool = False  # another recorder instance owns the account
+    auth_refusing: bool = False  # the token endpoint refused our credentials last time
+    auth_refusals: int = 0  # how often it did
 
 
 @dataclass

@@ -17,7 +17,7 @@ from typing import Final
 import trio
 from trio_websocket import HandshakeError
 
-from .auth import TokenUnavailable
+from .auth import CredentialsRefused, TokenUnavailable
 from .connection import describe_error
 from .context import AccountContext
 from .ownership import OWNERSHIP_POLL_S
@@ -63,6 +63,18 @@ async def supervise_account(context: AccountContext) -> None:
             result = await _session_unless_lost(context, lost)
             if result is None:  # ownership lost mid-session
                 continue
+        except CredentialsRefused as exc:
+            account.last_error = str(exc)
+            account.auth_refusing = True
+            account.auth_refusals += 1
+            account.reconnects_by_reason["credentials-refused"] += 1
+            delay = backoff.max_s
+            log.error(
+                "%s; retrying in %.1f s",
+                account.last_error,
+                delay,
+                extra={**extra, "event": "credentials-refused"},
+            )
         except TRANSIENT_ERRORS as exc:
             account.last_error = describe_error(exc)
             account.reconnects_by_reason["connect-failed"] += 1
@@ -74,6 +86,7 @@ async def supervise_account(context: AccountContext) -> None:
                 extra={**extra, "event": "connect-failed"},
             )
         else:
+            account.auth_refusing = False  # a session was opened: the token was accepted
             account.reconnects_by_reason[result.ending] += 1
             if result.subscribed_for_s >= HEALTHY_SESSION_S:
                 backoff.reset()

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+from pathlib import Path
+
 import pytest
 import trio
 import trio.testing
@@ -129,3 +132,41 @@ async def test_slow_endpoint_times_out(recorder_clock: trio.testing.MockClock) -
             await tokens.get()
         assert 2 <= trio.current_time() - started < 10
         nursery.cancel_scope.cancel()
+
+
+async def test_refused_credentials_are_an_error_retried_at_the_longest_backoff(
+    tmp_path: Path, recorder_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    from recorder.health import judge
+    from recorder.metrics import build_registry
+    from recorder.simulator import SimConfig
+    from tests.support.config import SECRET
+    from tests.support.recording import start
+
+    account = "100000"
+    wrong = SimConfig(accounts=(account,), client_secret="not-" + SECRET)  # answers HTTP 401
+    caplog.set_level(logging.INFO)
+    async with trio.open_nursery() as nursery:
+        run = await start(nursery, tmp_path, accounts=(account,), sim_config=wrong,
+                          backoff_initial_s=0.2, backoff_max_s=5)  # fmt: skip
+        started = trio.current_time()
+        await trio.sleep(17)
+        elapsed = trio.current_time() - started
+        state = run.recorder.state
+        health = judge(state, 0.0)
+        registry, _ = build_registry(state)
+        requests = run.sim.token_requests
+        await run.stop()
+    # Not the short interval of an outage (0.2 s, doubling): once every backoff_max_s.
+    assert int(elapsed // 5) <= requests <= 1 + int(elapsed // 5)
+    refusals = [r for r in caplog.records if getattr(r, "event", None) == "credentials-refused"]
+    assert refusals
+    assert all(r.levelno == logging.ERROR for r in refusals)
+    assert "refused the credentials of client 'sim-client' (HTTP 401)" in refusals[0].getMessage()
+    assert not health.ok
+    assert any("refused the credentials of client 'sim-client'" in r for r in health.reasons)
+    labels = {"account": account}
+    assert registry.get_sample_value("studio_recorder_auth_refusing", labels) == 1.0
+    assert registry.get_sample_value("studio_recorder_auth_refused_total", labels) == requests
+    assert SECRET not in caplog.text
+    assert run.sim.tokens_issued == 0
