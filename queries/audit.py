@@ -21,6 +21,8 @@ from typing import Any
 from recorder.config import DEFAULT_LIVENESS_TIMEOUT_S
 from recorder.instants import NS_PER_MS
 
+from .conflicts import COLUMNS as CONFLICT_COLUMNS
+from .conflicts import conflicting_duplicates, report_fields
 from .datasource import DataSource
 from .duck import Workspace
 from .exportcheck import verify_export
@@ -30,8 +32,10 @@ from .storecheck import verify_store
 from .verify import ChainCheck, VerifyReport
 
 #: The ``events`` columns audit reads (``open_store(..., payload=False, columns=COLUMNS)``).
-COLUMNS = ("account_id", "session_id", "received_at_ns", "server_ts_ms", "sequence",
-           "msg_type", "trading_day", "replayed")  # fmt: skip
+COLUMNS = tuple(
+    dict.fromkeys(("account_id", "session_id", "received_at_ns", "server_ts_ms", "sequence",
+                   "msg_type", "trading_day", "replayed", *CONFLICT_COLUMNS))
+)  # fmt: skip
 
 
 def chain_check(
@@ -88,6 +92,7 @@ def audit(
             latency=_latencies(ws),
             notices=_error_notices(ws),
             sessions=load_sessions(ws, liveness_timeout_s),
+            conflicts=conflicting_duplicates(ws),
         )
         verified = pending.result()
     checks = {c.account_id: c for c in verified.accounts} if verified else {}
@@ -113,6 +118,7 @@ class _Facts:
     latency: dict[str, tuple[Any, ...]]
     notices: dict[str, list[dict[str, Any]]]
     sessions: dict[str, list[Session]]
+    conflicts: dict[str, list[dict[str, Any]]]
 
 
 def _frame_counts(ws: Workspace) -> dict[str, tuple[Any, ...]]:
@@ -189,6 +195,7 @@ def _account_report(
         "live_frames": live,
         "live_sequenced_frames": live_seq,
         "unparseable_frames": unparseable,
+        **report_fields(facts.conflicts, account),
         "sessions": len(sessions),
         "unclean_sessions": sum(1 for s in sessions if not s.clean),
         "rejected_subscribes": sum(
@@ -274,6 +281,12 @@ def render_audit(report: dict[str, Any]) -> str:
             f"to {a['last_frame_at'] or '-'}"
         )
         lines.append(table(["msg_type", "frames"], sorted(a["by_type"].items())))
+        if a["conflicting_duplicates"]:
+            listed = ", ".join(str(c["sequence"]) for c in a["conflicts"])
+            lines.append(
+                f" CONFLICTING DUPLICATES: {a['conflicting_duplicates']} sequences stored with "
+                f"different payloads: {listed}"
+            )
         if a["error_notices"]:
             lines.append(" error notices:")
             lines.append(

@@ -89,6 +89,24 @@ class Workspace(AbstractContextManager["Workspace"]):
         """Run a query of the analytics (their SQL, never user SQL) and fetch every row."""
         return self.con.execute(sql, list(params)).fetchall()
 
+    def events_with(self, columns: Sequence[str]) -> str:
+        """The name of a relation of the day's events holding ``columns``: ``_events`` when
+        it has them (the workspace was opened with them), else ``_events_more``, read now
+        from the source for the workspace's day and accounts."""
+        have = {d[0] for d in self.con.execute("SELECT * FROM _events LIMIT 0").description}
+        if set(columns) <= have:
+            return "_events"
+        names = _columns(False, columns)
+        wanted = list(self.accounts) if self.filtered else None
+        if self.store is not None:
+            batches = _store_events(self.store, self.day, wanted, names)
+        else:
+            assert self.export is not None
+            days = [self.day] if self.day is not None else self.export.days()
+            batches = self.export.batches("events", days, wanted, names)
+        _load(self.con, "_events_more", _schema(EVENTS_SCHEMA, names), batches)
+        return "_events_more"
+
     def freeze(self) -> None:
         """Compute the payload views once into tables (for commands querying them often)."""
         if self.payload and not self._frozen:

@@ -27,12 +27,17 @@ from recorder.config import DEFAULT_LIVENESS_TIMEOUT_S
 from recorder.instants import NS_PER_S
 from recorder.records import SHUTDOWN_DETAIL
 
+from .conflicts import COLUMNS as CONFLICT_COLUMNS
+from .conflicts import conflicting_duplicates, report_fields
 from .duck import Workspace
 from .render import iso_ns, table
 from .sessions import Session, clip, complement, load_sessions, merge
 
 #: The ``events`` columns gaps reads (``open_store(..., payload=False, columns=COLUMNS)``).
-COLUMNS = ("account_id", "session_id", "received_at_ns", "sequence", "trading_day")
+COLUMNS = tuple(
+    dict.fromkeys(("account_id", "session_id", "received_at_ns", "sequence", "trading_day",
+                   *CONFLICT_COLUMNS))
+)  # fmt: skip
 
 
 def gaps(
@@ -75,6 +80,7 @@ def gaps(
         )
     quiet = _quiet_stretches(ws, threshold_ns)
     sessions = load_sessions(ws, liveness_timeout_s)
+    conflicts = conflicting_duplicates(ws)
     accounts = []
     for account in ws.accounts:
         first_seq, last_seq, distinct, duplicates = summary.get(account, (None, None, 0, 0))
@@ -86,6 +92,7 @@ def gaps(
                 "last_sequence": last_seq,
                 "distinct_sequences": distinct,
                 "duplicates": duplicates,
+                **report_fields(conflicts, account),
                 "sequence_gaps": holes.get(account, []),
                 "coverage_gaps": [
                     _coverage_gap(hole, sessions[account], ws.now_ns)
@@ -104,8 +111,12 @@ def gaps(
 
 
 def has_sequence_gaps(report: dict[str, Any]) -> bool:
-    """True when any account of a gaps report has a sequence gap (``--fail-on-gaps``)."""
-    return any(account["sequence_gaps"] for account in report["accounts"])
+    """True when any account of a gaps report has a sequence gap or stored copies of one
+    sequence that disagree (``--fail-on-gaps``)."""
+    return any(
+        account["sequence_gaps"] or account["conflicting_duplicates"]
+        for account in report["accounts"]
+    )
 
 
 def _coverage(sessions: list[Session], now_ns: int) -> list[tuple[int, int]]:
@@ -204,6 +215,18 @@ def render_gaps(report: dict[str, Any]) -> str:
             f"Account {acc['account_id']}: {span}, {acc['distinct_sequences']} distinct, "
             f"{acc['duplicates']} duplicates"
         )
+        if acc["conflicting_duplicates"]:
+            lines.append(
+                f" CONFLICTING DUPLICATES: {acc['conflicting_duplicates']} sequences stored "
+                "with different payloads (the first copy is used):"
+            )
+            lines.append(
+                table(
+                    ["sequence", "copies", "distinct_payloads", "ids"],
+                    [(c["sequence"], c["copies"], c["distinct_payloads"],
+                      " ".join(map(str, c["ids"]))) for c in acc["conflicts"]],
+                )
+            )  # fmt: skip
         lines.append(" sequence gaps:")
         lines.append(
             table(

@@ -55,6 +55,14 @@ def ack(timestamp_ms: int, account_id: str, *, success: bool, details: str) -> s
     )
 
 
+def altered(frame: str) -> str:
+    """``frame`` with its payload changed (a field ``"altered": true`` added to it): what a
+    replay that disagrees with the live copy sends."""
+    document = json.loads(frame)
+    document["payload"]["altered"] = True
+    return json.dumps(document, separators=(",", ":"))
+
+
 def replay_complete(timestamp_ms: int) -> str:
     """The marker between the replay of the day and live frames."""
     return _unsequenced(timestamp_ms, {"type": "replay-complete"})

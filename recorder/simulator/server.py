@@ -104,6 +104,7 @@ class Simulator:
         self._sent: dict[str, list[str]] = {}
         self.subscribes: list[SubscribeSeen] = []
         self._rejects_pending = 0
+        self._altered_replays: dict[str, int] = {}
         self._ack_enabled = True
         self._close_after_ack = False
         self._live_paused = False
@@ -147,6 +148,11 @@ class Simulator:
         they are in the day log, so the next replay heals the gap.
         """
         self._account(account_id).ledger.skip(count, permanent=permanent)
+
+    def alter_next_replay(self, account_id: str, index: int = 0) -> None:
+        """In the account's next replay, send its ``index``-th frame of the day with a changed
+        payload (same sequence): a replay that disagrees with what was sent live."""
+        self._altered_replays[account_id] = index
 
     def stall(self, account_id: str, seconds: float) -> None:
         """Send nothing (no heartbeats, no live frames) to the account for `seconds`; TCP stays
@@ -376,8 +382,9 @@ class Simulator:
             return
         session.account_id, session.token = account_id, subscribe.token
         session.stall_until(account.stalled_until)
-        for frame in account.ledger.frames:
-            session.enqueue(frame, account_id)
+        altered = self._altered_replays.pop(account_id, None)
+        for index, frame in enumerate(account.ledger.frames):
+            session.enqueue(frames.altered(frame) if index == altered else frame, account_id)
         session.enqueue(frames.replay_complete(now_ms), account_id)
         account.subscribers.add(session)
         session.subscribed.set()
