@@ -27,6 +27,7 @@ from recorder.clishell import (
     error_handler,
 )
 from recorder.errors import ConfigError
+from recorder.interrupts import completed
 
 from .audit import audit_source, render_audit
 from .clioptions import (
@@ -109,6 +110,7 @@ def export_command(
             accounts=list(accounts) or None,
             timezone=source.timezone,
             progress=progress,
+            publishing=completed,  # an interrupt before this changed nothing; after it, none
         )
     elapsed = time.monotonic() - started
     if not manifest.accounts:

@@ -100,6 +100,7 @@ def export_day(
     timezone: str = DEFAULT_TIMEZONE,
     progress: Progress | None = None,
     workers: int | None = None,
+    publishing: Callable[[], None] | None = None,
 ) -> Manifest:
     """Export trading day ``day`` of the store at ``url`` into ``out``; return its manifest.
 
@@ -111,7 +112,9 @@ def export_day(
     trading-day time zone: it decides which sessions' ``connection_log`` rows
     belong to the day. ``progress`` is called after each chunk of ``events``
     rows written; ``workers`` is the number of store connections reading at
-    once (default: one per CPU, at most 4). Raises QueryError (see above).
+    once (default: one per CPU, at most 4). ``publishing`` is called just before the
+    day is published (the command line stops honouring Ctrl-C there: from then on the
+    export completes). Raises QueryError (see above).
     """
     tz = zone(timezone)
     requested = _requested(accounts)
@@ -143,6 +146,8 @@ def export_day(
             except OSError as exc:  # the staging area: disk full, quota, I/O error
                 raise QueryError(f"cannot write to {out}: {describe(exc, out)}") from None
             tables = [day_dir(table, day) for table in TABLES]
+            if publishing is not None:
+                publishing()
             staging.publish(tables, manifest_path(day), _STAGED_MANIFEST)
     return manifest
 

@@ -372,6 +372,9 @@ class StoreReader(AbstractContextManager["StoreReader"]):
         try:
             cursor.execute(sql, list(params) or None)
             return cursor.fetch_arrow_table()
+        except Exception as exc:
+            _interrupt_if_cancelled(exc)
+            raise
         finally:
             cursor.close()
 
@@ -412,6 +415,7 @@ class StoreReader(AbstractContextManager["StoreReader"]):
         except QueryError:
             raise
         except Exception as exc:  # ADBC raises its own DBAPI errors
+            _interrupt_if_cancelled(exc)
             raise QueryError(f"store read failed: {first_line(exc)}") from None
         finally:
             cursor.close()
@@ -434,6 +438,14 @@ class StoreReader(AbstractContextManager["StoreReader"]):
                 "database has no recorder schema (tables events, connection_log): "
                 "is this the right database? run `studio-recorder db upgrade` to create it"
             ) from None
+
+
+def _interrupt_if_cancelled(exc: Exception) -> None:
+    """Ctrl-C during a PostgreSQL query: the ADBC driver catches SIGINT itself, cancels the
+    statement and raises CANCELLED. That is the user's interrupt, not a store failure."""
+    status = getattr(exc, "status_code", None)
+    if getattr(status, "name", None) == "CANCELLED":
+        raise KeyboardInterrupt from None
 
 
 def _drop_sentinel(batch: pa.RecordBatch, *, first: bool) -> pa.RecordBatch:

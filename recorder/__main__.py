@@ -1,3 +1,14 @@
-from .cli import main
+"""``python -m recorder`` and the ``studio-recorder`` console script (see
+:func:`recorder.interrupts.console`)."""
 
-main()
+from __future__ import annotations
+
+from recorder.interrupts import console
+
+
+def main() -> None:
+    console("recorder.cli", "studio-recorder")
+
+
+if __name__ == "__main__":
+    main()

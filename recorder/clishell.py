@@ -17,6 +17,7 @@ from typing import Any, NoReturn, ParamSpec, TypeVar
 import click
 
 from .errors import ConfigError
+from .interrupts import Interrupted, completed, interrupted
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -72,6 +73,17 @@ class OneLineGroup(click.Group):
     so what tests see is what users see. Interrupts exit 130 without a traceback.
     """
 
+    def invoke(self, ctx: click.Context) -> Any:
+        # click answers a KeyboardInterrupt by printing an empty line: pass it on as our own.
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            raise Interrupted from None
+        except BaseExceptionGroup as group:  # trio wraps an interrupt that lands in a nursery
+            if group.subgroup(KeyboardInterrupt) is not None:
+                raise Interrupted from None
+            raise
+
     def main(self, *args: Any, **kwargs: Any) -> Any:
         prog = kwargs.get("prog_name") or self.name or "studio"
         kwargs["standalone_mode"] = False
@@ -82,12 +94,9 @@ class OneLineGroup(click.Group):
             sys.exit(exc.exit_code)
         except click.ClickException as exc:
             fail(exc.format_message(), exc.exit_code, prog)
-        except (KeyboardInterrupt, click.exceptions.Abort):
-            sys.exit(130)
-        except BaseExceptionGroup as group:  # trio wraps an interrupt that lands in a nursery
-            if group.subgroup(KeyboardInterrupt) is not None:
-                sys.exit(130)
-            raise
+        except (Interrupted, KeyboardInterrupt, click.exceptions.Abort):
+            interrupted(prog)
+        completed()  # done: a Ctrl-C now must not turn success into exit 130
         sys.exit(code if isinstance(code, int) else 0)
 
 

@@ -16,6 +16,7 @@ import importlib
 import logging
 import os
 import re
+import signal
 import subprocess
 import sys
 import traceback
@@ -56,6 +57,7 @@ def run(
     overrides: dict[str, str | None] = {k: None for k in os.environ if k not in environment}
     overrides.update(environment)
     saved_argv, saved_cwd = sys.argv, os.getcwd()
+    saved_sigint = signal.getsignal(signal.SIGINT)  # a finished command ignores Ctrl-C
     with (
         _logging_restored(),
         _freed_as_at_exit(),
@@ -77,6 +79,7 @@ def run(
             sys.stderr.flush()
             sys.argv = saved_argv
             os.chdir(saved_cwd)
+            signal.signal(signal.SIGINT, saved_sigint)
         stdout, stderr = _text(out.getvalue()), _text(err.getvalue())
     return subprocess.CompletedProcess([sys.executable, "-m", module, *argv], code, stdout, stderr)
 
