@@ -48,7 +48,8 @@ from .store import open_engine, safe_url
 from .systemd import DEFAULT_CONFIG as DEFAULT_UNIT_CONFIG
 from .systemd import DEFAULT_SECRET as DEFAULT_UNIT_SECRET
 from .systemd import DEFAULT_SIGNING_KEY as DEFAULT_UNIT_SIGNING_KEY
-from .systemd import Notifier, render_unit
+from .systemd import DEFAULT_USER as DEFAULT_UNIT_USER
+from .systemd import Notifier, executable, hidden_paths, render_unit
 
 PROG = "studio-recorder"
 
@@ -406,7 +407,9 @@ def keygen_command(path: Path, name: str) -> None:
 @click.option(
     "--user",
     metavar="USER",
-    help="Run as this existing system user (default: a transient DynamicUser).",
+    default=DEFAULT_UNIT_USER,
+    show_default=True,
+    help="The system user the service runs as (create it once with useradd --system).",
 )
 @click.option(
     "--config",
@@ -429,7 +432,7 @@ def keygen_command(path: Path, name: str) -> None:
     "LoadCredential=.",
 )
 def systemd_unit_command(
-    user: str | None, config_path: str, secret_file: str, signing_key_file: str
+    user: str, config_path: str, secret_file: str, signing_key_file: str
 ) -> None:
     """Print a ready systemd unit (Type=notify, watchdog, hardening) for `run`.
 
@@ -447,9 +450,15 @@ def systemd_unit_command(
     ):
         if not value.startswith("/"):
             fail(f"{name} must be an absolute path (got {value!r})", 2)
+    exe = executable()
+    paths = {"--config": config_path, "--secret-file": secret_file,
+             "--signing-key-file": signing_key_file, "the program": exe}  # fmt: skip
+    for warning in hidden_paths(paths):
+        warn(warning)
     unit = render_unit(
-        user=user, config=config_path, secret_file=secret_file, signing_key_file=signing_key_file
-    )
+        user=user, config=config_path, secret_file=secret_file, signing_key_file=signing_key_file,
+        exe=exe,
+    )  # fmt: skip
     click.echo(unit, nl=False)
 
 

@@ -38,6 +38,7 @@ from .configtypes import Invalid, Table, finite, in_our_words
 from .credentials import Secret, permission_warnings, read_secret_file
 from .errors import ConfigError
 from .signing import Signer, SigningError, Verifier, load_signer, parse_verifier
+from .store import sqlite_path
 from .tradingday import DEFAULT_TIMEZONE, UnknownZone, zone
 
 CONFIG_ENV: Final = "STUDIO_RECORDER_CONFIG"
@@ -174,7 +175,7 @@ class _Studio(Table):
 
 
 class _Store(Table):
-    url: str = DEFAULT_STORE_URL
+    url: str | None = None  # None: DEFAULT_STORE_URL (in the working directory)
 
 
 class _Recorder(Table):
@@ -250,7 +251,7 @@ def parse_config(document: Mapping[str, Any], env: Mapping[str, str], path: Path
         raise ConfigError(f"{path}: {in_our_words(str(exc), document)}") from None
     try:
         studio = _studio(config.studio, env, path.parent)
-        store, recorder = _store(config.store), _recorder(config.recorder)
+        store, recorder = _store(config.store, path.parent.absolute()), _recorder(config.recorder)
         metrics = _metrics(config.metrics)
         signing = _signing(config.signing, env, path.parent)
     except Invalid as exc:
@@ -358,12 +359,19 @@ def _signing(signing: _Signing, env: Mapping[str, str], directory: Path) -> Sign
     )
 
 
-def _store(store: _Store) -> StoreSettings:
+def _store(store: _Store, directory: Path) -> StoreSettings:
+    """A SQLite file named by a relative path in ``[store] url`` is looked up in
+    ``directory`` (the config file's), like the other files the configuration names; without
+    ``[store] url`` the store is ``studio-events.db`` in the working directory (the
+    service's state directory)."""
     url = store.url or DEFAULT_STORE_URL
     try:
-        make_url(url)
+        parsed = make_url(url)
     except ArgumentError:
         raise Invalid("[store] url is not a SQLAlchemy database URL") from None
+    path = sqlite_path(parsed)
+    if store.url is not None and path is not None and not path.is_absolute():
+        url = parsed.set(database=str(directory / path)).render_as_string(hide_password=False)
     return StoreSettings(url=url)
 
 

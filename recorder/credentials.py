@@ -65,8 +65,9 @@ def _group_or_other_mode(path: Path) -> int | None:
 def permission_warnings(
     path: Path, secret_file: Path | None, key_file: Path | None, credentials_dir: str | None
 ) -> tuple[str, ...]:
-    """Warnings for a secret or key file others can read, and for a config file others
-    can read when it names a secret file.
+    """Warnings for a secret or key file others can read. A configuration file others can
+    read is no warning: it cannot hold a secret (the secret has no key in it), only the
+    name of the file that does.
 
     None for a systemd credential (under ``$CREDENTIALS_DIRECTORY``): only the service
     can read it there, and the configuration must stay readable by the service's
@@ -76,12 +77,8 @@ def permission_warnings(
     def own_file(file: Path | None) -> bool:
         return file is not None and not (credentials_dir and file.is_relative_to(credentials_dir))
 
+    del path  # kept in the signature: the configuration is not what needs protecting
     warnings = []
-    if own_file(secret_file) and (mode := _group_or_other_mode(path)) is not None:
-        warnings.append(
-            f"{path} is readable by group/others (mode {mode:04o}) and names a "
-            f"client_secret_file: restrict it with chmod 600"
-        )
     for file, key in (
         (secret_file, "[studio] client_secret_file"),
         (key_file, "[signing] key_file"),

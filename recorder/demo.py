@@ -33,6 +33,8 @@ from .texttable import table
 
 DEMO_ACCOUNTS: Final = ("100000", "100001")
 DB_NAME: Final = "studio-events.db"
+#: Relative to the demo configuration's directory, where the store is (see recorder.config).
+STORE_URL: Final = f"sqlite:///{DB_NAME}"
 KEY_NAME: Final = "signing-key"  # and its verifier key, signing-key.pub
 NOTES_DIR: Final = "checkpoints"
 PROGRESS_EVERY_S: Final = 0.25
@@ -86,7 +88,7 @@ def demo_settings(endpoints: SimEndpoints, directory: Path, secret: str) -> Sett
             "client_id": "sim-client",
             "accounts": list(DEMO_ACCOUNTS),
         },
-        "store": {"url": f"sqlite:///{directory / DB_NAME}"},
+        "store": {"url": STORE_URL},
         "recorder": {"liveness_timeout_s": 10, "backoff_initial_s": 0.5, "backoff_max_s": 5},
         "metrics": {"listen": ""},
         "signing": signing_table(directory),
@@ -103,7 +105,7 @@ def write_demo_config(directory: Path) -> Path:
         "# Written by `studio-recorder demo`: the store of the demo run. The [studio] URLs\n"
         "# pointed at the demo's simulator, which is gone; use this file with `status` and\n"
         "# `studio-query`, or point [studio] at a real server to record for real.\n"
-        f'[studio]\naccounts = [{accounts}]\n\n[store]\nurl = "sqlite:///{directory / DB_NAME}"\n'
+        f'[studio]\naccounts = [{accounts}]\n\n[store]\nurl = "{STORE_URL}"\n'
         f"\n[signing]\n"
         + "".join(
             f"{key} = {json.dumps(value)}\n" for key, value in signing_table(directory).items()

@@ -40,6 +40,12 @@ STATUS_EVERY_S: Final = 5.0
 DEFAULT_CONFIG: Final = "/etc/studio-recorder/recorder.toml"
 DEFAULT_SECRET: Final = "/etc/studio-recorder/client-secret"
 DEFAULT_SIGNING_KEY: Final = "/etc/studio-recorder/signing-key"
+#: The system user the service (and the evening job) runs as; created once with ``useradd``.
+DEFAULT_USER: Final = "studio-recorder"
+#: Where an installation keeps the README (the wheel's shared data): the unit's Documentation=.
+README_DATA_PATH: Final = "share/doc/studio-recorder/README.md"
+#: Paths the unit hides from the service (PrivateTmp=yes, ProtectHome=yes).
+HIDDEN_PREFIXES: Final = ("/tmp/", "/var/tmp/", "/home/", "/root/", "/run/user/")  # noqa: S108
 
 
 # --- sd_notify: the protocol ----------------------------------------------------------------
@@ -143,25 +149,37 @@ def executable() -> str:
     return str(Path(found).resolve()) if found else str(beside)
 
 
+def documentation() -> str:
+    """``file://`` URL of this installation's README (its manual), for ``Documentation=``."""
+    installed = Path(sys.prefix) / README_DATA_PATH
+    source = Path(__file__).resolve().parents[1] / "README.md"  # an editable install
+    return (installed if installed.is_file() or not source.is_file() else source).as_uri()
+
+
+def hidden_paths(paths: Mapping[str, str]) -> list[str]:
+    """One warning per path the unit's sandbox hides from the service (PrivateTmp, ProtectHome)."""
+    return [
+        f"{what} {path} is under {prefix.rstrip('/')}, which the unit hides from the service "
+        "(PrivateTmp=yes, ProtectHome=yes): install and keep files elsewhere, e.g. /opt, /etc"
+        for what, path in paths.items()
+        for prefix in HIDDEN_PREFIXES
+        if path.startswith(prefix)
+    ]
+
+
 def render_unit(
     *,
-    user: str | None = None,
+    user: str = DEFAULT_USER,
     config: str = DEFAULT_CONFIG,
     secret_file: str = DEFAULT_SECRET,
     signing_key_file: str = DEFAULT_SIGNING_KEY,
     exe: str | None = None,
 ) -> str:
-    """The unit file text. Without ``user`` the service runs as a transient DynamicUser."""
+    """The unit file text; the service runs as the system user ``user``."""
     template = files("recorder").joinpath("data/studio-recorder.service.in").read_text()
-    if user:
-        user_lines = f"User={user}\nGroup={user}"
-    else:
-        user_lines = (
-            "# No --user given: a transient system user owns the service and its state.\n"
-            "DynamicUser=yes"
-        )
     return (
-        template.replace("@USER_LINES@", user_lines)
+        template.replace("@USER@", user)
+        .replace("@DOCUMENTATION@", documentation())
         .replace("@EXE@", exe or executable())
         .replace("@CONFIG@", config)
         .replace("@SECRET_PATH@", secret_file)

@@ -316,3 +316,15 @@ def test_the_signing_key_never_shows_in_settings_or_signer_reprs(tmp_path: Path)
     signer = settings.require_signer()
     for shown in (repr(settings), str(settings), repr(signer), str(signer)):
         assert seed not in shown
+
+
+def test_a_relative_sqlite_path_is_the_config_files_neighbour(tmp_path: Path) -> None:
+    config = tmp_path / "etc" / "recorder.toml"
+    config.parent.mkdir()
+    document = '[studio]\naccounts = ["1"]\nclient_id = "c"\n[store]\nurl = "{}"\n'
+    config.write_text(document.format("sqlite:///data/store.db"))
+    assert load_config(config, {}).store.url == f"sqlite:///{tmp_path}/etc/data/store.db"
+    config.write_text(document.format("sqlite:////var/lib/x/store.db"))  # absolute: as written
+    assert load_config(config, {}).store.url == "sqlite:////var/lib/x/store.db"
+    config.write_text('[studio]\naccounts = ["1"]\nclient_id = "c"\n')  # default: working dir
+    assert load_config(config, {}).store.url == "sqlite:///studio-events.db"

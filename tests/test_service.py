@@ -4,6 +4,7 @@ and the generated systemd unit."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import socket
 import subprocess
@@ -19,7 +20,7 @@ from recorder.health import WRITER_HUNG_S, judge
 from recorder.signing import write_new_key
 from recorder.simulator import SimConfig, Simulator
 from recorder.state import RecorderState
-from recorder.systemd import Notifier, notify_systemd, render_unit
+from recorder.systemd import DEFAULT_USER, Notifier, hidden_paths, notify_systemd, render_unit
 from tests.support.cli import run
 from tests.support.config import SECRET, write_config
 from tests.support.processes import (
@@ -177,7 +178,7 @@ def test_generated_unit_passes_systemd_analyze_verify(tmp_path: Path, user: str 
     assert generated.returncode == 0, generated.stderr
     unit_text = generated.stdout
     assert unit_text == render_unit(
-        user=user,
+        user=user or DEFAULT_USER,
         config="/etc/sr/recorder.toml",
         secret_file=str(secret),
         signing_key_file=str(signing_key),
@@ -200,7 +201,17 @@ def test_generated_unit_passes_systemd_analyze_verify(tmp_path: Path, user: str 
         "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6",
     ):
         assert line in unit_text, line
-    assert (f"User={user}" in unit_text) if user else ("DynamicUser=yes" in unit_text)
+    assert f"User={user or DEFAULT_USER}\n" in unit_text
+    assert "DynamicUser" not in unit_text  # a dynamic user would take the state directory over
+    documentation = re.search(r"^Documentation=file://(\S+)$", unit_text, re.M)
+    assert documentation is not None
+    assert Path(documentation[1]).name == "README.md"
+    assert Path(documentation[1]).is_file()
+    # The key and secret of this test live under /tmp, which the unit hides: said, once each.
+    hidden = [line for line in generated.stderr.splitlines() if "PrivateTmp=yes" in line]
+    assert len(hidden) == 2
+    assert "--secret-file" in hidden[0]
+    assert "--signing-key-file" in hidden[1]
     unit = tmp_path / "studio-recorder.service"
     unit.write_text(unit_text)
     result = subprocess.run(
@@ -208,6 +219,12 @@ def test_generated_unit_passes_systemd_analyze_verify(tmp_path: Path, user: str 
     )
     assert result.returncode == 0, result.stderr
     assert "studio-recorder.service" not in result.stderr  # no warnings about our unit
+
+
+def test_only_paths_the_sandbox_hides_are_warned_about() -> None:
+    assert hidden_paths({"--config": "/etc/sr/recorder.toml", "the program": "/opt/sr/bin/x"}) == []
+    (warning,) = hidden_paths({"--config": "/etc/a.toml", "the program": "/root/venv/bin/x"})
+    assert warning.startswith("the program /root/venv/bin/x is under /root, which the unit hides")
 
 
 def test_relative_paths_are_refused_for_the_unit() -> None:

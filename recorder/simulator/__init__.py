@@ -1,6 +1,7 @@
 """A local look-alike of Clear Street Studio's Activity WebSocket channel and token endpoint.
 
-Used by the recorder's tests and by the `demo` command; see `Simulator` and PROTOCOL.md.
+Used by the recorder's tests and by the `demo` command; see `Simulator` and the README's
+protocol section.
 """
 
 from recorder.simulator.config import (

@@ -4,7 +4,8 @@
 fills them in one or more executions, occasionally cancels one, and reports buying power. Each
 step yields the payload records Studio would send (`order-update`, `trade-notice`,
 `position-update`, `buying-power-update`, `locate-inventory-update`), with field names and shapes
-from PROTOCOL.md ("Order" and "Fill").
+from the protocol ("Order" and "Fill" of Clear Street's Activity channel reference; see the
+README's protocol section).
 
 Quantities and prices are computed with `decimal.Decimal` and rendered with `str()`, so they never
 carry float artefacts. `average_price` / `average_cost` are JSON numbers upstream; they are
@@ -338,7 +339,7 @@ class ActivityFlow:
             Record(
                 "locate-inventory-update",
                 {
-                    # Shape not documented upstream (PROTOCOL.md guesses these four fields).
+                    # Shape not documented upstream (a guess at these four fields).
                     "account_id": self.account_id,
                     "symbol": symbol,
                     "available": str(_LOCATE_POOL - used - reserved),

@@ -1,7 +1,8 @@
 """Wire format of the simulator: encoding server frames and parsing the client's subscribe.
 
-Pure and synchronous. Frames are compact JSON text (`separators=(",", ":")`) in the envelope of
-PROTOCOL.md: `{"timestamp": ms, ["sequence": n,] "payload": {"type": ..., ...}}`. Only sequenced
+Pure and synchronous. Frames are compact JSON text (`separators=(",", ":")`) in the envelope
+of the protocol (README, "The protocol the recorder relies on"):
+`{"timestamp": ms, ["sequence": n,] "payload": {"type": ..., ...}}`. Only sequenced
 frames carry `sequence`; acks, `replay-complete`, heartbeats and error notices never do.
 """
 

@@ -2,7 +2,7 @@
 
 The day log holds every sequenced frame of the account's day, exactly as first sent (original
 timestamp kept), because a subscribe replays it verbatim. Sequences start at 1 and step by 1
-per account per day — the most likely upstream behaviour, which PROTOCOL.md leaves undocumented.
+per account per day — the most likely upstream behaviour, which the protocol leaves undocumented.
 
 Skips model the two kinds of gap a recorder must tell apart:
 * permanent — the sequence number is used up but the frame never exists (a real hole, never healed);

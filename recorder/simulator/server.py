@@ -2,7 +2,8 @@
 
 `Simulator.serve` runs two servers until cancelled: the WebSocket endpoint
 (`ws://HOST:PORT/studio/v2/ws`, trio-websocket) and the OAuth2 token endpoint
-(`http://HOST:PORT2/oauth/token`, see `tokens.py`). It follows PROTOCOL.md: subscribe within
+(`http://HOST:PORT2/oauth/token`, see `tokens.py`). It follows the protocol
+(README): subscribe within
 `subscribe_timeout_s` or get an idle error-notice and a 1000 close; a subscribe is acked, then
 the account's whole day is replayed (original frames, verbatim), then `replay-complete`, then
 live frames and heartbeats until the token expires.

@@ -1,6 +1,7 @@
 """Realistic Activity frames for the ingest benchmark, and their WebSocket encoding.
 
-Frames follow ``/work/shared/PROTOCOL.md``: sequenced ``order-update`` (50 %),
+Frames follow the protocol (README, "The protocol the recorder relies on"): sequenced
+``order-update`` (50 %),
 ``trade-notice`` (30 %) and ``position-update`` (20 %) frames, in order lives whose
 fills add up to the orders' filled quantities, with server timestamps on :data:`DAY`
 (so the export and analytics benchmarks can read the recorded day), plus the
