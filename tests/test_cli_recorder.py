@@ -20,7 +20,7 @@ import trio
 from recorder.chain import verify_chain
 from recorder.simulator import SimConfig, Simulator
 from tests.support import ROOT
-from tests.support.cli import cli_env, command_paths, documented, run_process
+from tests.support.cli import PROGRAMS, cli_env, command_paths, documented, run_process
 from tests.support.cli import run as run_module
 from tests.support.config import SECRET, write_config
 from tests.support.processes import recorder_process
@@ -207,6 +207,23 @@ def test_python_m_recorder_helps_as_a_process() -> None:
 def test_every_recorder_command_is_documented_in_the_readme(name: tuple[str, ...]) -> None:
     readme = (ROOT / "README.md").read_text()
     assert documented(readme, "recorder", name), f"studio-recorder {' '.join(name)}"
+
+
+def test_readme_tables_are_whole_and_list_every_command() -> None:
+    # A table cut by a blank line renders its second half as text: every table starts with a
+    # header and its separator, and every command has a row in one.
+    lines = (ROOT / "README.md").read_text().splitlines()
+    in_code = False
+    for number, (before, line) in enumerate(zip(["", *lines], lines, strict=False), 1):
+        in_code ^= line.startswith("```")
+        if not in_code and line.startswith("|") and not before.startswith("|"):
+            following = lines[number] if number < len(lines) else ""
+            assert following.startswith("|---"), f"README.md:{number}: a table row without a header"
+    rows = [line for line in lines if line.startswith("| `studio-")]
+    for module in ("recorder", "queries"):
+        for path in command_paths(module):
+            name = " ".join((PROGRAMS[module], *path))
+            assert any(row.startswith(f"| `{name}") for row in rows), name
 
 
 def test_status_pairs_the_last_close_with_its_session_and_sees_no_recorder(tmp_path: Path) -> None:
