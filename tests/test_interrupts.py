@@ -25,12 +25,22 @@ from tests.support.stores import migrated
 SCRIPTS = Path(sys.executable).parent
 
 
-def interrupt(command: list[str], after_s: float, *, until: float = 30) -> tuple[int, str]:
-    """Start ``command``, send SIGINT after ``after_s``; its exit code and stderr."""
+#: Extension modules the command line loads while importing its libraries (any one will do).
+LIBRARIES = ("sqlalchemy", "duckdb", "pyarrow", "msgspec", "cryptography", "psycopg")
+
+
+def interrupt_while_importing(command: list[str], *, until: float = 30) -> tuple[int, str]:
+    """Start ``command``, send SIGINT once it is loading its libraries' extension modules
+    (its ``/proc/PID/maps`` shows one): its exit code and stderr."""
     process = subprocess.Popen(
         command, cwd=ROOT, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
-    time.sleep(after_s)
+    maps = Path(f"/proc/{process.pid}/maps")
+    deadline = time.monotonic() + until
+    while not any(name in maps.read_text() for name in LIBRARIES):
+        assert process.poll() is None, "finished before it was interrupted"
+        assert time.monotonic() < deadline
+        time.sleep(0.002)
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=until)
     return process.returncode, stderr
@@ -38,9 +48,8 @@ def interrupt(command: list[str], after_s: float, *, until: float = 30) -> tuple
 
 @pytest.mark.parametrize("program", ["studio-query", "studio-recorder"])
 def test_an_interrupt_while_importing_is_one_line_and_130(program: str) -> None:
-    # The command line loads DuckDB/pyarrow/SQLAlchemy first (about a second): 0.15 s in, it
-    # is still importing.
-    code, stderr = interrupt([str(SCRIPTS / program), "--help"], 0.15)
+    # The command line loads DuckDB/pyarrow/SQLAlchemy first (about a second).
+    code, stderr = interrupt_while_importing([str(SCRIPTS / program), "--help"])
     assert (code, stderr) == (INTERRUPTED_EXIT, f"{program}: {NOTHING_CHANGED}\n")
 
 
