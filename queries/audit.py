@@ -21,7 +21,6 @@ from typing import Any
 from recorder.config import DEFAULT_LIVENESS_TIMEOUT_S
 from recorder.instants import NS_PER_MS
 
-from .conflicts import COLUMNS as CONFLICT_COLUMNS
 from .conflicts import conflicting_duplicates, report_fields
 from .datasource import DataSource
 from .duck import Workspace
@@ -32,10 +31,8 @@ from .storecheck import verify_store
 from .verify import ChainCheck, VerifyReport
 
 #: The ``events`` columns audit reads (``open_store(..., payload=False, columns=COLUMNS)``).
-COLUMNS = tuple(
-    dict.fromkeys(("account_id", "session_id", "received_at_ns", "server_ts_ms", "sequence",
-                   "msg_type", "trading_day", "replayed", *CONFLICT_COLUMNS))
-)  # fmt: skip
+COLUMNS = ("account_id", "session_id", "received_at_ns", "server_ts_ms", "sequence",
+           "msg_type", "trading_day", "replayed")  # fmt: skip
 
 
 def chain_check(

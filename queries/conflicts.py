@@ -5,52 +5,84 @@ are meant to be the same message. When two copies of ``(account, trading day, se
 carry different payloads — a replay that disagrees with what was received live — the
 analytics keep the first copy (lowest ``id``) and a compliance reviewer must hear about it.
 
-What is compared is the frame's ``payload`` object, as JSON (the protocol does not say
-whether a replayed frame keeps its top-level ``timestamp``, and newer channels add
-top-level fields such as ``channel``, so those may differ between copies without a
-conflict); a frame that is not a JSON object with a ``payload`` is compared whole.
+What is compared is the frame's ``payload`` object, as JSON values (key order and spacing do
+not matter; the protocol does not say whether a replayed frame keeps its top-level
+``timestamp``, and newer channels add top-level fields such as ``channel``, so those may
+differ between copies without a conflict); a frame without a JSON ``payload`` object is
+compared byte for byte. Only copies whose stored bytes differ are read and parsed: on a store
+the store itself pairs the copies (its (account, day, sequence) index), on an export DuckDB.
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterable, Mapping
+from itertools import groupby
 from typing import Any, Final
+
+from recorder.envelope import decode_raw
 
 from .duck import Workspace
 
-#: The ``events`` columns the check needs besides what gaps and audit read.
+#: The ``events`` columns the check reads from an export.
 COLUMNS: Final = ("id", "account_id", "sequence", "trading_day", "raw_kind", "raw")
 #: At most this many conflicts are listed per account (all are counted).
 LISTED_MAX: Final = 100
 
-_SQL: Final = """
+_DIFFERING_SQL: Final = """
 WITH sequenced AS (
     SELECT id, account_id, sequence, raw_kind, raw FROM {events}
     WHERE sequence IS NOT NULL AND trading_day = ?
-), repeated AS (
-    SELECT account_id, sequence FROM sequenced GROUP BY ALL HAVING count(*) > 1
-), hashed AS (
-    SELECT s.account_id, s.sequence, s.id,
-           md5(CASE WHEN s.raw_kind = 'text' AND json_valid(s.raw)
-                         AND json_type(s.raw, '$.payload') IS NOT NULL
-                    THEN json_extract(s.raw, '$.payload')::VARCHAR
-                    ELSE s.raw_kind || ':' || s.raw END) AS payload_hash
-    FROM sequenced s SEMI JOIN repeated USING (account_id, sequence)
+), differing AS (
+    SELECT account_id, sequence FROM sequenced GROUP BY ALL
+    HAVING count(DISTINCT raw_kind || ':' || raw) > 1
 )
-SELECT account_id, sequence, count(*), count(DISTINCT payload_hash), list(id ORDER BY id)
-FROM hashed GROUP BY account_id, sequence HAVING count(DISTINCT payload_hash) > 1
-ORDER BY account_id, sequence
+SELECT id, account_id, sequence, raw_kind, raw FROM sequenced
+SEMI JOIN differing USING (account_id, sequence) ORDER BY id
 """
 
 
 def conflicting_duplicates(ws: Workspace) -> dict[str, list[dict[str, Any]]]:
     """Per account, every sequence of the day whose stored copies disagree, in order."""
+    if ws.day is None:
+        return {}
+    if ws.store is not None:
+        accounts = list(ws.accounts) if ws.filtered else None
+        copies = ws.store.differing_copies(ws.day, accounts).to_pylist()
+    else:
+        sql = _DIFFERING_SQL.format(events=ws.events_with(COLUMNS))
+        names = ("id", "account_id", "sequence", "raw_kind", "raw")
+        copies = [dict(zip(names, row, strict=True)) for row in ws.rows(sql, [ws.day])]
+    return conflicts_among(copies)
+
+
+def conflicts_among(copies: Iterable[Mapping[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """Group stored copies (``id``, ``account_id``, ``sequence``, ``raw_kind``, ``raw``) by
+    sequence and keep the sequences whose payloads differ."""
     found: dict[str, list[dict[str, Any]]] = {}
-    sql = _SQL.format(events=ws.events_with(COLUMNS))
-    for account, sequence, copies, distinct, ids in ws.rows(sql, [ws.day]):
-        found.setdefault(str(account), []).append(
-            {"sequence": sequence, "copies": copies, "distinct_payloads": distinct, "ids": ids}
-        )
+    key = lambda row: (str(row["account_id"]), int(row["sequence"]))  # noqa: E731
+    for (account, sequence), group in groupby(sorted(copies, key=key), key=key):
+        rows = sorted(group, key=lambda row: int(row["id"]))
+        distinct = len({_payload(row["raw_kind"], row["raw"]) for row in rows})
+        if distinct > 1:
+            found.setdefault(account, []).append(
+                {"sequence": sequence, "copies": len(rows), "distinct_payloads": distinct,
+                 "ids": [int(row["id"]) for row in rows]}
+            )  # fmt: skip
     return found
+
+
+def _payload(raw_kind: str, raw: str) -> str:
+    """The copy's payload in a canonical form: its JSON ``payload`` object with sorted keys,
+    else the stored bytes."""
+    try:
+        frame = decode_raw(raw_kind, raw)
+        payload = json.loads(frame)["payload"]
+    except (ValueError, KeyError, TypeError):
+        return f"raw:{raw_kind}:{raw}"
+    if not isinstance(payload, dict):
+        return f"raw:{raw_kind}:{raw}"
+    return json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def report_fields(found: dict[str, list[dict[str, Any]]], account: str) -> dict[str, Any]:

@@ -27,17 +27,13 @@ from recorder.config import DEFAULT_LIVENESS_TIMEOUT_S
 from recorder.instants import NS_PER_S
 from recorder.records import SHUTDOWN_DETAIL
 
-from .conflicts import COLUMNS as CONFLICT_COLUMNS
 from .conflicts import conflicting_duplicates, report_fields
 from .duck import Workspace
 from .render import iso_ns, table
 from .sessions import Session, clip, complement, load_sessions, merge
 
 #: The ``events`` columns gaps reads (``open_store(..., payload=False, columns=COLUMNS)``).
-COLUMNS = tuple(
-    dict.fromkeys(("account_id", "session_id", "received_at_ns", "sequence", "trading_day",
-                   *CONFLICT_COLUMNS))
-)  # fmt: skip
+COLUMNS = ("account_id", "session_id", "received_at_ns", "sequence", "trading_day")
 
 
 def gaps(

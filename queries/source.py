@@ -346,6 +346,34 @@ class StoreReader(AbstractContextManager["StoreReader"]):
 
     # -- plumbing --------------------------------------------------------------------------
 
+    def differing_copies(self, day: dt.date, accounts: Sequence[str] | None = None) -> pa.Table:
+        """Every stored copy (``id``, ``account_id``, ``sequence``, ``raw_kind``, ``raw``) of
+        the sequences of ``day`` (for ``accounts``) stored more than once with different bytes,
+        in id order. Asked of the store itself (its (account, day, sequence) index pairs the
+        copies), so that no frame's bytes leave it unless they differ from another copy."""
+        where, params = self._filters(day, accounts, day_column="a.trading_day")
+        where = [w.replace("account_id IN", "a.account_id IN") for w in where]
+        pairs = (
+            "SELECT DISTINCT a.account_id, a.sequence FROM events a JOIN events b "
+            "ON b.account_id = a.account_id AND b.trading_day = a.trading_day "
+            "AND b.sequence = a.sequence AND b.id > a.id "
+            "AND (b.raw <> a.raw OR b.raw_kind <> a.raw_kind)"
+            f"{_where([*where, 'a.sequence IS NOT NULL'])}"
+        )
+        day_where, day_params = self._filters(day, None, day_column="e.trading_day")
+        marks = [m.replace(self._param(0), self._param(len(params))) for m in day_where]
+        sql = (
+            "SELECT e.id, e.account_id, e.sequence, e.raw_kind, e.raw FROM events e "
+            f"JOIN ({pairs}) d ON d.account_id = e.account_id AND d.sequence = e.sequence"
+            f"{_where(marks)} ORDER BY e.id"
+        )
+        try:
+            return self._table(sql, [*params, *day_params])
+        except QueryError:
+            raise
+        except Exception as exc:  # the driver's own DBAPI errors
+            raise QueryError(f"store read failed: {first_line(exc)}") from None
+
     def _param(self, index: int) -> str:
         return "?" if self.backend == "sqlite" else f"${index + 1}"
 

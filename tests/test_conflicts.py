@@ -30,7 +30,9 @@ def _gaps(url: str) -> dict[str, object]:
         return dict(gaps(ws)["accounts"][0])
 
 
-def test_copies_that_differ_only_outside_the_payload_are_no_conflict(engine: Engine) -> None:
+def test_copies_that_differ_only_outside_the_payload_are_no_conflict(
+    engine: Engine, tmp_path: Path
+) -> None:
     live = frame(A, 7)
     other_timestamp = live.raw.replace(f'"timestamp":{live.server_ts_ms}', '"timestamp":1')
     replay = frame(A, 7, at_ns=NOON_NS + 10**9, session_id="s2", replayed=True, raw=other_timestamp)
@@ -50,6 +52,13 @@ def test_copies_that_differ_only_outside_the_payload_are_no_conflict(engine: Eng
     assert "CONFLICTING DUPLICATES: 1 sequences" in failing.stdout
     assert "CONFLICTING DUPLICATES" in run("queries", "audit", "--db", url_of(engine),
                                            "--day", DAY).stdout  # fmt: skip
+    # The same from an export of the day (DuckDB over the files instead of the store).
+    out = tmp_path / "export"
+    assert (
+        run("queries", "export", "--db", url_of(engine), "--day", DAY, "--out", out).returncode == 0
+    )
+    exported = run("queries", "gaps", "--from-export", out, "--day", DAY, "--json")
+    assert json.loads(exported.stdout)["accounts"][0]["conflicts"] == [conflict]
 
 
 def test_at_most_a_hundred_are_listed_all_are_counted(sqlite_url: str) -> None:
