@@ -141,18 +141,21 @@ def resolve_source(
     if export_dir:
         return DataSource(export_dir=export_dir)
     if db_url:
-        with StoreReader(db_url) as reader:
-            recorded = reader.trading_day_timezone()
-        if timezone and recorded and timezone != recorded:
-            raise ConfigError(storemeta.disagreement(recorded, timezone, "--timezone"))
+        recorded = _store_zone(db_url, timezone, "--timezone")
         return DataSource(url=db_url, timezone=timezone or recorded or DEFAULT_TIMEZONE)
     settings = load_config(config_path_from(config_path, os.environ))
-    with StoreReader(settings.store.url) as reader:
-        recorded = reader.trading_day_timezone()
-    zone = settings.recorder.trading_day_timezone
-    if recorded and zone != recorded:
-        raise ConfigError(storemeta.disagreement(recorded, zone, str(settings.path)))
+    _store_zone(settings.store.url, settings.recorder.trading_day_timezone, str(settings.path))
     return DataSource.from_settings(settings)
+
+
+def _store_zone(url: str, given: str | None, where: str) -> str | None:
+    """The trading-day zone recorded in the store at ``url`` (None when none is), or
+    ConfigError when ``given`` (said by ``where``) is another."""
+    with StoreReader(url) as reader:
+        recorded = reader.trading_day_timezone()
+    if given and recorded and given != recorded:
+        raise ConfigError(storemeta.disagreement(recorded, given, where))
+    return recorded
 
 
 def public_key_option(func: Callable[..., Any]) -> Callable[..., Any]:

@@ -352,26 +352,25 @@ class StoreReader(AbstractContextManager["StoreReader"]):
         the sequences of ``day`` (for ``accounts``) stored more than once with different bytes,
         in id order. Asked of the store itself (its (account, day, sequence) index pairs the
         copies), so that no frame's bytes leave it unless they differ from another copy."""
-        where, params = self._filters(day, accounts, day_column="a.trading_day")
-        where = [w.replace("account_id IN", "a.account_id IN") for w in where]
+        where, params = self._filters(
+            day, accounts, day_column="a.trading_day", account_column="a.account_id"
+        )
         pairs = (
-            "SELECT DISTINCT a.account_id, a.sequence FROM events a JOIN events b "
+            "SELECT DISTINCT a.account_id, a.trading_day, a.sequence FROM events a JOIN events b "
             "ON b.account_id = a.account_id AND b.trading_day = a.trading_day "
             "AND b.sequence = a.sequence AND b.id > a.id "
             "AND (b.raw <> a.raw OR b.raw_kind <> a.raw_kind)"
             f"{_where([*where, 'a.sequence IS NOT NULL'])}"
         )
-        day_where, day_params = self._filters(day, None, day_column="e.trading_day")
-        marks = [m.replace(self._param(0), self._param(len(params))) for m in day_where]
         sql = (
             "SELECT e.id, e.account_id, e.sequence, e.raw_kind, e.raw FROM events e "
-            f"JOIN ({pairs}) d ON d.account_id = e.account_id AND d.sequence = e.sequence"
-            f"{_where(marks)} ORDER BY e.id"
+            f"JOIN ({pairs}) d ON d.account_id = e.account_id "
+            "AND d.trading_day = e.trading_day AND d.sequence = e.sequence ORDER BY e.id"
         )
         try:
             if self.backend == "sqlite":
-                return self._sqlite_table(sql, [*params, *day_params])
-            return self._table(sql, [*params, *day_params])
+                return self._sqlite_table(sql, params)
+            return self._table(sql, params)
         except QueryError:
             raise
         except Exception as exc:  # the driver's own DBAPI errors
@@ -393,7 +392,12 @@ class StoreReader(AbstractContextManager["StoreReader"]):
         return "?" if self.backend == "sqlite" else f"${index + 1}"
 
     def _filters(
-        self, day: dt.date | None, accounts: Sequence[str] | None, *, day_column: str
+        self,
+        day: dt.date | None,
+        accounts: Sequence[str] | None,
+        *,
+        day_column: str,
+        account_column: str = "account_id",
     ) -> tuple[list[str], list[Any]]:
         where: list[str] = []
         params: list[Any] = []
@@ -406,7 +410,7 @@ class StoreReader(AbstractContextManager["StoreReader"]):
                 where.append("1 = 0")
             else:
                 marks = ", ".join(self._param(len(params) + i) for i in range(len(accounts)))
-                where.append(f"account_id IN ({marks})")
+                where.append(f"{account_column} IN ({marks})")
                 params.extend(accounts)
         return where, params
 

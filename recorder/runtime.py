@@ -30,7 +30,7 @@ from .config import Settings
 from .connection import Connect, default_connect
 from .context import AccountContext, SessionSettings, Sink
 from .dberrors import db_error_line
-from .errors import ConfigError, RecorderError
+from .errors import RecorderError
 from .metrics import MetricsServer, build_registry
 from .ownership import Ownership, ownership_for
 from .records import Record
@@ -280,14 +280,8 @@ def _claim_zone(engine: Engine, settings: Settings) -> None:
     store must not stop the recorder from starting: the writer holds and retries frames,
     and the next start records the zone)."""
     where = str(settings.path or "the configuration")
-    zone = settings.recorder.trading_day_timezone
-    recorded = storemeta.recorded_zone(engine)
-    if recorded is not None:
-        if recorded != zone:
-            raise ConfigError(storemeta.disagreement(recorded, zone, where))
-        return
     try:
-        storemeta.claim_zone(engine, zone, where)
+        storemeta.claim_zone(engine, settings.recorder.trading_day_timezone, where)
     except SQLAlchemyError as exc:
         log.warning(
             "cannot record the trading-day time zone in the store now (%s); the next start will",

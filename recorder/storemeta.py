@@ -23,12 +23,6 @@ def read(connection: Connection, name: str) -> str | None:
     return None if value is None else str(value)
 
 
-def recorded_zone(engine: Engine) -> str | None:
-    """The store's trading-day zone, None when no recorder or upgrade has recorded one."""
-    with engine.connect() as connection:
-        return read(connection, TRADING_DAY_TIMEZONE)
-
-
 def disagreement(recorded: str, given: str, where: str) -> str:
     """The one line refusing a zone that is not the store's."""
     return (
