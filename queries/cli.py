@@ -35,6 +35,7 @@ from .clioptions import (
     day_option,
     json_option,
     optional_day_option,
+    positions_option,
     public_key_option,
     resolve_source,
     source_options,
@@ -42,6 +43,7 @@ from .clioptions import (
     trusting,
 )
 from .errors import QueryError, UsageError
+from .evening import default_out, run_evening, write_evening
 from .export import Progress, export_day
 from .gaps import COLUMNS as GAPS_COLUMNS
 from .gaps import gaps, has_sequence_gaps, render_gaps
@@ -223,12 +225,7 @@ def audit_command(
 @source_options
 @day_option
 @account_option
-@click.option(
-    "--positions",
-    "positions_file",
-    metavar="FILE.csv",
-    help="The broker's end-of-day positions (account_id,symbol,quantity): list differences.",
-)
+@positions_option
 @click.option("--fail-on-breaks", is_flag=True, help="Exit 1 when any account has a break.")
 @json_option
 @handle_errors
@@ -297,6 +294,61 @@ def verify_command(
     report = source.verify(day, accounts)
     click.echo(to_json(report.as_dict()) if as_json else render_verify(report))
     if not report.ok:
+        sys.exit(1)
+
+
+@cli.command("evening")
+@source_options
+@day_option
+@account_option
+@positions_option
+@public_key_option
+@click.option(
+    "--out",
+    "out",
+    metavar="DIR",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where the files go (default ./evening-DAY); a previous evening there is replaced.",
+)
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print the outcome as JSON (day, clean, findings, files) instead of the summary.",
+)
+@handle_errors
+def evening_command(
+    *,
+    config_path: str | None,
+    db_url: str | None,
+    export_dir: str | None,
+    timezone: str | None,
+    day: dt.date,
+    accounts: tuple[str, ...],
+    positions_file: str | None,
+    public_keys: tuple[str, ...],
+    out: Path | None,
+    as_json: bool,
+) -> None:
+    """Verify, gaps, audit and reconcile of one day, the day loaded once.
+
+    Writes verify.json, gaps.json, audit.json, reconcile.json (each what the single
+    command prints with --json) and summary.txt to DIR, atomically, and prints the
+    summary. Exit 1 when anything needs a look: a broken chain (or an unattested one
+    where keys are configured), a sequence gap, an unclean session end, a break.
+    """
+    source = trusting(resolve_source(config_path, db_url, export_dir, timezone), public_keys, None)
+    result = run_evening(source, day, accounts, positions_file=positions_file)
+    written = write_evening(result, out or default_out(day))
+    if as_json:
+        files = {name: str(path) for name, path in written.items()}
+        outcome = {"trading_day": day, "clean": result.clean,
+                   "findings": list(result.findings), "files": files}  # fmt: skip
+        click.echo(to_json(outcome))
+    else:
+        click.echo(result.summary())
+        click.echo(f"written to {next(iter(written.values())).parent}")
+    if not result.clean:
         sys.exit(1)
 
 

@@ -158,6 +158,16 @@ def _store_zone(url: str, given: str | None, where: str) -> str | None:
     return recorded
 
 
+def positions_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    """``--positions FILE.csv``: the broker's end-of-day positions to reconcile with."""
+    return click.option(
+        "--positions",
+        "positions_file",
+        metavar="FILE.csv",
+        help="The broker's end-of-day positions (account_id,symbol,quantity): list differences.",
+    )(func)
+
+
 def public_key_option(func: Callable[..., Any]) -> Callable[..., Any]:
     """``--public-key KEY`` (repeatable): verifier keys signed checkpoints are checked with."""
     return click.option(

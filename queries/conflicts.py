@@ -43,9 +43,18 @@ SEMI JOIN differing USING (account_id, sequence) ORDER BY id
 
 
 def conflicting_duplicates(ws: Workspace) -> dict[str, list[dict[str, Any]]]:
-    """Per account, every sequence of the day whose stored copies disagree, in order."""
+    """Per account, every sequence of the day whose stored copies disagree, in order
+    (asked once per workspace: gaps and audit of one evening share it)."""
     if ws.day is None:
         return {}
+    if "conflicts" not in ws.memo:
+        ws.memo["conflicts"] = _conflicts(ws)
+    found: dict[str, list[dict[str, Any]]] = ws.memo["conflicts"]
+    return found
+
+
+def _conflicts(ws: Workspace) -> dict[str, list[dict[str, Any]]]:
+    assert ws.day is not None
     if ws.store is not None:
         accounts = list(ws.accounts) if ws.filtered else None
         copies = ws.store.differing_copies(ws.day, accounts).to_pylist()

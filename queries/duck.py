@@ -63,6 +63,8 @@ class Workspace(AbstractContextManager["Workspace"]):
     filtered: bool = False  # the accounts were named (--account), not every one found
     store: StoreReader | None = None
     export: ExportDir | None = None
+    #: Results several reports of one workspace share (e.g. conflicting duplicates), by name.
+    memo: dict[str, Any] = field(default_factory=dict, repr=False)
     _frozen: bool = field(default=False, repr=False)
 
     def __exit__(

@@ -216,6 +216,20 @@ class Staging:
         return lambda: None
 
 
+def publish_directory(staged: Path, final: Path) -> None:
+    """Put the fsynced directory ``staged`` at ``final`` in one step (exchanging it with the
+    old ``final``, which is then removed): readers see the old directory or the new one,
+    never a mixture. ``staged`` must be on the same file system (a sibling). Raises OSError;
+    ``final`` is then as it was."""
+    fsync_tree(staged)
+    aside = staged.with_name(staged.name + ".old")
+    Staging._swap(staged, final, aside)
+    fsync_path(final.parent)
+    for old in (staged, aside):  # where the old directory went: exchanged, or moved aside
+        if old.exists():
+            shutil.rmtree(old, ignore_errors=True)
+
+
 def describe(exc: OSError, out: Path) -> str:
     """One line for ``exc``: ``strerror``, naming the path when it is not ``out`` itself."""
     if exc.strerror:

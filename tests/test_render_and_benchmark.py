@@ -42,5 +42,6 @@ def test_benchmark_runs_on_a_small_day(tmp_path: Path, capsys: pytest.CaptureFix
     main(["--rows", "4000", "--repeat", "1", "--keep", str(tmp_path)])
     summary = json.loads(capsys.readouterr().out.splitlines()[0])
     assert 3000 < summary["frames"] < 5000
-    assert [r["command"] for r in summary["results"]] == ["gaps", "audit", "reconcile"]
+    assert [r["command"] for r in summary["results"]] == ["gaps", "audit", "reconcile", "evening"]
+    assert summary["evening_over_separate"] > 0
     assert all(r["accounts"] == 4 for r in summary["results"])

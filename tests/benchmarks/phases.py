@@ -260,7 +260,9 @@ def analytics(db_path: Path, rows: int, repeat: int) -> dict[str, Any]:
     """gaps, audit and reconcile over the recorded day (tests.benchmarks.analytics_speed)."""
     out: dict[str, Any] = {"rows": rows}
     for command in analytics_speed.COMMANDS:
-        runs = [analytics_speed.time_command(command, db_path) for _ in range(repeat)]
+        runs = [
+            analytics_speed.time_command(command, db_path, db_path.parent) for _ in range(repeat)
+        ]
         out[f"{command}_s"] = min(r["seconds"] for r in runs)
     total = sum(out[f"{c}_s"] for c in analytics_speed.COMMANDS)
     out["total_s"] = round(total, 2)

@@ -1,0 +1,192 @@
+"""The evening: one trading day loaded once, checked four ways, written as one directory.
+
+:func:`run_evening` starts the chain verification (in worker processes for a large day)
+before it loads the day, loads the day into one workspace, and computes the gaps, audit
+and reconcile reports over it while the chains are being hashed; audit takes its chain
+results from that one verification. Each report is exactly what the single command
+prints with ``--json`` for that day (the same functions over the same rows).
+
+:func:`write_evening` writes them as ``verify.json``, ``gaps.json``, ``audit.json``,
+``reconcile.json`` and ``summary.txt`` into a staging directory beside ``out`` and swaps
+it into place in one step: a reader (or the next evening) sees the previous evening's
+files or the new ones, never a mixture.
+
+What "needs a look" (exit 1 of ``studio-query evening``), per account: a broken chain, an
+unattested one where public keys are configured, a sequence gap or conflicting copies of
+a sequence, an unclean session end, a reconciliation break.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shutil
+import tempfile
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+from .audit import audit
+from .datasource import DataSource
+from .errors import QueryError
+from .gaps import gaps
+from .publish import create_private_file, describe, make_private_dirs, publish_directory
+from .reconcile import reconcile
+from .render import to_json
+
+#: The reports of an evening, in the order they are written, each named as its command.
+REPORTS: Final = ("verify", "gaps", "audit", "reconcile")
+SUMMARY_FILE: Final = "summary.txt"
+STAGING_PREFIX: Final = ".tmp-evening-"
+
+
+def report_file(name: str) -> str:
+    """The file an evening writes report ``name`` to: ``verify.json`` …"""
+    return f"{name}.json"
+
+
+def default_out(day: dt.date) -> Path:
+    """Where an evening is written unless told: ``./evening-DAY``."""
+    return Path(f"evening-{day.isoformat()}")
+
+
+@dataclass(frozen=True)
+class Evening:
+    """The four reports of a day (JSON-ready, as the single commands print them) and what
+    in them needs a look, one line each."""
+
+    day: dt.date
+    timezone: str
+    source: str
+    reports: dict[str, dict[str, Any]]
+    findings: tuple[str, ...]
+
+    @property
+    def clean(self) -> bool:
+        return not self.findings
+
+    def summary(self) -> str:
+        """A few lines a person reads first: the verdict, then per account, then findings."""
+        verdict = "all clean" if self.clean else f"{len(self.findings)} to look at"
+        lines = [f"Evening of {self.day.isoformat()} ({self.timezone}): {verdict}",
+                 f"source: {self.source}"]  # fmt: skip
+        gaps_by = _by_account(self.reports["gaps"])
+        reconcile_by = _by_account(self.reports["reconcile"])
+        for a in self.reports["audit"]["accounts"]:
+            account = a["account_id"]
+            g, r = gaps_by.get(account, {}), reconcile_by.get(account, {})
+            uncovered = sum(c["seconds"] for c in g.get("coverage_gaps", []))
+            chain = "chain ok" if a["chain_ok"] else "CHAIN BROKEN"
+            if a["attested"] is not None:
+                chain += ", attested" if a["attested"] else ", NOT ATTESTED"
+            lines.append(
+                f"  {account}: {a['frames']:,} frames, {a['sessions']} sessions "
+                f"({a['unclean_sessions']} unclean), "
+                f"{len(g.get('sequence_gaps', []))} sequence gaps, "
+                f"{uncovered:,.0f} s not covered, {chain}, "
+                f"{len(r.get('breaks', []))} reconciliation breaks"
+            )
+        lines.extend(f"  - {finding}" for finding in self.findings)
+        return "\n".join(lines)
+
+
+def _by_account(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {a["account_id"]: a for a in report["accounts"]}
+
+
+def run_evening(
+    source: DataSource,
+    day: dt.date,
+    accounts: Sequence[str] = (),
+    *,
+    positions_file: str | Path | None = None,
+    silence_s: float | None = None,
+) -> Evening:
+    """Verify, gaps, audit and reconcile of ``day`` of ``source``, the day read once for
+    the three reports and once more (in parallel, by the chain check) for the hashes.
+    Raises QueryError as the single commands do."""
+    with ThreadPoolExecutor(max_workers=1) as background:
+        verifying = background.submit(source.verify, day, accounts)
+        try:
+            with source.open(day, accounts) as ws:
+                reports: dict[str, dict[str, Any]] = {
+                    "gaps": gaps(
+                        ws, silence_s=silence_s, liveness_timeout_s=source.liveness_timeout_s
+                    ),
+                    "reconcile": reconcile(ws, positions_file=positions_file),
+                }
+                reports["audit"] = audit(
+                    ws, liveness_timeout_s=source.liveness_timeout_s, chains=verifying.result
+                )
+                timezone = ws.tz.key
+                where = ws.source
+        finally:
+            verified = verifying.result()  # never leave the workers running on an error
+    reports["verify"] = verified.as_dict()
+    ordered = {name: reports[name] for name in REPORTS}
+    return Evening(day, timezone, where, ordered, tuple(findings(ordered)))
+
+
+def findings(reports: dict[str, dict[str, Any]]) -> list[str]:
+    """What needs a look in an evening's reports, one line each (empty: all clean)."""
+    found: list[str] = []
+    verify = reports["verify"]
+    attesting = bool(verify["signatures_checked"])
+    for check in verify["accounts"]:
+        if not check["ok"]:
+            found.append(f"{check['account_id']}: chain broken ({check['problems'][0]['what']})")
+        elif attesting and not check["attested"]:
+            found.append(
+                f"{check['account_id']}: not attested "
+                f"({check['unattested_rows']} rows after the last signed checkpoint)"
+            )
+    found += [f"verify: {p['what']}" for p in verify["problems"]]
+    for a in reports["gaps"]["accounts"]:
+        if a["sequence_gaps"]:
+            missing = sum(g["count"] for g in a["sequence_gaps"])
+            found.append(
+                f"{a['account_id']}: {len(a['sequence_gaps'])} sequence gaps "
+                f"({missing} sequences missing)"
+            )
+        if a["conflicting_duplicates"]:
+            found.append(
+                f"{a['account_id']}: {a['conflicting_duplicates']} sequences stored with "
+                "different payloads"
+            )
+    for a in reports["audit"]["accounts"]:
+        if a["unclean_sessions"]:
+            found.append(f"{a['account_id']}: {a['unclean_sessions']} sessions ended uncleanly")
+    for a in reports["reconcile"]["accounts"]:
+        if a["breaks"]:
+            kinds = sorted({b["kind"] for b in a["breaks"]})
+            found.append(
+                f"{a['account_id']}: {len(a['breaks'])} reconciliation breaks ({', '.join(kinds)})"
+            )
+    return found
+
+
+def write_evening(evening: Evening, out: Path) -> dict[str, Path]:
+    """Write the evening's files into ``out`` (created 0700), replacing a previous evening
+    there as a whole; the paths written, by file name. QueryError when ``out`` cannot be
+    written (nothing of it is then changed)."""
+    out = Path(os.path.abspath(out))
+    texts = {report_file(name): to_json(evening.reports[name]) + "\n" for name in REPORTS}
+    texts[SUMMARY_FILE] = evening.summary() + "\n"
+    try:
+        make_private_dirs(out.parent)
+        staged = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=out.parent))
+    except OSError as exc:
+        raise QueryError(f"cannot write to {out}: {describe(exc, out)}") from None
+    try:
+        for name, text in texts.items():
+            path = staged / name
+            create_private_file(path)
+            path.write_text(text, encoding="utf-8")
+        publish_directory(staged, out)
+    except OSError as exc:
+        raise QueryError(f"cannot write the evening to {out}: {describe(exc, out)}") from None
+    finally:
+        shutil.rmtree(staged, ignore_errors=True)
+    return {name: out / name for name in texts}
