@@ -46,7 +46,7 @@ from .errors import QueryError, UsageError
 from .evening import default_out, run_evening, write_evening
 from .export import Progress, export_day
 from .gaps import COLUMNS as GAPS_COLUMNS
-from .gaps import gaps, has_sequence_gaps, render_gaps
+from .gaps import coverage_failures, gaps, has_sequence_gaps, render_gaps
 from .layout import manifest_path
 from .reconcile import reconcile, render_reconcile
 from .render import to_json
@@ -172,6 +172,12 @@ def _size(size: int) -> str:
     help="Report silences longer than this (default: 2 x the liveness timeout).",
 )
 @click.option("--fail-on-gaps", is_flag=True, help="Exit 1 when any sequence gap exists.")
+@click.option(
+    "--fail-on-coverage",
+    is_flag=True,
+    help="Exit 1 when an account left more of the day's required hours ([coverage]) "
+    "unrecorded than max_uncovered_s.",
+)
 @json_option
 @handle_errors
 def gaps_command(
@@ -184,14 +190,21 @@ def gaps_command(
     accounts: tuple[str, ...],
     silence_s: float | None,
     fail_on_gaps: bool,
+    fail_on_coverage: bool,
     as_json: bool,
 ) -> None:
-    """Sequence gaps, coverage gaps and silences of a trading day, per account."""
+    """Sequence gaps, coverage gaps and silences of a trading day, per account, and how much
+    of the day's required hours ([coverage]) was not recorded."""
     source = resolve_source(config_path, db_url, export_dir, timezone)
+    hours = source.hours(day)
     with source.open(day, accounts, payload=False, notices=False, columns=GAPS_COLUMNS) as ws:
-        report = gaps(ws, silence_s=silence_s, liveness_timeout_s=source.liveness_timeout_s)
+        report = gaps(
+            ws, silence_s=silence_s, liveness_timeout_s=source.liveness_timeout_s, hours=hours
+        )
     click.echo(to_json(report) if as_json else render_gaps(report))
-    if fail_on_gaps and has_sequence_gaps(report):
+    if (fail_on_gaps and has_sequence_gaps(report)) or (
+        fail_on_coverage and coverage_failures(report)
+    ):
         sys.exit(1)
 
 

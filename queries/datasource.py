@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from recorder.config import DEFAULT_LIVENESS_TIMEOUT_S, Settings
+from recorder.config import DEFAULT_LIVENESS_TIMEOUT_S, CoverageSettings, Settings
 from recorder.tradingday import DEFAULT_TIMEZONE
 
 from .attested import NO_TRUST, Trust
-from .duck import Workspace, open_export, open_store
+from .duck import Workspace, open_export, open_store, zone
 from .exportcheck import verify_export
+from .exportdir import ExportDir
+from .hours import TradingHours, trading_hours
 from .storecheck import verify_store
 from .verify import VerifyReport
 
@@ -38,6 +40,8 @@ class DataSource:
     configured: tuple[str, ...] = ()
     #: The public keys (and copies of notes) signed checkpoints are checked against.
     trust: Trust = NO_TRUST
+    #: The hours of a trading day that must be recorded ([coverage]).
+    coverage: CoverageSettings = field(default_factory=CoverageSettings)
 
     def __post_init__(self) -> None:
         if (self.url is None) == (self.export_dir is None):
@@ -57,6 +61,7 @@ class DataSource:
                 if settings.signing.checkpoint_dir is None
                 else str(settings.signing.checkpoint_dir),
             ),
+            coverage=settings.coverage,
         )
 
     def open(
@@ -79,6 +84,15 @@ class DataSource:
             self.url, day=day, accounts=accounts, configured=self.configured,
             timezone=self.timezone, payload=payload, notices=notices, columns=columns,
         )  # fmt: skip
+
+    def hours(self, day: dt.date) -> TradingHours:
+        """The hours of ``day`` that must be recorded (none on a day without a session), in
+        the store's zone (an export's: its manifests')."""
+        if self.export_dir is not None:
+            tz = ExportDir(self.export_dir).timezone([day]) or self.timezone
+        else:
+            tz = self.timezone
+        return trading_hours(day, zone(tz), self.coverage)
 
     def verify(
         self, day: dt.date | None = None, accounts: Sequence[str] = (), workers: int | None = None

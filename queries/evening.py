@@ -31,7 +31,7 @@ from typing import Any, Final
 from .audit import audit
 from .datasource import DataSource
 from .errors import QueryError
-from .gaps import gaps
+from .gaps import coverage_failures, gaps
 from .publish import create_private_file, describe, make_private_dirs, publish_directory
 from .reconcile import reconcile
 from .render import to_json
@@ -110,10 +110,14 @@ def run_evening(
     with ThreadPoolExecutor(max_workers=1) as background:
         verifying = background.submit(source.verify, day, accounts)
         try:
+            hours = source.hours(day)
             with source.open(day, accounts) as ws:
                 reports: dict[str, dict[str, Any]] = {
                     "gaps": gaps(
-                        ws, silence_s=silence_s, liveness_timeout_s=source.liveness_timeout_s
+                        ws,
+                        silence_s=silence_s,
+                        liveness_timeout_s=source.liveness_timeout_s,
+                        hours=hours,
                     ),
                     "reconcile": reconcile(ws, positions_file=positions_file),
                 }
@@ -155,6 +159,12 @@ def findings(reports: dict[str, dict[str, Any]]) -> list[str]:
                 f"{a['account_id']}: {a['conflicting_duplicates']} sequences stored with "
                 "different payloads"
             )
+    allowed = reports["gaps"].get("coverage", {}).get("max_uncovered_s")
+    for account, seconds in coverage_failures(reports["gaps"]):
+        found.append(
+            f"{account}: {seconds:,.0f} s of the required hours not recorded "
+            f"(at most {allowed:g} s)"
+        )
     for a in reports["audit"]["accounts"]:
         if a["unclean_sessions"]:
             found.append(f"{a['account_id']}: {a['unclean_sessions']} sessions ended uncleanly")

@@ -29,6 +29,7 @@ from recorder.records import SHUTDOWN_DETAIL
 
 from .conflicts import conflicting_duplicates, report_fields
 from .duck import Workspace
+from .hours import TradingHours, intervals
 from .render import iso_ns, table
 from .sessions import Session, clip, complement, load_sessions, merge
 
@@ -41,10 +42,14 @@ def gaps(
     *,
     silence_s: float | None = None,
     liveness_timeout_s: float = DEFAULT_LIVENESS_TIMEOUT_S,
+    hours: TradingHours | None = None,
 ) -> dict[str, Any]:
     """The gaps report of the workspace's day (JSON-ready; see the README for its fields).
 
-    ``silence_s`` defaults to twice ``liveness_timeout_s`` (the recorder's setting).
+    ``silence_s`` defaults to twice ``liveness_timeout_s`` (the recorder's setting). With
+    ``hours`` (:func:`queries.hours.trading_hours`), also the time of the day's required
+    hours that no session covered, per account (``uncovered_in_hours_s``,
+    ``uncovered_in_hours``) and the rule (``coverage``).
     """
     threshold_s = 2 * liveness_timeout_s if silence_s is None else silence_s
     threshold_ns = int(threshold_s * NS_PER_S)
@@ -81,6 +86,13 @@ def gaps(
     for account in ws.accounts:
         first_seq, last_seq, distinct, duplicates = summary.get(account, (None, None, 0, 0))
         covered = clip(merge(_coverage(sessions[account], ws.now_ns)), start, until)
+        in_hours: dict[str, Any] = {}
+        if hours is not None:
+            uncovered = hours.uncovered(covered, until)
+            in_hours = {
+                "uncovered_in_hours_s": sum(b - a for a, b in uncovered) / NS_PER_S,
+                "uncovered_in_hours": intervals(uncovered),
+            }
         accounts.append(
             {
                 "account_id": account,
@@ -95,6 +107,7 @@ def gaps(
                     for hole in complement(covered, start, until)
                 ],
                 "silences": _silences(quiet.get(account, [(None, None)]), covered, threshold_ns),
+                **in_hours,
             }
         )
     return {
@@ -102,8 +115,22 @@ def gaps(
         "timezone": ws.tz.key,
         "window": {"start": iso_ns(start), "end": iso_ns(until)},
         "silence_threshold_s": threshold_s,
+        **({} if hours is None else {"coverage": hours.as_dict()}),
         "accounts": accounts,
     }
+
+
+def coverage_failures(report: dict[str, Any]) -> list[tuple[str, float]]:
+    """(account, seconds) of every account of a gaps report with more of the required hours
+    uncovered than ``[coverage] max_uncovered_s`` allows (``--fail-on-coverage``)."""
+    if "coverage" not in report:
+        return []
+    allowed = report["coverage"]["max_uncovered_s"]
+    return [
+        (a["account_id"], a["uncovered_in_hours_s"])
+        for a in report["accounts"]
+        if a["uncovered_in_hours_s"] > allowed
+    ]
 
 
 def has_sequence_gaps(report: dict[str, Any]) -> bool:
@@ -237,6 +264,13 @@ def render_gaps(report: dict[str, Any]) -> str:
                 [(g["start"], g["end"], g["seconds"], g["reason"]) for g in acc["coverage_gaps"]],
             )
         )
+        if "uncovered_in_hours_s" in acc:
+            rule = report["coverage"]
+            hours = f"{rule['start']} to {rule['end']}" if rule["start"] else "no session"
+            lines.append(
+                f" required hours ({rule['calendar']}, {hours}) not recorded: "
+                f"{acc['uncovered_in_hours_s']:,.3f} s (at most {rule['max_uncovered_s']:g} s)"
+            )
         lines.append(" silences:")
         lines.append(
             table(

@@ -20,6 +20,7 @@ say (URL schemes, time zones, files) is checked after; both speak in the same wo
 
 from __future__ import annotations
 
+import datetime as dt
 import ipaddress
 import os
 import tomllib
@@ -115,12 +116,35 @@ class SigningSettings:
 
 
 @dataclass(frozen=True)
+class CoverageSettings:
+    """``[coverage]``: the hours of each trading day of ``calendar`` that must be recorded
+    (``hours``, ``HH:MM-HH:MM`` in the trading-day zone) and how many seconds of them may go
+    unrecorded per account (see :mod:`queries.hours`)."""
+
+    calendar: str = "XNYS"
+    hours: str = "04:00-20:00"
+    max_uncovered_s: float = 60.0
+
+
+def parse_hours(text: str) -> tuple[dt.time, dt.time]:
+    """``"04:00-20:00"`` → (04:00, 20:00); ValueError unless two HH:MM times, in order."""
+    try:
+        first, last = (dt.time.fromisoformat(part.strip()) for part in text.split("-"))
+    except ValueError:
+        raise ValueError(f"hours must be HH:MM-HH:MM (got {text!r})") from None
+    if not first < last:
+        raise ValueError(f"hours must end after they start (got {text!r})")
+    return first, last
+
+
+@dataclass(frozen=True)
 class Settings:
     studio: StudioSettings
     store: StoreSettings
     recorder: RecorderSettings
     metrics: MetricsSettings
     signing: SigningSettings = field(default_factory=SigningSettings)
+    coverage: CoverageSettings = field(default_factory=CoverageSettings)
     path: Path | None = None
     #: One line each: allowed but unwise settings, for the command line to print.
     warnings: tuple[str, ...] = ()
@@ -204,6 +228,14 @@ class _Signing(Table):
     public_keys: tuple[str, ...] = ()
 
 
+class _Coverage(Table):
+    """CoverageSettings's fields; the defaults are its own."""
+
+    calendar: str = CoverageSettings.calendar
+    hours: str = CoverageSettings.hours
+    max_uncovered_s: Annotated[float, finite(0)] = CoverageSettings.max_uncovered_s
+
+
 class _Document(Table):
     """The whole file. Types are strict: a float is not an integer, a boolean not a number."""
 
@@ -212,6 +244,7 @@ class _Document(Table):
     recorder: _Recorder = msgspec.field(default_factory=_Recorder)
     metrics: _Metrics = msgspec.field(default_factory=_Metrics)
     signing: _Signing = msgspec.field(default_factory=_Signing)
+    coverage: _Coverage = msgspec.field(default_factory=_Coverage)
 
 
 def config_path_from(option: str | os.PathLike[str] | None, env: Mapping[str, str]) -> Path:
@@ -254,6 +287,7 @@ def parse_config(document: Mapping[str, Any], env: Mapping[str, str], path: Path
         store, recorder = _store(config.store, path.parent.absolute()), _recorder(config.recorder)
         metrics = _metrics(config.metrics)
         signing = _signing(config.signing, env, path.parent)
+        coverage = _coverage(config.coverage)
     except Invalid as exc:
         raise ConfigError(f"{path}: {exc}") from None
     credentials_dir = env.get(CREDENTIALS_DIR_ENV)
@@ -266,6 +300,7 @@ def parse_config(document: Mapping[str, Any], env: Mapping[str, str], path: Path
         recorder=recorder,
         metrics=metrics,
         signing=signing,
+        coverage=coverage,
         path=path,
         warnings=warnings,
     )
@@ -357,6 +392,17 @@ def _signing(signing: _Signing, env: Mapping[str, str], directory: Path) -> Sign
         checkpoint_dir=directory / checkpoint_dir if checkpoint_dir else None,
         public_keys=tuple(public_keys),
     )
+
+
+def _coverage(coverage: _Coverage) -> CoverageSettings:
+    """The hours checked here; the calendar's name when it is used (its library is large)."""
+    try:
+        parse_hours(coverage.hours)
+    except ValueError as exc:
+        raise Invalid(f"[coverage] {exc}") from None
+    if not coverage.calendar.strip():
+        raise Invalid("[coverage] calendar must name an exchange calendar, e.g. XNYS")
+    return CoverageSettings(coverage.calendar, coverage.hours, coverage.max_uncovered_s)
 
 
 def _store(store: _Store, directory: Path) -> StoreSettings:

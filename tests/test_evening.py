@@ -12,6 +12,7 @@ from sqlalchemy import Engine
 
 from queries.evening import REPORTS, SUMMARY_FILE, report_file
 from tests.support.cli import run
+from tests.support.config import write_config
 from tests.support.simday import DAY, LOST, A, B, record
 
 SINGLE = {  # the single command of each report, as a user runs it for the day
@@ -54,8 +55,11 @@ def test_a_clean_account_passes_and_a_break_or_a_rerun_replaces_the_evening_whol
 ) -> None:
     record(engine)
     url, out = _url(engine), tmp_path / "evening"
-    clean = run("queries", "evening", "--db", url, "--day", DAY, "--account", B, "--out", out,
-                "--json")  # fmt: skip
+    config = write_config(tmp_path / "recorder.toml", [A, B], url)
+    # The simulated day covers only part of the hours: not what this test is about.
+    config.write_text(config.read_text() + "[coverage]\nmax_uncovered_s = 86400\n")
+    clean = run("queries", "evening", "--config", config, "--day", DAY, "--account", B,
+                "--out", out, "--json")  # fmt: skip
     assert clean.returncode == 0, clean.stdout + clean.stderr
     outcome = json.loads(clean.stdout)
     assert (outcome["clean"], outcome["findings"]) == (True, [])
@@ -63,7 +67,7 @@ def test_a_clean_account_passes_and_a_break_or_a_rerun_replaces_the_evening_whol
     (out / "left-over").write_text("from an earlier evening")
     broker = tmp_path / "broker.csv"
     broker.write_text(f"account_id,symbol,quantity\n{B},ZZZZ,5\n")
-    broken = run("queries", "evening", "--db", url, "--day", DAY, "--account", B,
+    broken = run("queries", "evening", "--config", config, "--day", DAY, "--account", B,
                  "--positions", broker, "--out", out, "--json")  # fmt: skip
     assert broken.returncode == 1
     (finding,) = json.loads(broken.stdout)["findings"]

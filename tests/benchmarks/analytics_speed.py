@@ -315,7 +315,8 @@ def time_command(command: str, store: Path, scratch: Path) -> dict[str, Any]:
     seconds = time.perf_counter() - started
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    if result.returncode != 0:
+    # The evening exits 1 for what needs a look: this day covers 8.5 of the 16 required hours.
+    if result.returncode not in ((0, 1) if command == EVENING else (0,)):
         raise SystemExit(f"{command} failed ({result.returncode}): {result.stderr.strip()}")
     report = json.loads(result.stdout)
     if command == "evening":
