@@ -22,12 +22,14 @@ import datetime as dt
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+from .activity import AccountActivity, activity
 from .audit import audit
 from .datasource import DataSource
 from .errors import QueryError
@@ -35,6 +37,7 @@ from .gaps import coverage_failures, gaps
 from .publish import create_private_file, describe, make_private_dirs, publish_directory
 from .reconcile import reconcile
 from .render import to_json
+from .report import REPORT_FILE, Page, render
 
 #: The reports of an evening, in the order they are written, each named as its command.
 REPORTS: Final = ("verify", "gaps", "audit", "reconcile")
@@ -62,6 +65,9 @@ class Evening:
     source: str
     reports: dict[str, dict[str, Any]]
     findings: tuple[str, ...]
+    #: what the report draws beyond the four reports, by account
+    activity: dict[str, AccountActivity]
+    generated_at_ns: int
 
     @property
     def clean(self) -> bool:
@@ -121,6 +127,7 @@ def run_evening(
                     ),
                     "reconcile": reconcile(ws, positions_file=positions_file),
                 }
+                drawn = activity(ws)
                 reports["audit"] = audit(
                     ws, liveness_timeout_s=source.liveness_timeout_s, chains=verifying.result
                 )
@@ -130,7 +137,7 @@ def run_evening(
             verified = verifying.result()  # never leave the workers running on an error
     reports["verify"] = verified.as_dict()
     ordered = {name: reports[name] for name in REPORTS}
-    return Evening(day, timezone, where, ordered, tuple(findings(ordered)))
+    return Evening(day, timezone, where, ordered, tuple(findings(ordered)), drawn, time.time_ns())
 
 
 def findings(reports: dict[str, dict[str, Any]]) -> list[str]:
@@ -184,6 +191,10 @@ def write_evening(evening: Evening, out: Path) -> dict[str, Path]:
     out = Path(os.path.abspath(out))
     texts = {report_file(name): to_json(evening.reports[name]) + "\n" for name in REPORTS}
     texts[SUMMARY_FILE] = evening.summary() + "\n"
+    page = Page(evening.day, evening.timezone, evening.source, evening.generated_at_ns,
+                evening.findings)  # fmt: skip
+    json_files = {report_file(name): texts[report_file(name)].encode() for name in REPORTS}
+    texts[REPORT_FILE] = render(page, evening.reports, json_files, evening.activity)
     try:
         make_private_dirs(out.parent)
         staged = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=out.parent))

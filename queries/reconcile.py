@@ -31,7 +31,7 @@ import decimal
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from .duck import Workspace
 from .errors import QueryError
@@ -391,6 +391,14 @@ def _text(value: Decimal | None) -> str:
     return "null" if value is None else decimal_text(value)
 
 
+#: The columns of a symbol's line, as (header, key of the report's ``symbols`` entry).
+SYMBOL_COLUMNS: Final = (
+    ("symbol", "symbol"), ("bought", "bought"), ("sold", "sold"), ("net", "net"),
+    ("vwap_bought", "vwap_bought"), ("vwap_sold", "vwap_sold"), ("fills", "fills"),
+    ("start", "start_position"), ("last", "last_position"), ("consistent", "consistent"),
+)  # fmt: skip
+
+
 def render_reconcile(report: dict[str, Any]) -> str:
     """The reconciliation report as text for people."""
     lines = [f"Reconciliation of {report['trading_day']} ({report['timezone']})"]
@@ -400,33 +408,8 @@ def render_reconcile(report: dict[str, Any]) -> str:
         lines.append(f"Account {a['account_id']}: orders {a['order_count']} ({orders})")
         lines.append(
             table(
-                [
-                    "symbol",
-                    "bought",
-                    "sold",
-                    "net",
-                    "vwap_bought",
-                    "vwap_sold",
-                    "fills",
-                    "start",
-                    "last",
-                    "consistent",
-                ],
-                [
-                    (
-                        s["symbol"],
-                        s["bought"],
-                        s["sold"],
-                        s["net"],
-                        s["vwap_bought"],
-                        s["vwap_sold"],
-                        s["fills"],
-                        s["start_position"],
-                        s["last_position"],
-                        s["consistent"],
-                    )
-                    for s in a["symbols"]
-                ],
+                [header for header, _ in SYMBOL_COLUMNS],
+                [tuple(s[key] for _, key in SYMBOL_COLUMNS) for s in a["symbols"]],
             )
         )
         lines.append(f" breaks ({len(a['breaks'])}):")

@@ -6,6 +6,7 @@ one definition.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 from typing import Final
 
@@ -31,3 +32,17 @@ def iso_ns(instant_ns: int | None, digits: int = 9) -> str | None:
     moment = _EPOCH + dt.timedelta(seconds=seconds)
     fraction = f"{nanos:09d}"[:digits]
     return f"{moment:%Y-%m-%dT%H:%M:%S}{'.' if digits else ''}{fraction}Z"
+
+
+def ns_from_iso(text: str) -> int:
+    """The UTC epoch nanoseconds of an instant written by :func:`iso_ns` (the inverse, for
+    any number of fraction digits). ValueError when ``text`` is not such an instant."""
+    whole, _, fraction = text.removesuffix("Z").partition(".")
+    moment = None
+    if text.endswith("Z") and (fraction.isdigit() or not fraction):
+        with contextlib.suppress(ValueError):
+            moment = dt.datetime.strptime(whole, "%Y-%m-%dT%H:%M:%S")
+    if moment is None:
+        raise ValueError(f"not an ISO 8601 UTC instant: {text!r}")
+    seconds = (moment - _EPOCH) // dt.timedelta(seconds=1)
+    return seconds * NS_PER_S + int(fraction.ljust(9, "0")[:9])

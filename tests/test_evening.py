@@ -11,6 +11,7 @@ from pathlib import Path
 from sqlalchemy import Engine
 
 from queries.evening import REPORTS, SUMMARY_FILE, report_file
+from queries.report import REPORT_FILE
 from tests.support.cli import run
 from tests.support.config import write_config
 from tests.support.simday import DAY, LOST, A, B, record
@@ -36,7 +37,7 @@ def test_each_report_is_the_single_commands_json_and_gaps_need_a_look(
     assert result.returncode == 1, result.stderr  # the day lost sequences 12 and 13
     assert result.stderr == ""
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        [*(report_file(name) for name in REPORTS), SUMMARY_FILE]
+        [*(report_file(name) for name in REPORTS), SUMMARY_FILE, REPORT_FILE]
     )
     for name in REPORTS:
         single = run("queries", *SINGLE[name], "--db", url, "--json")

@@ -7,8 +7,11 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from queries.render import decimal_text, iso_ns, table, to_json
+from recorder.instants import INT64_MAX, INT64_MIN, ns_from_iso
 
 
 def test_iso_ns_keeps_nanoseconds_and_handles_before_1970() -> None:
@@ -16,6 +19,20 @@ def test_iso_ns_keeps_nanoseconds_and_handles_before_1970() -> None:
     assert iso_ns(0) == "1970-01-01T00:00:00.000000000Z"
     assert iso_ns(-1) == "1969-12-31T23:59:59.999999999Z"
     assert iso_ns(None) is None
+
+
+@given(st.integers(min_value=INT64_MIN, max_value=INT64_MAX))
+def test_ns_from_iso_reads_back_what_iso_ns_writes(instant_ns: int) -> None:
+    assert ns_from_iso(iso_ns(instant_ns) or "") == instant_ns
+    assert ns_from_iso(iso_ns(instant_ns, 3) or "") == instant_ns - instant_ns % 1_000_000
+
+
+@pytest.mark.parametrize(
+    "text", ["2024-06-10T13:30:00.12x4Z", "2024-06-10T13:30:00", "2024-13-10T13:30:00Z", "today"]
+)
+def test_ns_from_iso_refuses_what_is_not_an_instant(text: str) -> None:
+    with pytest.raises(ValueError, match=r"^not an ISO 8601 UTC instant: "):
+        ns_from_iso(text)
 
 
 @pytest.mark.parametrize(
