@@ -1,4 +1,5 @@
-"""What the evening report draws that the four JSON reports do not hold, from the workspace.
+"""What the evening report draws that the four JSON reports do not hold, from the workspace,
+and the shape of a timeline lane (:class:`Lane`, drawn by :mod:`queries.charts`).
 
 Per account: frames per minute by message type, the receipt-latency distribution (as a
 histogram on a log scale, over the frames audit measures its percentiles on: live frames
@@ -10,6 +11,7 @@ rejected. Only light columns are read: a workspace opened with ``payload=False``
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -95,3 +97,18 @@ def activity(ws: Workspace) -> dict[str, AccountActivity]:
         )
         for account in ws.accounts
     }
+
+
+@dataclass(frozen=True)
+class Lane:
+    """One account's row of the timeline. Intervals are [start, end) in ns."""
+
+    key: str  # an id-safe name for the lane's elements
+    label: str  # the account
+    recorded: Sequence[tuple[int, int]] = ()
+    outages: Sequence[tuple[int, int]] = ()  # not recorded while it should have been
+    stopped: Sequence[tuple[int, int]] = ()  # not recorded: nothing was running
+    silences: Sequence[tuple[int, int]] = ()  # recorded, but no frame for a long while
+    reconnects: Sequence[int] = ()  # a session opened after the first
+    rejected: Sequence[int] = ()  # a subscribe refused
+    sequence_gaps: Sequence[tuple[int, str]] = field(default_factory=tuple)  # (at, "12-13")

@@ -86,7 +86,7 @@ def audit(
         facts = _Facts(
             counts=_frame_counts(ws),
             by_type=_frames_by_type(ws),
-            latency=_latencies(ws),
+            latency=latencies(ws),
             notices=_error_notices(ws),
             sessions=load_sessions(ws, liveness_timeout_s),
             conflicts=conflicting_duplicates(ws),
@@ -143,8 +143,16 @@ def _frames_by_type(ws: Workspace) -> dict[str, dict[str, int]]:
     return by_type
 
 
+def latencies(ws: Workspace) -> dict[str, tuple[Any, ...]]:
+    """Per account: p50, p99 and max (ns) of receipt minus server time over live frames, and
+    their count (asked once per workspace: the evening's report draws them too)."""
+    if "latencies" not in ws.memo:
+        ws.memo["latencies"] = _latencies(ws)
+    found: dict[str, tuple[Any, ...]] = ws.memo["latencies"]
+    return found
+
+
 def _latencies(ws: Workspace) -> dict[str, tuple[Any, ...]]:
-    """Per account: p50, p99 and max of receipt minus server time over live frames, count."""
     rows = ws.rows(
         """
         SELECT account_id, quantile_disc(lat, 0.5), quantile_disc(lat, 0.99), max(lat),
@@ -199,7 +207,12 @@ def _account_report(
             1 for s in sessions for at, _ in s.rejections if start <= at < end
         ),
         "error_notices": facts.notices.get(account, []),
-        "latency_ms": {"p50": _ms(p50), "p99": _ms(p99), "max": _ms(worst), "frames": measured},
+        "latency_ms": {
+            "p50": as_ms(p50),
+            "p99": as_ms(p99),
+            "max": as_ms(worst),
+            "frames": measured,
+        },
         "first_frame_at": iso_ns(first),
         "last_frame_at": iso_ns(last),
         "chain_ok": check.ok,
@@ -212,7 +225,8 @@ def _account_report(
     }
 
 
-def _ms(latency_ns: int | None) -> float | None:
+def as_ms(latency_ns: int | None) -> float | None:
+    """A latency of :func:`latencies` (ns) in milliseconds, as the report gives it."""
     return None if latency_ns is None else int(latency_ns) / NS_PER_MS
 
 

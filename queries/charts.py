@@ -18,7 +18,6 @@ from __future__ import annotations
 import io
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any, Final
 from zoneinfo import ZoneInfo
 
@@ -31,7 +30,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import FuncFormatter, NullLocator
 
-from .activity import MINUTE_NS
+from .activity import MINUTE_NS, Lane
 
 #: What matplotlib's SVG output needs to be inlined: text as text, deterministic ids.
 _STYLE: Final[Any] = {  # rcParams (typed as a closed set of literal keys)
@@ -73,21 +72,6 @@ _MAX_LAYERS: Final = 5
 #: Frames per minute, by type: fills and hatchings that stay apart in grey print.
 _GREYS: Final = (RECORDED_COLOUR, "#d9d9d9", "#8c8c8c", "#ffffff", "#5a5a5a", "#b8c9e6", "#f0f0f0")
 _HATCHES: Final = ("", "", "//", "--", "", "\\\\", "||", "x")
-
-
-@dataclass(frozen=True)
-class Lane:
-    """One account's row of the timeline. Intervals are [start, end) in ns."""
-
-    key: str  # an id-safe name for the lane's elements
-    label: str  # the account
-    recorded: Sequence[tuple[int, int]] = ()
-    outages: Sequence[tuple[int, int]] = ()  # not recorded while it should have been
-    stopped: Sequence[tuple[int, int]] = ()  # not recorded: nothing was running
-    silences: Sequence[tuple[int, int]] = ()  # recorded, but no frame for a long while
-    reconnects: Sequence[int] = ()  # a session opened after the first
-    rejected: Sequence[int] = ()  # a subscribe refused
-    sequence_gaps: Sequence[tuple[int, str]] = field(default_factory=tuple)  # (at, "12-13")
 
 
 def svg(fig: Figure) -> str:

@@ -9,8 +9,9 @@ What is compared is the frame's ``payload`` object, as JSON values (key order an
 not matter; the protocol does not say whether a replayed frame keeps its top-level
 ``timestamp``, and newer channels add top-level fields such as ``channel``, so those may
 differ between copies without a conflict); a frame without a JSON ``payload`` object is
-compared byte for byte. Only copies whose stored bytes differ are read and parsed: on a store
-the store itself pairs the copies (its (account, day, sequence) index), on an export DuckDB.
+compared byte for byte. Only copies whose stored bytes differ are parsed: DuckDB pairs the
+copies when the workspace holds ``raw`` (or can read it from an export); a light workspace
+of a store asks the store, which pairs them on its (account, day, sequence) index.
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ def conflicting_duplicates(ws: Workspace) -> dict[str, list[dict[str, Any]]]:
 
 def _conflicts(ws: Workspace) -> dict[str, list[dict[str, Any]]]:
     assert ws.day is not None
-    if ws.store is not None:
+    if ws.store is not None and not ws.payload:  # raw is not loaded: the store pairs them
         accounts = list(ws.accounts) if ws.filtered else None
         copies = ws.store.differing_copies(ws.day, accounts).to_pylist()
     else:

@@ -8,8 +8,10 @@ it directly. Everything after that is the same for both kinds of source.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+
+import pyarrow as pa
 
 from recorder.config import DEFAULT_LIVENESS_TIMEOUT_S, CoverageSettings, Settings
 from recorder.tradingday import DEFAULT_TIMEZONE
@@ -72,8 +74,10 @@ class DataSource:
         payload: bool = True,
         notices: bool = True,
         columns: Sequence[str] | None = None,
+        tap: Callable[[pa.RecordBatch], object] | None = None,
     ) -> Workspace:
-        """A DuckDB workspace over ``day`` (every day when None); see :func:`open_store`."""
+        """A DuckDB workspace over ``day`` (every day when None); see :func:`open_store`
+        (``tap`` sees a store's rows as they are read; an export's are not tapped)."""
         if self.export_dir is not None:
             return open_export(
                 self.export_dir, day=day, accounts=accounts, payload=payload, notices=notices,
@@ -82,7 +86,7 @@ class DataSource:
         assert self.url is not None
         return open_store(
             self.url, day=day, accounts=accounts, configured=self.configured,
-            timezone=self.timezone, payload=payload, notices=notices, columns=columns,
+            timezone=self.timezone, payload=payload, notices=notices, columns=columns, tap=tap,
         )  # fmt: skip
 
     def hours(self, day: dt.date) -> TradingHours:
@@ -95,9 +99,15 @@ class DataSource:
         return trading_hours(day, zone(tz), self.coverage)
 
     def verify(
-        self, day: dt.date | None = None, accounts: Sequence[str] = (), workers: int | None = None
+        self,
+        day: dt.date | None = None,
+        accounts: Sequence[str] = (),
+        workers: int | None = None,
+        *,
+        loaded: Iterable[pa.RecordBatch] | None = None,
     ) -> VerifyReport:
-        """The hash chains of ``day`` (every day when None) for ``accounts`` (all when empty)."""
+        """The hash chains of ``day`` (every day when None) for ``accounts`` (all when empty);
+        ``loaded``: the day's rows of a store, as they are read (see :func:`verify_store`)."""
         if self.export_dir is not None:
             return verify_export(
                 self.export_dir, day=day, accounts=accounts or None, trust=self.trust
@@ -105,5 +115,5 @@ class DataSource:
         assert self.url is not None
         return verify_store(
             self.url, day=day, accounts=accounts or None, configured=self.configured,
-            workers=workers, trust=self.trust,
+            workers=workers, trust=self.trust, loaded=loaded,
         )  # fmt: skip

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +27,7 @@ from zoneinfo import ZoneInfo
 
 import duckdb
 import pyarrow as pa
+from sqlalchemy.engine import URL
 
 from recorder.instants import INT64_MAX, NS_PER_S
 from recorder.tradingday import DEFAULT_TIMEZONE, UnknownZone, day_bounds_ns
@@ -35,9 +36,15 @@ from recorder.tradingday import zone as load_zone
 from .contract import CONNECTION_LOG_SCHEMA, EVENTS_SCHEMA, LIGHT_COLUMNS
 from .errors import QueryError, UsageError
 from .exportdir import ExportDir
+from .parallel import Chunk, OrderedReads, plan_chunks
 from .source import StoreReader
 from .views import NOTICE_COLUMNS, NOTICE_TYPES, define_views
 
+#: A day of at least this many rows is read on several connections at once, in about
+#: READ_CHUNKS reads of consecutive ids (enough to keep every connection busy).
+PARALLEL_READ_MIN_ROWS: Final = 100_000
+READ_CHUNKS: Final = 16
+READ_CHUNK_ROWS_MIN: Final = 16_384
 #: Log rows this long after the day are read too: the ``closed`` row of a session
 #: that spans midnight (sessions live at most one token lifetime, 24 h).
 LOG_LOOKAHEAD_NS: Final = 2 * 86_400 * NS_PER_S
@@ -63,6 +70,9 @@ class Workspace(AbstractContextManager["Workspace"]):
     filtered: bool = False  # the accounts were named (--account), not every one found
     store: StoreReader | None = None
     export: ExportDir | None = None
+    #: The Arrow table behind ``_events`` (a store's day read once: the chain check of an
+    #: evening hashes the same rows).
+    events: pa.Table | None = field(default=None, repr=False)
     #: Results several reports of one workspace share (e.g. conflicting duplicates), by name.
     memo: dict[str, Any] = field(default_factory=dict, repr=False)
     _frozen: bool = field(default=False, repr=False)
@@ -140,19 +150,20 @@ def _load(
     batches: Iterator[pa.RecordBatch],
     *,
     native: bool = False,
-) -> None:
+) -> pa.Table:
     """Make ``batches`` the relation ``name``: the Arrow table itself (DuckDB scans it in
     place: no copy, which for a day of a million frames saves most of a second), or with
-    ``native`` a DuckDB table (for the small ones that are modified)."""
+    ``native`` a DuckDB table (for the small ones that are modified). Returns the table."""
     table = pa.Table.from_batches(list(batches), schema=schema)
     if not native:
         con.register(name, table)
-        return
+        return table
     con.register("_arrow_source", table)
     try:
         con.execute(f"CREATE TABLE {name} AS SELECT * FROM _arrow_source")
     finally:
         con.unregister("_arrow_source")
+    return table
 
 
 def _keep_overlapping_sessions(con: duckdb.DuckDBPyConnection, start_ns: int, end_ns: int) -> None:
@@ -208,11 +219,15 @@ def _store_events(
     accounts: list[str] | None,
     columns: Sequence[str],
     msg_types: Sequence[str] | None = None,
+    *,
+    parallel: bool = False,
 ) -> Iterator[pa.RecordBatch]:
-    """The day's ``events`` rows with ``columns`` (in that order).
+    """The day's ``events`` rows with ``columns`` (in that order), in id order.
 
     Reading one day, ``trading_day`` is that day on every row: it is added here
-    instead of being read (and parsed from text, on SQLite) a million times.
+    instead of being read (and parsed from text, on SQLite) a million times. With
+    ``parallel``, a large day is read in chunks of ids on a few connections at once
+    (:mod:`queries.parallel`: the drivers convert rows without holding the GIL).
     """
     if day is None or "trading_day" not in columns:
         yield from reader.events(day=day, accounts=accounts, columns=columns, msg_types=msg_types)
@@ -220,10 +235,44 @@ def _store_events(
     read = [name for name in columns if name != "trading_day"]
     schema = _schema(EVENTS_SCHEMA, columns)
     constant = pa.scalar(day, pa.date32())
-    for batch in reader.events(day=day, accounts=accounts, columns=read, msg_types=msg_types):
+    extent = reader.events_extent(day, accounts) if parallel else None
+    if extent is None or extent[0] < PARALLEL_READ_MIN_ROWS:
+        batches: Iterator[pa.RecordBatch] = reader.events(
+            day=day, accounts=accounts, columns=read, msg_types=msg_types
+        )
+    else:
+        batches = _read_in_chunks(reader.url, day, accounts, read, msg_types, extent)
+    for batch in batches:
         arrays = dict(zip(read, batch.columns, strict=True))
         arrays["trading_day"] = pa.repeat(constant, batch.num_rows)
         yield pa.RecordBatch.from_arrays([arrays[name] for name in columns], schema=schema)
+
+
+def _tapped(
+    batches: Iterator[pa.RecordBatch], tap: Callable[[pa.RecordBatch], object]
+) -> Iterator[pa.RecordBatch]:
+    for batch in batches:
+        tap(batch)
+        yield batch
+
+
+def _read_in_chunks(
+    url: URL,
+    day: dt.date,
+    accounts: list[str] | None,
+    columns: Sequence[str],
+    msg_types: Sequence[str] | None,
+    extent: tuple[int, int, int],
+) -> Iterator[pa.RecordBatch]:
+    def read(reader: StoreReader, chunk: Chunk) -> list[pa.RecordBatch]:
+        span = (chunk.first_id, chunk.last_id)
+        return list(reader.events(day=day, accounts=accounts, columns=columns,
+                                  msg_types=msg_types, id_range=span))  # fmt: skip
+
+    chunk_rows = max(READ_CHUNK_ROWS_MIN, -(-(extent[2] - extent[1] + 1) // READ_CHUNKS))
+    with OrderedReads(url.render_as_string(hide_password=False)) as reads:
+        for batches in reads.map(read, plan_chunks(extent[1], extent[2], chunk_rows)):
+            yield from batches
 
 
 def open_store(
@@ -237,8 +286,12 @@ def open_store(
     notices: bool = True,
     columns: Sequence[str] | None = None,
     now_ns: int | None = None,
+    tap: Callable[[pa.RecordBatch], object] | None = None,
 ) -> Workspace:
     """A workspace over ``day`` of the store at ``url`` (every day when None).
+
+    ``tap`` is handed each batch of ``_events`` as it is read, in id order (an evening
+    hashes the chains while the rest of the day is still being read).
 
     ``accounts`` restricts to those accounts (each must be known to the store or be
     in ``configured``, the configuration's accounts, else QueryError); by default
@@ -255,8 +308,10 @@ def open_store(
         check_accounts(reader, accounts or (), configured)
         wanted = list(accounts) if accounts else None
         names = _columns(payload, columns)
-        batches = _store_events(reader, day, wanted, names)
-        _load(con, "_events", _schema(EVENTS_SCHEMA, names), batches)
+        batches = _store_events(reader, day, wanted, names, parallel=True)
+        if tap is not None:
+            batches = _tapped(batches, tap)
+        events = _load(con, "_events", _schema(EVENTS_SCHEMA, names), batches)
         if not payload:
             types = NOTICE_TYPES if notices else ()
             kept = _store_events(reader, day, wanted, NOTICE_COLUMNS, types)
@@ -282,6 +337,7 @@ def open_store(
         payload=payload,
         filtered=bool(accounts),
         store=reader,
+        events=events,
     )
 
 

@@ -20,24 +20,27 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import queue
 import shutil
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from .activity import AccountActivity, activity
-from .audit import audit
+import pyarrow as pa
+
+from .activity import activity
+from .audit import as_ms, audit, latencies
 from .datasource import DataSource
 from .errors import QueryError
 from .gaps import coverage_failures, gaps
 from .publish import create_private_file, describe, make_private_dirs, publish_directory
 from .reconcile import reconcile
 from .render import to_json
-from .report import REPORT_FILE, Page, render
+from .report import REPORT_FILE, Drawings, Page, draw, render
 
 #: The reports of an evening, in the order they are written, each named as its command.
 REPORTS: Final = ("verify", "gaps", "audit", "reconcile")
@@ -65,8 +68,8 @@ class Evening:
     source: str
     reports: dict[str, dict[str, Any]]
     findings: tuple[str, ...]
-    #: what the report draws beyond the four reports, by account
-    activity: dict[str, AccountActivity]
+    #: the charts of ``report.html``
+    drawings: Drawings
     generated_at_ns: int
 
     @property
@@ -110,34 +113,56 @@ def run_evening(
     positions_file: str | Path | None = None,
     silence_s: float | None = None,
 ) -> Evening:
-    """Verify, gaps, audit and reconcile of ``day`` of ``source``, the day read once for
-    the three reports and once more (in parallel, by the chain check) for the hashes.
-    Raises QueryError as the single commands do."""
-    with ThreadPoolExecutor(max_workers=1) as background:
-        verifying = background.submit(source.verify, day, accounts)
+    """Verify, gaps, audit and reconcile of ``day`` of ``source``, the day read once: the
+    chains of a store are hashed from the rows the reports use, in a thread beside them
+    (an export is verified from its files). Raises QueryError as the single commands do."""
+    read: queue.SimpleQueue[pa.RecordBatch | None] = queue.SimpleQueue()
+
+    def rows() -> Iterator[pa.RecordBatch]:
+        while (batch := read.get()) is not None:
+            yield batch
+
+    with ThreadPoolExecutor(max_workers=2) as background:
+        # The chains of a store are hashed from the rows as the workspace reads them (the
+        # store is not read twice), while the reports run in DuckDB, which does not hold
+        # the GIL; the exchange calendar is looked up meanwhile.
+        on_store = source.url is not None
+        verifying = background.submit(
+            source.verify, day, accounts, loaded=rows() if on_store else None
+        )
+        hours = background.submit(source.hours, day)
         try:
-            hours = source.hours(day)
-            with source.open(day, accounts) as ws:
+            with source.open(day, accounts, tap=read.put if on_store else None) as ws:
+                read.put(None)
                 reports: dict[str, dict[str, Any]] = {
                     "gaps": gaps(
                         ws,
                         silence_s=silence_s,
                         liveness_timeout_s=source.liveness_timeout_s,
-                        hours=hours,
-                    ),
-                    "reconcile": reconcile(ws, positions_file=positions_file),
+                        hours=hours.result(),
+                    )
                 }
-                drawn = activity(ws)
+                percentiles = {
+                    account: (as_ms(p50), as_ms(p99))
+                    for account, (p50, p99, *_) in latencies(ws).items()
+                }
+                # The charts are drawn (Python) while DuckDB reconciles (native threads).
+                drawing = background.submit(draw, reports["gaps"], activity(ws), percentiles, ws.tz)
+                reports["reconcile"] = reconcile(ws, positions_file=positions_file)
                 reports["audit"] = audit(
                     ws, liveness_timeout_s=source.liveness_timeout_s, chains=verifying.result
                 )
+                drawings = drawing.result()
                 timezone = ws.tz.key
                 where = ws.source
         finally:
-            verified = verifying.result()  # never leave the workers running on an error
+            read.put(None)  # the read failed: let the chain check end (its result is unused)
+            verified = verifying.result()
     reports["verify"] = verified.as_dict()
     ordered = {name: reports[name] for name in REPORTS}
-    return Evening(day, timezone, where, ordered, tuple(findings(ordered)), drawn, time.time_ns())
+    return Evening(
+        day, timezone, where, ordered, tuple(findings(ordered)), drawings, time.time_ns()
+    )
 
 
 def findings(reports: dict[str, dict[str, Any]]) -> list[str]:
@@ -194,7 +219,7 @@ def write_evening(evening: Evening, out: Path) -> dict[str, Path]:
     page = Page(evening.day, evening.timezone, evening.source, evening.generated_at_ns,
                 evening.findings)  # fmt: skip
     json_files = {report_file(name): texts[report_file(name)].encode() for name in REPORTS}
-    texts[REPORT_FILE] = render(page, evening.reports, json_files, evening.activity)
+    texts[REPORT_FILE] = render(page, evening.reports, json_files, evening.drawings)
     try:
         make_private_dirs(out.parent)
         staged = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=out.parent))

@@ -55,7 +55,7 @@ from .layout import (
     to_file_batch,
 )
 from .manifest import AccountEntry, FileEntry, Manifest
-from .parallel import OrderedReads
+from .parallel import Chunk, OrderedReads, plan_chunks
 from .partfile import PartFile
 from .publish import Staging, create_private_file, describe
 from .source import StoreReader
@@ -70,14 +70,6 @@ _STAGED_MANIFEST: Final = "manifest.json"
 
 #: ``progress(rows_written, rows_total)``: called as ``events`` rows are written.
 Progress = Callable[[int, int], None]
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Chunk:
-    """One read: the day's rows with ``first_id <= id <= last_id`` (at most ``CHUNK_ROWS``)."""
-
-    first_id: int
-    last_id: int
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -132,7 +124,7 @@ def export_day(
             day=day,
             accounts=requested,
             rows=extent[0] if extent else 0,
-            chunks=plan_chunks(extent[1], extent[2]) if extent else [],
+            chunks=plan_chunks(extent[1], extent[2], CHUNK_ROWS) if extent else [],
             log=log,
         )
         manifest = Manifest(
@@ -181,18 +173,6 @@ def _write_day(
     staged = root / _STAGED_MANIFEST
     create_private_file(staged)
     staged.write_text(manifest.to_json(), encoding="ascii")
-
-
-def plan_chunks(first_id: int, last_id: int, chunk_rows: int = CHUNK_ROWS) -> list[Chunk]:
-    """Cut ``first_id..last_id`` into ranges of ``chunk_rows`` ids (the last one shorter).
-
-    Ids are unique, so no chunk holds more than ``chunk_rows`` rows, and the
-    chunks depend on the stored ids alone.
-    """
-    return [
-        Chunk(start, min(start + chunk_rows - 1, last_id))
-        for start in range(first_id, last_id + 1, chunk_rows)
-    ]
 
 
 def _write_events(

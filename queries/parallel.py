@@ -15,10 +15,32 @@ import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Final, TypeVar
 
 from .source import StoreReader
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    """One read: rows with ``first_id <= id <= last_id``."""
+
+    first_id: int
+    last_id: int
+
+
+def plan_chunks(first_id: int, last_id: int, chunk_rows: int) -> list[Chunk]:
+    """Cut ``first_id..last_id`` into ranges of ``chunk_rows`` ids (the last one shorter).
+
+    Ids are unique, so no chunk holds more than ``chunk_rows`` rows, and the
+    chunks depend on the stored ids alone.
+    """
+    return [
+        Chunk(start, min(start + chunk_rows - 1, last_id))
+        for start in range(first_id, last_id + 1, chunk_rows)
+    ]
+
 
 #: More connections than this gains nothing: the writer is one thread.
 MAX_WORKERS: Final = 4

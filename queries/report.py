@@ -26,8 +26,7 @@ from zoneinfo import ZoneInfo
 from recorder import __version__
 from recorder.instants import NS_PER_S, iso_ns, ns_from_iso
 
-from . import charts
-from .activity import AccountActivity
+from .activity import AccountActivity, Lane
 from .reconcile import SYMBOL_COLUMNS
 from .render import cell
 from .sessions import complement
@@ -88,42 +87,74 @@ class Page:
     findings: Sequence[str]
 
 
+@dataclass(frozen=True)
+class Drawings:
+    """The page's charts, as SVG: drawn while the rest of the evening runs (:func:`draw`)."""
+
+    keys: dict[str, str]  # account -> the id of its section (its charts' ids start with it)
+    timelines: list[tuple[str, str, str]]  # (element id, heading or "", svg)
+    frames: dict[str, str]  # account -> frames per minute
+    latency: dict[str, str]  # account -> receipt latency
+
+
+def draw(
+    gaps: Mapping[str, Any],
+    activity: Mapping[str, AccountActivity],
+    percentiles_ms: Mapping[str, tuple[float | None, float | None]],
+    tz: ZoneInfo,
+) -> Drawings:
+    """The charts of the accounts of a gaps report: the timeline (and a detail of it when
+    the recorded part is short), and per account frames per minute and receipt latency
+    (``percentiles_ms``: its p50 and p99, as audit reports them)."""
+    from . import charts  # matplotlib: only the evening pays for importing it
+
+    accounts = [a["account_id"] for a in gaps["accounts"]]
+    keys = {account: f"acct{i}" for i, account in enumerate(accounts)}
+    entries = {a["account_id"]: a for a in gaps["accounts"]}
+    empty = AccountActivity()
+    window = _interval(gaps["window"])
+    lanes = [_lane(keys[a], a, entries[a], activity.get(a, empty), window) for a in accounts]
+    hours = _hours(gaps)
+    recorded = [i for lane in lanes for i in lane.recorded]
+    span = _span(window, recorded + ([hours] if hours else []))
+    focus = _span(window, recorded)
+    if (focus[1] - focus[0]) * _DETAIL_BELOW >= span[1] - span[0]:
+        focus = span  # what was recorded fills the chart: no detail needed
+    timelines = []
+    if accounts:
+        timelines.append(("chart-timeline", "", charts.timeline(lanes, span, tz, hours)))
+        if focus != span:
+            heading = f"Detail: {_local(focus[0], tz)}–{_local(focus[1], tz)}, when recorded"
+            detail = charts.timeline(lanes, focus, tz, hours, id_prefix="detail-")
+            timelines.append(("chart-timeline-detail", heading, detail))
+    frames, latency = {}, {}
+    for a in accounts:
+        act = activity.get(a, empty)
+        frames[a] = charts.frames_per_minute(act.per_minute, focus, tz)
+        latency[a] = charts.latency(act.latency_bins, *percentiles_ms.get(a, (None, None)))
+    return Drawings(keys, timelines, frames, latency)
+
+
 def render(
     page: Page,
     reports: Mapping[str, dict[str, Any]],
     json_files: Mapping[str, bytes],
-    activity: Mapping[str, AccountActivity],
+    drawings: Drawings,
 ) -> str:
     """The page (HTML text) for an evening's ``reports`` (verify, gaps, audit, reconcile),
-    ``json_files`` (file name -> the bytes written) and the day's ``activity``."""
-    tz = ZoneInfo(page.timezone)
+    ``json_files`` (file name -> the bytes written) and its ``drawings``."""
     gaps, audit = reports["gaps"], reports["audit"]
     accounts = [a["account_id"] for a in audit["accounts"]]
-    keys = {account: f"acct{i}" for i, account in enumerate(accounts)}
     by = _Entries(
         {name: {a["account_id"]: a for a in reports[name]["accounts"]} for name in reports},
         (gaps.get("coverage") or {}).get("max_uncovered_s"),
         reports["verify"]["signatures_checked"],
     )
-    empty = AccountActivity()
-    window = _interval(gaps["window"])
-    lanes = [
-        _lane(keys[a], a, by.entry("gaps", a), activity.get(a, empty), window) for a in accounts
-    ]
-    hours = _hours(gaps)
-    span = _span(window, [i for lane in lanes for i in lane.recorded] + ([hours] if hours else []))
-    focus = _span(window, [i for lane in lanes for i in lane.recorded])
-    if (focus[1] - focus[0]) * _DETAIL_BELOW >= span[1] - span[0]:
-        focus = span  # what was recorded fills the chart: no detail needed
     timelines = [
-        f'<div class="chart" id="chart-timeline">{charts.timeline(lanes, span, tz, hours)}</div>'
+        (f"<h3>{_e(heading)}</h3>" if heading else "")
+        + f'<div class="chart" id="{element}">{svg}</div>'
+        for element, heading, svg in drawings.timelines
     ]
-    if focus != span:
-        timelines.append(
-            f"<h3>Detail: {_local(focus[0], tz)}–{_local(focus[1], tz)}, when anything was "
-            f'recorded</h3><div class="chart" id="chart-timeline-detail">'
-            f"{charts.timeline(lanes, focus, tz, hours, id_prefix='detail-')}</div>"
-        )
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
@@ -131,13 +162,12 @@ def render(
         "style-src 'unsafe-inline'; img-src data:\">",
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         f"<title>Evening of {page.day.isoformat()}</title><style>{_CSS}</style></head><body>",
-        _header(page, reports, hours),
-        _overview(accounts, by, keys),
+        _header(page, reports, _hours(gaps)),
+        _overview(accounts, by, drawings.keys),
         '<h2 id="timeline">Timeline</h2>',
-        *(timelines if accounts else ["<p>No account to show.</p>"]),
+        *(timelines or ["<p>No account to show.</p>"]),
     ]
-    for account in accounts:
-        parts.append(_account(keys[account], account, by, activity.get(account, empty), focus, tz))
+    parts.extend(_account(account, by, drawings) for account in accounts)
     parts.append(_footer(json_files))
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"
@@ -157,9 +187,9 @@ def _is_outage(reason: str) -> bool:
 
 def _lane(
     key: str, account: str, gaps: Mapping[str, Any], act: AccountActivity, window: tuple[int, int]
-) -> charts.Lane:
+) -> Lane:
     holes = [(_interval(g), g["reason"]) for g in gaps["coverage_gaps"]]
-    return charts.Lane(
+    return Lane(
         key=key,
         label=account,
         # the window minus the coverage gaps: what the sessions covered
@@ -319,14 +349,8 @@ def _cell(value: Any) -> str:
     return f"<td>{_e(cell(value))}</td>"
 
 
-def _account(
-    key: str,
-    account: str,
-    by: _Entries,
-    act: AccountActivity,
-    span: tuple[int, int],
-    tz: ZoneInfo,
-) -> str:
+def _account(account: str, by: _Entries, drawings: Drawings) -> str:
+    key = drawings.keys[account]
     a, v, r = (by.entry(name, account) for name in ("audit", "verify", "reconcile"))
     status = "".join(
         f'<span class="{cls}"><b>{_e(what)}:</b> {_e(text)}</span>'
@@ -342,13 +366,11 @@ def _account(
         f"unparseable) in {a.get('sessions', 0)} sessions; "
         f'<a href="#timeline">timeline</a></p>',
         "<h3>Frames per minute</h3>",
-        f'<div class="chart" id="{key}-frames">'
-        f"{charts.frames_per_minute(act.per_minute, span, tz)}</div>",
+        f'<div class="chart" id="{key}-frames">{drawings.frames[account]}</div>',
         "<h3>Receipt latency</h3>",
         f"<p>p50 {_ms(lat.get('p50'))}, p99 {_ms(lat.get('p99'))}, max {_ms(lat.get('max'))} "
         f"over {lat.get('frames', 0):,} live frames</p>",
-        f'<div class="chart" id="{key}-latency">'
-        f"{charts.latency(act.latency_bins, lat.get('p50'), lat.get('p99'))}</div>",
+        f'<div class="chart" id="{key}-latency">{drawings.latency[account]}</div>',
         "<h3>Reconciliation</h3>",
         _reconciliation(r),
         "<h3>Verification</h3>",

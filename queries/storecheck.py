@@ -16,9 +16,11 @@ does not grow with the store; large jobs are spread over worker processes.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Final
+
+import pyarrow as pa
 
 from recorder.chain import GENESIS_HASH, canonical_log_bytes, verify_chain
 from recorder.checkpoint import Checkpoint, CheckpointFormatError
@@ -39,7 +41,16 @@ from .attested import (
 )
 from .duck import check_accounts
 from .source import StoreReader
-from .verify import CHANGED, ChainCheck, Problem, VerifyReport, check_rows, run_jobs
+from .verify import (
+    CHANGED,
+    AccountChain,
+    ChainCheck,
+    Problem,
+    VerifyReport,
+    check_interleaved,
+    check_rows,
+    run_jobs,
+)
 
 #: The columns of ``checkpoints`` that repeat what its note signs.
 _STATE_COLUMNS: Final = (
@@ -64,15 +75,21 @@ class _StoreJob:
     copies: tuple[tuple[str, str], ...] = field(default=())
 
 
-def _store_job(job: _StoreJob) -> ChainCheck:
+def _store_job(job: _StoreJob, chain: AccountChain | None = None) -> ChainCheck:
+    """Verify one account; ``chain``: its ``events`` chain already recomputed (by
+    :func:`check_interleaved` over rows in memory), else its rows are read and checked."""
     with StoreReader(job.url) as reader:
         signed, findings = _stored_checkpoints(reader, job)
         watch: Watch = {s.checkpoint.events.last_id: None for s in signed}
         log_watch: Watch = {s.checkpoint.log.last_id: None for s in signed}
-        anchor = job.stretch[2] if job.stretch else GENESIS_HASH
-        first, last = (job.stretch[0], job.stretch[1]) if job.stretch else (None, None)
-        batches = reader.events(accounts=[job.account], first_id=first, last_id=last)
-        check = check_rows(job.account, batches, anchor, job.day, seen=watch)
+        if chain is None:
+            anchor = job.stretch[2] if job.stretch else GENESIS_HASH
+            first, last = (job.stretch[0], job.stretch[1]) if job.stretch else (None, None)
+            batches = reader.events(accounts=[job.account], first_id=first, last_id=last)
+            check = check_rows(job.account, batches, anchor, job.day, seen=watch)
+        else:
+            check = replace(chain.check, problems=[])
+            watch.update({row_id: chain.hash_at(row_id) for row_id in watch})
         log_rows = _log_chain(reader, job.account, log_watch, check)
         if not job.trust.enabled:
             return check
@@ -169,6 +186,7 @@ def verify_store(
     configured: Sequence[str] = (),
     workers: int | None = None,
     trust: Trust = NO_TRUST,
+    loaded: Iterable[pa.RecordBatch] | None = None,
 ) -> VerifyReport:
     """Check the chains of the store at ``url`` (every account, or ``accounts``).
 
@@ -177,15 +195,26 @@ def verify_store(
     unreadable store or an account neither the store nor ``configured`` (the
     configuration's accounts) knows. ``workers``: processes to spread the accounts over
     (default: one per CPU when there are many rows).
+
+    ``loaded``: the day's ``events`` rows of every account asked for, in id order with
+    every column, as another reader reads them (an evening's workspace; consumed as they
+    come). An account whose stretch holds only that day's rows is checked from them, in
+    this process, in one pass with the others (:func:`check_interleaved`); the store is
+    read only for the rest (a stretch with rows of another day in between, or a chain that
+    does not match: then the reference check reads and reports it).
     """
     copies = _copies_by_account(trust, day)
     jobs: list[_StoreJob] = []
     sizes: list[int] = []
+    chains: dict[str, AccountChain] = {}
     with StoreReader(url) as reader:
         check_accounts(reader, accounts or (), configured)
         source = reader.display_url
         store_id = reader.store_id()
-        ranges = reader.id_ranges(day=day, accounts=list(accounts) if accounts else None)
+        if loaded is not None and day is not None:
+            ranges, chains = _from_loaded(reader, loaded, day, keep_hashes=trust.enabled)
+        else:
+            ranges = reader.id_ranges(day=day, accounts=list(accounts) if accounts else None)
         names = set(ranges) | set(copies)
         if day is None:
             for table in ("connection_log", "checkpoints"):
@@ -197,10 +226,39 @@ def verify_store(
                             copies=tuple(copies.get(account, ())))  # fmt: skip
             if account in ranges and day is not None:
                 first, last, _ = ranges[account]
-                job = replace(job, stretch=(first, last, reader.chain_anchor(account, first)))
+                anchor = (
+                    chains[account].check.anchor
+                    if account in chains
+                    else reader.chain_anchor(account, first)
+                )
+                job = replace(job, stretch=(first, last, anchor))
             elif day is not None:  # nothing of the account that day
                 job = replace(job, stretch=(0, -1, GENESIS_HASH))
             jobs.append(job)
             sizes.append(ranges[account][2] if account in ranges else 0)
-    checks = run_jobs(_store_job, [(job,) for job in jobs], sizes, workers)
+    if loaded is not None and day is not None:
+        checks = [_store_job(job, chains.get(job.account)) for job in jobs]
+    else:
+        checks = run_jobs(_store_job, [(job,) for job in jobs], sizes, workers)
     return VerifyReport(source, day, checks, attestation=trust.enabled)
+
+
+def _from_loaded(
+    reader: StoreReader, loaded: Iterable[pa.RecordBatch], day: dt.date, *, keep_hashes: bool
+) -> tuple[dict[str, tuple[int, int, int]], dict[str, AccountChain]]:
+    """The day's ``(first id, last id, rows)`` by account, as :meth:`StoreReader.id_ranges`
+    answers, from ``loaded`` (the day's rows), and the chains recomputed from them in one
+    pass of the accounts whose rows all matched and whose stretch holds no row of another
+    day (the others are left to the reference check, which reads them). ``keep_hashes``:
+    signed checkpoints are to be held against the chains."""
+    chains, broken = check_interleaved(loaded, reader.chain_anchor, day, keep_hashes=keep_hashes)
+    ranges: dict[str, tuple[int, int, int]] = {}
+    whole: dict[str, AccountChain] = {}
+    for account, chain in chains.items():
+        first, last, rows = chain.check.first_id or 0, chain.check.last_id or 0, chain.check.rows
+        ranges[account] = (first, last, rows)
+        if account not in broken and (
+            reader.count_events(accounts=[account], id_range=(first, last)) == rows
+        ):
+            whole[account] = chain
+    return ranges, whole

@@ -49,6 +49,17 @@ def verify(engine: Engine, *args: str) -> tuple[int, dict[str, Any], str]:
     return result.returncode, json.loads(result.stdout or "{}"), result.stderr
 
 
+def evening_matches_verify(engine: Engine, day: dt.date, out: Path, *args: str) -> dict[str, Any]:
+    """``evening``'s verify.json (its chains hashed in one pass from the rows its reports
+    read) is exactly ``verify --day --json``; the report."""
+    evening = run("queries", "evening", "--db", url_of(engine), "--day", day, "--out", out, *args)
+    assert evening.returncode in (0, 1), evening.stderr
+    single = run("queries", "verify", "--db", url_of(engine), "--day", day, *args, "--json")
+    report: dict[str, Any] = json.loads((out / "verify.json").read_text())
+    assert report == json.loads(single.stdout)
+    return report
+
+
 def by_account(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {a["account_id"]: a for a in report["accounts"]}
 
@@ -133,6 +144,8 @@ async def test_a_signed_recording_verifies_and_an_insider_rewrite_does_not(
         (True, 0),
         (True, 0),
     ]
+    report = evening_matches_verify(engine, day, tmp_path / "evening", "--public-key", verifier)
+    assert {c["account_id"]: c["attested"] for c in report["accounts"]} == {A: True, B: True}
 
     # The insider: triggers dropped, a fill edited, the last rows deleted, a journal row
     # deleted, and both chains recomputed with the project's own functions.
@@ -159,6 +172,8 @@ async def test_a_signed_recording_verifies_and_an_insider_rewrite_does_not(
     assert checks[A]["attested"] is False
     text_out = run("queries", "verify", "--db", url_of(engine), "--public-key", verifier).stdout
     assert f"FAIL account {A}" in text_out
+    report = evening_matches_verify(engine, day, tmp_path / "evening", "--public-key", verifier)
+    assert [c["ok"] for c in report["accounts"] if c["account_id"] == A] == [False]
     assert "is not the signed head" in text_out or "rows deleted" in text_out
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from typing import Any
 
 import pyarrow as pa
@@ -11,6 +12,7 @@ from hypothesis import strategies as st
 
 from queries.canonical import canonical_array
 from queries.contract import EVENTS_SCHEMA
+from queries.verify import check_interleaved, check_rows
 from recorder.chain import GENESIS_HASH, canonical_bytes, next_hash, verify_chain, verify_encoded
 
 INT64 = st.integers(min_value=-(2**63), max_value=2**63 - 1)
@@ -32,6 +34,9 @@ ROWS = st.fixed_dictionaries(
         "chain_hash": st.just(GENESIS_HASH),
     }
 )
+
+
+DAY = dt.date(2024, 6, 10)
 
 
 def _batch(rows: list[dict[str, Any]]) -> pa.RecordBatch:
@@ -78,3 +83,47 @@ def test_fast_verifier_reports_what_the_reference_reports(
     assert fast == reference
     assert fast[0] is not None
     assert fast[0].row_id == rows[bad]["id"]
+
+
+ACCOUNTS = ("100000", "0042", "7")
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    rows=st.lists(st.tuples(st.sampled_from(ACCOUNTS), ROWS), min_size=1, max_size=30),
+    tamper=st.none() | st.integers(min_value=0),
+    size=st.integers(min_value=1, max_value=8),
+)
+def test_interleaved_accounts_in_one_pass_agree_with_each_account_alone(
+    rows: list[tuple[str, dict[str, Any]]], tamper: int | None, size: int
+) -> None:
+    """:func:`check_interleaved` (the evening's one pass over every account) says of each
+    account what :func:`check_rows` says of it alone, or hands it to that reference."""
+    anchors = {a: hashlib.sha256(a.encode()).hexdigest() for a in ACCOUNTS}  # earlier rows
+    heads, stored = dict(anchors), []
+    for n, (account, row) in enumerate(rows, start=1):
+        row = {**row, "id": n, "account_id": account}
+        heads[account] = row["chain_hash"] = next_hash(heads[account], row)
+        stored.append(row)
+    if tamper is not None:
+        victim = stored[tamper % len(stored)]
+        victim["raw"] += "!"  # its stored hash no longer matches
+    batches = [_batch(stored[i : i + size]) for i in range(0, len(stored), size)]
+    asked: list[tuple[str, int]] = []
+
+    def anchor(account: str, first_id: int) -> str:
+        asked.append((account, first_id))
+        return anchors[account]
+
+    chains, broken = check_interleaved(batches, anchor, DAY)
+    assert sorted(chains) == sorted({a for a, _ in rows})
+    for account, chain in chains.items():
+        mine = [r for r in stored if r["account_id"] == account]
+        reference = check_rows(account, [_batch(mine)], anchors[account], DAY)
+        assert (account in broken) == (not reference.ok)
+        assert (account, mine[0]["id"]) in asked
+        if account not in broken:
+            assert chain.check == reference
+            last = mine[-1]["id"]
+            assert chain.hash_at(last) == (len(mine), reference.head)
+            assert chain.hash_at(10**9) is None

@@ -5,6 +5,7 @@ look (on the faulted simulator day of :mod:`tests.support.simday`, SQLite and Po
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from pathlib import Path
 
@@ -12,8 +13,10 @@ from sqlalchemy import Engine
 
 from queries.evening import REPORTS, SUMMARY_FILE, report_file
 from queries.report import REPORT_FILE
+from recorder.appender import Appender
 from tests.support.cli import run
 from tests.support.config import write_config
+from tests.support.frames import NOON_NS, frame
 from tests.support.simday import DAY, LOST, A, B, record
 
 SINGLE = {  # the single command of each report, as a user runs it for the day
@@ -84,3 +87,21 @@ def test_a_clean_account_passes_and_a_break_or_a_rerun_replaces_the_evening_whol
     assert failed.stderr.count("\n") == 1
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".tmp-evening-")] == []
+
+
+def test_a_day_whose_chain_has_a_row_of_another_day_in_between(
+    engine: Engine, tmp_path: Path
+) -> None:
+    """The evening hashes the day's rows it read; a stretch of the chain holding a row of
+    another day (a late frame) is checked by reading the store, as verify does."""
+    late = frame(A, 3, day=DAY + dt.timedelta(days=1), at_ns=NOON_NS + 3 * 10**6)
+    rows = [frame(A, 1), frame(A, 2), late, frame(A, 4), frame(B, 1)]
+    Appender(engine).append(rows, [])
+    url, out = _url(engine), tmp_path / "evening"
+    evening = run("queries", "evening", "--db", url, "--day", DAY, "--out", out)
+    assert evening.returncode in (0, 1), evening.stderr
+    single = run("queries", "verify", "--db", url, "--day", DAY, "--json")
+    report = json.loads((out / report_file("verify")).read_text())
+    assert report == json.loads(single.stdout)
+    rows_of = {c["account_id"]: c["rows"] for c in report["accounts"]}
+    assert rows_of == {A: 4, B: 1}  # the late row is in A's stretch

@@ -28,14 +28,14 @@ import pytest
 from sqlalchemy import Engine
 
 from queries.errors import QueryError
-from queries.export import export_day, plan_chunks
+from queries.export import export_day
 from queries.layout import (
     CONNECTION_LOG_FILE_SCHEMA,
     EVENTS_FILE_SCHEMA,
     encode_account,
     open_dataset,
 )
-from queries.parallel import OrderedReads
+from queries.parallel import OrderedReads, plan_chunks
 from queries.source import StoreReader
 from recorder import migrate
 from recorder.appender import Appender
