@@ -239,8 +239,9 @@ def frames_per_minute(
 def _layers(per_type: dict[str, dict[int, int]]) -> list[tuple[str, dict[int, int]]]:
     """(label, counts by minute) of the stacked layers: the busiest types, then "other"."""
     ordered = sorted(per_type.items(), key=lambda item: (-sum(item[1].values()), item[0]))
-    layers = [(f"{t} ({sum(c.values()):,})", c) for t, c in ordered[:_MAX_LAYERS]]
-    if len(ordered) > _MAX_LAYERS:
+    shown = ordered if len(ordered) <= _MAX_LAYERS + 1 else ordered[:_MAX_LAYERS]
+    layers = [(f"{t} ({sum(c.values()):,})", c) for t, c in shown]
+    if len(shown) < len(ordered):
         rest: dict[int, int] = {}
         for _, counts in ordered[_MAX_LAYERS:]:
             for minute, n in counts.items():

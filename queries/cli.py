@@ -16,23 +16,18 @@ from pathlib import Path
 from typing import Any
 
 import click
-import duckdb
 
 from recorder import __version__
-from recorder.clishell import (
-    USAGE_EXIT,
-    OneLineGroup,
-    config_option,
-    db_option,
-    error_handler,
-)
+from recorder.clishell import OneLineGroup, config_option, db_option
 from recorder.errors import ConfigError
 from recorder.interrupts import completed
 
 from .audit import audit_source, render_audit
+from .clidump import dump_command
 from .clioptions import (
     account_option,
     day_option,
+    handle_errors,
     json_option,
     optional_day_option,
     positions_option,
@@ -42,7 +37,6 @@ from .clioptions import (
     store_options,
     trusting,
 )
-from .errors import QueryError, UsageError
 from .evening import default_out, run_evening, write_evening
 from .export import Progress, export_day
 from .gaps import COLUMNS as GAPS_COLUMNS
@@ -55,23 +49,14 @@ from .verify import render_verify
 
 PROG = "studio-query"
 
-handle_errors = error_handler(
-    [
-        ((ConfigError, UsageError), USAGE_EXIT, str),
-        (QueryError, 1, str),
-        (
-            (MemoryError, duckdb.OutOfMemoryException),
-            1,
-            lambda _exc: "out of memory: narrow the query with --account (or --day for sql)",
-        ),
-    ]
-)
-
 
 @click.group(cls=OneLineGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name=PROG)
 def cli() -> None:
     """Export trading days and audit the recorder's store."""
+
+
+cli.add_command(dump_command)
 
 
 @cli.command("export")

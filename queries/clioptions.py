@@ -11,20 +11,34 @@ import datetime as dt
 import os
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
+from typing import Any, Final
 
 import click
+import duckdb
 
 from recorder import storemeta
-from recorder.clishell import config_option, db_option, only_one
+from recorder.clishell import USAGE_EXIT, config_option, db_option, error_handler, only_one
 from recorder.config import config_path_from, load_config
 from recorder.errors import ConfigError
 from recorder.tradingday import DEFAULT_TIMEZONE
 
 from .attested import Trust
 from .datasource import DataSource
-from .errors import QueryError
+from .errors import QueryError, UsageError
 from .source import StoreReader, parse_day
+
+#: What a command's errors become: one line on stderr and an exit code (2 for usage).
+handle_errors = error_handler(
+    [
+        ((ConfigError, UsageError), USAGE_EXIT, str),
+        (QueryError, 1, str),
+        (
+            (MemoryError, duckdb.OutOfMemoryException),
+            1,
+            lambda _exc: "out of memory: narrow the query with --account (or --day for sql)",
+        ),
+    ]
+)
 
 
 def day_option(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -57,6 +71,39 @@ def _parse_day(_ctx: click.Context, _param: click.Parameter, value: str | None) 
         return parse_day(value)
     except QueryError as exc:
         raise click.BadParameter(str(exc)) from None
+
+
+def day_range_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """``--day DAY`` or ``--from DAY --to DAY`` (inclusive), given to the command as
+    ``day``, ``first`` and ``last``; :func:`day_range` turns them into the days."""
+    for name, flag, text in (
+        ("last", "--to", "Last trading day of a range (with --from; inclusive)."),
+        ("first", "--from", "First trading day of a range (with --to)."),
+        ("day", "--day", "One trading day (or give --from and --to)."),
+    ):
+        func = click.option(flag, name, metavar="YYYY-MM-DD", callback=_parse_day,
+                            help=text)(func)  # fmt: skip
+    return func
+
+
+#: The most days one command reads (about 27 years of calendar days: any retention).
+MAX_RANGE_DAYS: Final = 10_000
+
+
+def day_range(day: dt.date | None, first: dt.date | None, last: dt.date | None) -> list[dt.date]:
+    """The days of ``--day`` or ``--from``/``--to``; UsageError naming what is wrong."""
+    if day is not None and (first is not None or last is not None):
+        raise UsageError("give --day or --from and --to, not both")
+    if day is not None:
+        return [day]
+    if first is None or last is None:
+        raise UsageError("give --day, or --from and --to")
+    if last < first:
+        raise UsageError(f"--to {last.isoformat()} is before --from {first.isoformat()}")
+    count = (last - first).days + 1
+    if count > MAX_RANGE_DAYS:
+        raise UsageError(f"--from/--to spans {count:,} days: at most {MAX_RANGE_DAYS:,}")
+    return [first + dt.timedelta(days=n) for n in range(count)]
 
 
 def account_option(func: Callable[..., Any]) -> Callable[..., Any]:
