@@ -23,7 +23,6 @@ from recorder.errors import ConfigError
 from recorder.interrupts import completed
 
 from .audit import audit_source, render_audit
-from .clidump import dump_command
 from .clioptions import (
     account_option,
     day_option,
@@ -37,6 +36,7 @@ from .clioptions import (
     store_options,
     trusting,
 )
+from .clirecords import dump_command, trace_command
 from .evening import default_out, run_evening, write_evening
 from .export import Progress, export_day
 from .gaps import COLUMNS as GAPS_COLUMNS
@@ -57,6 +57,7 @@ def cli() -> None:
 
 
 cli.add_command(dump_command)
+cli.add_command(trace_command)
 
 
 @cli.command("export")

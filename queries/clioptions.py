@@ -48,7 +48,7 @@ def day_option(func: Callable[..., Any]) -> Callable[..., Any]:
         "day",
         required=True,
         metavar="YYYY-MM-DD",
-        callback=_parse_day,
+        callback=parse_day_option,
         help="Trading day (in the recorder's trading-day time zone).",
     )(func)
 
@@ -59,12 +59,14 @@ def optional_day_option(func: Callable[..., Any]) -> Callable[..., Any]:
         "--day",
         "day",
         metavar="YYYY-MM-DD",
-        callback=_parse_day,
+        callback=parse_day_option,
         help="Only this trading day. Default: every day.",
     )(func)
 
 
-def _parse_day(_ctx: click.Context, _param: click.Parameter, value: str | None) -> dt.date | None:
+def parse_day_option(
+    _ctx: click.Context, _param: click.Parameter, value: str | None
+) -> dt.date | None:
     if value is None:
         return None
     try:
@@ -81,7 +83,7 @@ def day_range_options(func: Callable[..., Any]) -> Callable[..., Any]:
         ("first", "--from", "First trading day of a range (with --to)."),
         ("day", "--day", "One trading day (or give --from and --to)."),
     ):
-        func = click.option(flag, name, metavar="YYYY-MM-DD", callback=_parse_day,
+        func = click.option(flag, name, metavar="YYYY-MM-DD", callback=parse_day_option,
                             help=text)(func)  # fmt: skip
     return func
 

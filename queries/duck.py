@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -339,6 +339,23 @@ def open_store(
         store=reader,
         events=events,
     )
+
+
+def open_rows(batches: Iterable[pa.RecordBatch], *, source: str, tz: ZoneInfo) -> Workspace:
+    """A workspace over given ``events`` rows (store-shaped batches), with the payload views
+    and no ``connection_log``: for a question about a few frames picked from many days
+    (``studio-query trace``)."""
+    con = _connect()
+    try:
+        events = _load(con, "_events", EVENTS_SCHEMA, iter(batches))
+        _load(con, "_log", CONNECTION_LOG_SCHEMA, iter(()), native=True)
+        define_views(con, payload=True)
+    except BaseException:
+        con.close()
+        raise
+    accounts = tuple(sorted(set(events.column("account_id").to_pylist())))
+    return Workspace(con=con, day=None, tz=tz, accounts=accounts, now_ns=time.time_ns(),
+                     source=source, payload=True, events=events)  # fmt: skip
 
 
 def open_export(

@@ -131,13 +131,16 @@ class StoreReader(AbstractContextManager["StoreReader"]):
         first_id: int | None = None,
         last_id: int | None = None,
         msg_types: Sequence[str] | None = None,
+        containing: str | None = None,
     ) -> Iterator[pa.RecordBatch]:
         """``events`` rows of ``day`` (all days when None) for ``accounts``, in id order.
 
         ``id_range`` (first, last) or ``first_id``/``last_id``, inclusive, restrict to an id
         range: consecutive rows of the table (see :meth:`events_extent`); with one account,
         the stretch of its chain that a day's rows span (rows of other days included).
-        ``msg_types`` restricts to frames of those types.
+        ``msg_types`` restricts to frames of those types; ``containing`` to frames whose
+        text holds that string, and frames not stored as text (which the store cannot
+        search): a coarse filter that the caller refines.
         """
         where, params = self._filters(day, accounts, day_column="trading_day")
         if id_range is not None:
@@ -150,6 +153,10 @@ class StoreReader(AbstractContextManager["StoreReader"]):
             marks = ", ".join(self._param(len(params) + i) for i in range(len(msg_types)))
             where.append(f"msg_type IN ({marks})" if msg_types else "1 = 0")
             params.extend(msg_types)
+        if containing is not None:
+            find = "instr" if self.backend == "sqlite" else "strpos"
+            where.append(f"(raw_kind <> 'text' OR {find}(raw, {self._param(len(params))}) > 0)")
+            params.append(containing)
         yield from self._select("events", columns, where, params, batch_rows)
 
     def connection_log(

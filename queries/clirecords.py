@@ -1,4 +1,5 @@
-"""``studio-query dump``: the CLI skin over :func:`queries.dump.dump` (registered on the
+"""``studio-query dump`` and ``trace``: the commands about the record's own frames, a thin
+skin over :func:`queries.dump.dump` and :func:`queries.trace.trace` (registered on the
 ``studio-query`` group by :mod:`queries.cli`)."""
 
 from __future__ import annotations
@@ -17,10 +18,15 @@ from .clioptions import (
     day_range,
     day_range_options,
     handle_errors,
+    json_option,
+    parse_day_option,
     resolve_source,
     source_options,
 )
 from .dump import FORMATS, Progress, dump
+from .errors import UsageError
+from .render import to_json
+from .trace import render_trace, trace
 
 
 @click.command("dump")
@@ -76,3 +82,35 @@ def _progress(days: int) -> Iterator[Progress | None]:
             bar.update(done - bar.pos)
 
         yield update
+
+
+@click.command("trace")
+@source_options
+@click.option("--order-id", "order_id", required=True, metavar="ID", help="The order to trace.")
+@account_option
+@click.option("--from", "first", metavar="YYYY-MM-DD", callback=parse_day_option,
+              help="First trading day to search (with --to). Default: every day.")  # fmt: skip
+@click.option("--to", "last", metavar="YYYY-MM-DD", callback=parse_day_option,
+              help="Last trading day to search (with --from; inclusive).")  # fmt: skip
+@json_option
+@handle_errors
+def trace_command(
+    *,
+    config_path: str | None,
+    db_url: str | None,
+    export_dir: str | None,
+    timezone: str | None,
+    order_id: str,
+    accounts: tuple[str, ...],
+    first: dt.date | None,
+    last: dt.date | None,
+    as_json: bool,
+) -> None:
+    """Every frame of one order (its order-updates and fills), in receipt order, once per
+    sequence with its copies counted; and its final state."""
+    if (first is None) != (last is None):
+        raise UsageError("give both --from and --to (or neither: every day)")
+    days = None if first is None else day_range(None, first, last)
+    source = resolve_source(config_path, db_url, export_dir, timezone)
+    report = trace(source, order_id, days, accounts)
+    click.echo(to_json(report) if as_json else render_trace(report))
