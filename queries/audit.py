@@ -323,3 +323,24 @@ def render_audit(report: dict[str, Any]) -> str:
         for p in a["chain_problems"]:
             lines.append(f" CHAIN BROKEN at row {p['row_id']}: {p['what']}")
     return "\n".join(lines)
+
+
+def audit_totals(reports: list[dict[str, Any]]) -> str:
+    """The totals of several days' audit reports, per account, as text."""
+    sums: dict[str, list[int]] = {}
+    chains: dict[str, bool] = {}
+    for report in reports:
+        for a in report["accounts"]:
+            total = sums.setdefault(a["account_id"], [0, 0, 0, 0])
+            total[0] += a["frames"]
+            total[1] += a["sessions"]
+            total[2] += a["unclean_sessions"]
+            total[3] += len(a["error_notices"])
+            chains[a["account_id"]] = chains.get(a["account_id"], True) and a["chain_ok"]
+    return f"Totals over {len(reports)} days\n" + table(
+        ["account", "frames", "sessions", "unclean", "error_notices", "chain"],
+        [
+            (account, *t, "ok" if chains[account] else "FAILED")
+            for account, t in sorted(sums.items())
+        ],
+    )

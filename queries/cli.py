@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
@@ -22,10 +22,12 @@ from recorder.clishell import OneLineGroup, config_option, db_option
 from recorder.errors import ConfigError
 from recorder.interrupts import completed
 
-from .audit import audit_source, render_audit
+from .audit import audit_source, audit_totals, render_audit
 from .clioptions import (
     account_option,
     day_option,
+    day_range,
+    day_range_options,
     handle_errors,
     json_option,
     optional_day_option,
@@ -40,12 +42,12 @@ from .clirecords import dump_command, trace_command
 from .evening import default_out, run_evening, write_evening
 from .export import Progress, export_day
 from .gaps import COLUMNS as GAPS_COLUMNS
-from .gaps import coverage_failures, gaps, has_sequence_gaps, render_gaps
+from .gaps import coverage_failures, gaps, gaps_totals, has_sequence_gaps, render_gaps
 from .layout import manifest_path
-from .reconcile import reconcile, render_reconcile
+from .reconcile import reconcile, reconcile_totals, render_reconcile
 from .render import to_json
 from .sqlcmd import render_csv, render_json, render_table, run_sql
-from .verify import render_verify
+from .verify import render_verify, verify_totals
 
 PROG = "studio-query"
 
@@ -150,7 +152,7 @@ def _size(size: int) -> str:
 
 @cli.command("gaps")
 @source_options
-@day_option
+@day_range_options
 @account_option
 @click.option(
     "--silence-s",
@@ -172,31 +174,58 @@ def gaps_command(
     db_url: str | None,
     export_dir: str | None,
     timezone: str | None,
-    day: dt.date,
+    day: dt.date | None,
+    first: dt.date | None,
+    last: dt.date | None,
     accounts: tuple[str, ...],
     silence_s: float | None,
     fail_on_gaps: bool,
     fail_on_coverage: bool,
     as_json: bool,
 ) -> None:
-    """Sequence gaps, coverage gaps and silences of a trading day, per account, and how much
-    of the day's required hours ([coverage]) was not recorded."""
+    """Sequence gaps, coverage gaps and silences of a trading day (or each day of a range),
+    per account, and how much of the day's required hours ([coverage]) was not recorded."""
+    days = day_range(day, first, last)
     source = resolve_source(config_path, db_url, export_dir, timezone)
-    hours = source.hours(day)
-    with source.open(day, accounts, payload=False, notices=False, columns=GAPS_COLUMNS) as ws:
-        report = gaps(
-            ws, silence_s=silence_s, liveness_timeout_s=source.liveness_timeout_s, hours=hours
-        )
-    click.echo(to_json(report) if as_json else render_gaps(report))
-    if (fail_on_gaps and has_sequence_gaps(report)) or (
-        fail_on_coverage and coverage_failures(report)
+
+    def one(day: dt.date) -> dict[str, Any]:
+        hours = source.hours(day)
+        with source.open(day, accounts, payload=False, notices=False, columns=GAPS_COLUMNS) as ws:
+            return gaps(
+                ws, silence_s=silence_s, liveness_timeout_s=source.liveness_timeout_s, hours=hours
+            )
+
+    reports = _each_day(days, one, render_gaps, as_json, gaps_totals)
+    if any(
+        (fail_on_gaps and has_sequence_gaps(r)) or (fail_on_coverage and coverage_failures(r))
+        for r in reports
     ):
         sys.exit(1)
 
 
+def _each_day(
+    days: list[dt.date],
+    one: Callable[[dt.date], dict[str, Any]],
+    render: Callable[[dict[str, Any]], str],
+    as_json: bool,
+    totals: Callable[[list[dict[str, Any]]], str],
+) -> list[dict[str, Any]]:
+    """The report of each day, printed as the single-day command prints it: one day alone
+    as today, several as a JSON list of those documents, or as text one after the other
+    followed by the totals."""
+    reports = [one(day) for day in days]
+    if len(reports) == 1:
+        click.echo(to_json(reports[0]) if as_json else render(reports[0]))
+    elif as_json:
+        click.echo(to_json(reports))
+    else:
+        click.echo("\n\n".join([*map(render, reports), totals(reports)]))
+    return reports
+
+
 @cli.command("audit")
 @source_options
-@day_option
+@day_range_options
 @account_option
 @public_key_option
 @json_option
@@ -207,22 +236,25 @@ def audit_command(
     db_url: str | None,
     export_dir: str | None,
     timezone: str | None,
-    day: dt.date,
+    day: dt.date | None,
+    first: dt.date | None,
+    last: dt.date | None,
     accounts: tuple[str, ...],
     public_keys: tuple[str, ...],
     as_json: bool,
 ) -> None:
     """Frames by type, replays, sessions, error notices, latency, chain and attestation of a
-    day (with a public key, or [signing] public_keys from --config)."""
+    day or each day of a range (with a public key, or [signing] public_keys from --config)."""
+    days = day_range(day, first, last)
     source = resolve_source(config_path, db_url, export_dir, timezone)
     source = trusting(source, public_keys, None)
-    report = audit_source(source, day, accounts)
-    click.echo(to_json(report) if as_json else render_audit(report))
+    _each_day(days, lambda d: audit_source(source, d, accounts), render_audit, as_json,
+              audit_totals)  # fmt: skip
 
 
 @cli.command("reconcile")
 @source_options
-@day_option
+@day_range_options
 @account_option
 @positions_option
 @click.option("--fail-on-breaks", is_flag=True, help="Exit 1 when any account has a break.")
@@ -234,18 +266,25 @@ def reconcile_command(
     db_url: str | None,
     export_dir: str | None,
     timezone: str | None,
-    day: dt.date,
+    day: dt.date | None,
+    first: dt.date | None,
+    last: dt.date | None,
     accounts: tuple[str, ...],
     positions_file: str | None,
     fail_on_breaks: bool,
     as_json: bool,
 ) -> None:
-    """Bought, sold, VWAP and positions per symbol; orders; breaks."""
+    """Bought, sold, VWAP and positions per symbol; orders; breaks (of a day, or of each day
+    of a range against the same positions file)."""
+    days = day_range(day, first, last)
     source = resolve_source(config_path, db_url, export_dir, timezone)
-    with source.open(day, accounts) as ws:
-        report = reconcile(ws, positions_file=positions_file)
-    click.echo(to_json(report) if as_json else render_reconcile(report))
-    if fail_on_breaks and any(account["breaks"] for account in report["accounts"]):
+
+    def one(day: dt.date) -> dict[str, Any]:
+        with source.open(day, accounts) as ws:
+            return reconcile(ws, positions_file=positions_file)
+
+    reports = _each_day(days, one, render_reconcile, as_json, reconcile_totals)
+    if fail_on_breaks and any(a["breaks"] for r in reports for a in r["accounts"]):
         sys.exit(1)
 
 
@@ -259,7 +298,7 @@ def reconcile_command(
     type=click.Path(file_okay=False, path_type=str),
     help="Verify an export directory (files against the manifest, and chains).",
 )
-@optional_day_option
+@day_range_options
 @account_option
 @public_key_option
 @click.option(
@@ -278,6 +317,8 @@ def verify_command(
     db_url: str | None,
     export_dir: str | None,
     day: dt.date | None,
+    first: dt.date | None,
+    last: dt.date | None,
     accounts: tuple[str, ...],
     public_keys: tuple[str, ...],
     checkpoints_dir: str | None,
@@ -289,10 +330,18 @@ def verify_command(
     Without a public key only the chains are recomputed: that catches a careless edit,
     not a rewrite by whoever controls the database.
     """
+    whole = day is None and first is None and last is None  # every day, as one chain
     source = trusting(resolve_source(config_path, db_url, export_dir), public_keys, checkpoints_dir)
-    report = source.verify(day, accounts)
-    click.echo(to_json(report.as_dict()) if as_json else render_verify(report))
-    if not report.ok:
+    reports = [
+        source.verify(d, accounts) for d in ([None] if whole else day_range(day, first, last))
+    ]
+    if len(reports) == 1:
+        click.echo(to_json(reports[0].as_dict()) if as_json else render_verify(reports[0]))
+    elif as_json:
+        click.echo(to_json([report.as_dict() for report in reports]))
+    else:
+        click.echo("\n\n".join([*map(render_verify, reports), verify_totals(reports)]))
+    if not all(report.ok for report in reports):
         sys.exit(1)
 
 

@@ -279,3 +279,19 @@ def render_gaps(report: dict[str, Any]) -> str:
             )
         )
     return "\n".join(lines)
+
+
+def gaps_totals(reports: list[dict[str, Any]]) -> str:
+    """The totals of several days' gaps reports, per account, as text."""
+    sums: dict[str, list[float]] = {}
+    for report in reports:
+        for a in report["accounts"]:
+            total = sums.setdefault(a["account_id"], [0, 0, 0.0, 0.0])
+            total[0] += len(a["sequence_gaps"])
+            total[1] += sum(g["count"] for g in a["sequence_gaps"])
+            total[2] += sum(g["seconds"] for g in a["coverage_gaps"])
+            total[3] += a.get("uncovered_in_hours_s", 0.0)
+    return f"Totals over {len(reports)} days\n" + table(
+        ["account", "sequence_gaps", "missing", "not_covered_s", "hours_not_recorded_s"],
+        [(account, int(t[0]), int(t[1]), t[2], t[3]) for account, t in sorted(sums.items())],
+    )

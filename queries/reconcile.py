@@ -418,3 +418,18 @@ def render_reconcile(report: dict[str, Any]) -> str:
         skipped = ", ".join(report["positions_file"]["accounts_filtered_out"])
         lines.append(f"\nAccounts in the positions file left out by --account: {skipped}")
     return "\n".join(lines)
+
+
+def reconcile_totals(reports: list[dict[str, Any]]) -> str:
+    """The totals of several days' reconciliation reports, per account, as text."""
+    sums: dict[str, list[int]] = {}
+    for report in reports:
+        for a in report["accounts"]:
+            total = sums.setdefault(a["account_id"], [0, 0, 0])
+            total[0] += a["order_count"]
+            total[1] += sum(s["fills"] for s in a["symbols"])
+            total[2] += len(a["breaks"])
+    return f"Totals over {len(reports)} days\n" + table(
+        ["account", "orders", "fills", "breaks"],
+        [(account, *t) for account, t in sorted(sums.items())],
+    )

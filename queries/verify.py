@@ -295,3 +295,18 @@ def _problem_line(who: str, p: Problem) -> str:
     where += f" file {p.path}" if p.path else ""
     hashes = f" (expected {p.expected}, stored {p.stored})" if p.expected else ""
     return f"FAIL {who}:{where}: {p.what}{hashes}"
+
+
+def verify_totals(reports: list[VerifyReport]) -> str:
+    """The totals of several days' verifications, per account, as text."""
+    sums: dict[str, list[Any]] = {}
+    for report in reports:
+        for check in report.accounts:
+            total = sums.setdefault(check.account_id, [0, 0, True])
+            total[0] += check.rows
+            total[1] += len(check.problems)
+            total[2] = total[2] and check.ok
+    return f"Totals over {len(reports)} days\n" + table(
+        ["account", "rows", "problems", "chain"],
+        [(a, t[0], t[1], "ok" if t[2] else "FAILED") for a, t in sorted(sums.items())],
+    )

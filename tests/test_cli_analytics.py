@@ -185,8 +185,8 @@ def test_console_script_as_a_process_helps_and_turns_usage_errors_into_one_line(
 ) -> None:
     # The tests above call main() in-process; this is main() as the interpreter runs it.
     assert "Usage: studio-query" in run_process("queries", "--help").stdout
-    one_line_error(run_process("queries", "gaps", "--db", store, cwd=tmp_path), 2,
-                   "Missing option '--day'")  # fmt: skip
+    one_line_error(run_process("queries", "gaps", "--db", store, "--bogus", cwd=tmp_path), 2,
+                   "No such option '--bogus'")  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -194,7 +194,8 @@ def test_console_script_as_a_process_helps_and_turns_usage_errors_into_one_line(
     [
         (("gaps", "--day", "2024-13-01"), 2, "impossible date '2024-13-01'"),
         (("audit", "--day", "yesterday"), 2, "bad date 'yesterday'"),
-        (("gaps",), 2, "Missing option '--day'"),
+        (("gaps",), 2, "give --day, or --from and --to"),
+        (("gaps", "--from", "2024-06-11", "--to", "2024-06-10"), 2, "--to 2024-06-10 is before"),
         (("gaps", "--day", "2024-06-10", "--account", "31337"), 1, "unknown account '31337'"),
         (("verify", "--account", "31337"), 1, "unknown account '31337'"),
         (("sql", "SELEC 1"), 1, "SQL error: Parser Error"),
