@@ -38,7 +38,7 @@ from .clioptions import (
     store_options,
     trusting,
 )
-from .clirecords import dump_command, trace_command
+from .clirecords import archive_command, dump_command, trace_command
 from .evening import default_out, run_evening, write_evening
 from .export import Progress, export_day
 from .gaps import COLUMNS as GAPS_COLUMNS
@@ -58,6 +58,7 @@ def cli() -> None:
     """Export trading days and audit the recorder's store."""
 
 
+cli.add_command(archive_command)
 cli.add_command(dump_command)
 cli.add_command(trace_command)
 

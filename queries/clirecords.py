@@ -1,18 +1,23 @@
-"""``studio-query dump`` and ``trace``: the commands about the record's own frames, a thin
-skin over :func:`queries.dump.dump` and :func:`queries.trace.trace` (registered on the
-``studio-query`` group by :mod:`queries.cli`)."""
+"""``studio-query archive``, ``dump`` and ``trace``: the commands about keeping the record and
+reading its own frames, a thin skin over :func:`queries.archive.archive`,
+:func:`queries.dump.dump` and :func:`queries.trace.trace` (registered on the ``studio-query``
+group by :mod:`queries.cli`)."""
 
 from __future__ import annotations
 
 import datetime as dt
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
 import click
 
+from recorder.clishell import config_option
+
+from .archive import ALARMS, archive, render_archive
+from .archive import as_json as archived_json
 from .clioptions import (
     account_option,
     day_range,
@@ -23,7 +28,7 @@ from .clioptions import (
     resolve_source,
     source_options,
 )
-from .dump import FORMATS, Progress, dump
+from .dump import FORMATS, dump
 from .errors import UsageError
 from .render import to_json
 from .trace import render_trace, trace
@@ -60,7 +65,7 @@ def dump_command(
     """
     days = day_range(day, first, last)
     source = resolve_source(config_path, db_url, export_dir, timezone)
-    with _progress(len(days)) as progress:
+    with _day_progress("dumping") as progress:
         done = dump(source, days, out, fmt=fmt, accounts=accounts, progress=progress)
     span = days[0].isoformat() if len(days) == 1 else f"{days[0]} to {days[-1]}"
     logs = f" and {done.log_rows:,} connection_log rows" if fmt == "jsonl" else ""
@@ -68,18 +73,20 @@ def dump_command(
 
 
 @contextmanager
-def _progress(days: int) -> Iterator[Progress | None]:
-    """A progress bar over the days on stderr when it is a terminal (and there are several)."""
-    if days < 2 or not sys.stderr.isatty():
+def _day_progress(label: str) -> Iterator[Callable[..., None] | None]:
+    """A progress bar over days on stderr when it is a terminal (``update(done, total, …)``),
+    from the first day done; else None."""
+    if not sys.stderr.isatty():
         yield None
         return
     with ExitStack() as stack:
-        bar: Any = stack.enter_context(
-            click.progressbar(length=days, label="dumping", file=sys.stderr, show_pos=True)
-        )
+        bars: list[Any] = []
 
-        def update(done: int, _total: int, _frames: int) -> None:
-            bar.update(done - bar.pos)
+        def update(done: int, total: int, *_: object) -> None:
+            if not bars:
+                bar = click.progressbar(length=total, label=label, file=sys.stderr, show_pos=True)
+                bars.append(stack.enter_context(bar))
+            bars[0].update(done - bars[0].pos)
 
         yield update
 
@@ -114,3 +121,21 @@ def trace_command(
     source = resolve_source(config_path, db_url, export_dir, timezone)
     report = trace(source, order_id, days, accounts)
     click.echo(to_json(report) if as_json else render_trace(report))
+
+
+@click.command("archive")
+@config_option
+@click.option("--through", "through", metavar="YYYY-MM-DD", callback=parse_day_option,
+              help="Last day to archive (default: yesterday in the trading-day zone).")  # fmt: skip
+@json_option
+@handle_errors
+def archive_command(*, config_path: str | None, through: dt.date | None, as_json: bool) -> None:
+    """Archive every complete trading day the store holds and [archive] does not: export it
+    there, read it back and verify it; exit 1 when an archived day differs from the store
+    or does not verify (it is never overwritten)."""
+    source = resolve_source(config_path, None)
+    with _day_progress("archiving") as progress:
+        days = archive(source, through, progress=progress)
+    click.echo(to_json(archived_json(days)) if as_json else render_archive(days))
+    if any(day.status in ALARMS for day in days):
+        sys.exit(1)

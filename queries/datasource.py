@@ -13,7 +13,12 @@ from dataclasses import dataclass, field
 
 import pyarrow as pa
 
-from recorder.config import DEFAULT_LIVENESS_TIMEOUT_S, CoverageSettings, Settings
+from recorder.config import (
+    DEFAULT_LIVENESS_TIMEOUT_S,
+    ArchiveSettings,
+    CoverageSettings,
+    Settings,
+)
 from recorder.tradingday import DEFAULT_TIMEZONE
 
 from .attested import NO_TRUST, Trust
@@ -44,6 +49,8 @@ class DataSource:
     trust: Trust = NO_TRUST
     #: The hours of a trading day that must be recorded ([coverage]).
     coverage: CoverageSettings = field(default_factory=CoverageSettings)
+    #: Where complete days are kept ([archive]).
+    archive: ArchiveSettings = field(default_factory=ArchiveSettings)
 
     def __post_init__(self) -> None:
         if (self.url is None) == (self.export_dir is None):
@@ -64,6 +71,7 @@ class DataSource:
                 else str(settings.signing.checkpoint_dir),
             ),
             coverage=settings.coverage,
+            archive=settings.archive,
         )
 
     def open(

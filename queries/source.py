@@ -259,6 +259,14 @@ class StoreReader(AbstractContextManager["StoreReader"]):
             return None
         return int(row["n"]), int(row["first_id"]), int(row["last_id"])
 
+    def days(self) -> list[dt.date]:
+        """The trading days with at least one stored frame, ascending (from the day index)."""
+        rows = self._table("SELECT DISTINCT trading_day AS day FROM events ORDER BY 1", [])
+        return [
+            value if isinstance(value, dt.date) else dt.date.fromisoformat(str(value))
+            for value in rows.column("day").to_pylist()
+        ]
+
     def accounts(self, *, day: dt.date | None = None, table: str = "events") -> list[str]:
         """Accounts with at least one row of ``table`` (a frame on ``day`` when given), sorted."""
         if table not in STORE_SCHEMAS or "account_id" not in STORE_SCHEMAS[table].names:

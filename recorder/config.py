@@ -126,6 +126,28 @@ class CoverageSettings:
     max_uncovered_s: float = 60.0
 
 
+@dataclass(frozen=True)
+class ArchiveSettings:
+    """``[archive]``: where complete trading days are kept for six years (``studio-query
+    archive``): ``url`` a local directory or ``s3://bucket/prefix`` (with ``endpoint_url``,
+    ``region``, ``object_lock_mode`` and ``retention_days`` for S3; credentials come from the
+    standard AWS environment variables or files, never from this file)."""
+
+    url: str | None = None
+    endpoint_url: str = ""
+    region: str = ""
+    object_lock_mode: str = "COMPLIANCE"
+    retention_days: int = 2192  # six years and a leap day or two
+
+    @property
+    def is_s3(self) -> bool:
+        return bool(self.url) and str(self.url).startswith("s3://")
+
+
+#: The Object Lock modes S3 knows ("" writes objects without a lock).
+OBJECT_LOCK_MODES: Final = ("COMPLIANCE", "GOVERNANCE", "")
+
+
 def parse_hours(text: str) -> tuple[dt.time, dt.time]:
     """``"04:00-20:00"`` → (04:00, 20:00); ValueError unless two HH:MM times, in order."""
     try:
@@ -145,6 +167,7 @@ class Settings:
     metrics: MetricsSettings
     signing: SigningSettings = field(default_factory=SigningSettings)
     coverage: CoverageSettings = field(default_factory=CoverageSettings)
+    archive: ArchiveSettings = field(default_factory=ArchiveSettings)
     path: Path | None = None
     #: One line each: allowed but unwise settings, for the command line to print.
     warnings: tuple[str, ...] = ()
@@ -236,6 +259,16 @@ class _Coverage(Table):
     max_uncovered_s: Annotated[float, finite(0)] = CoverageSettings.max_uncovered_s
 
 
+class _Archive(Table):
+    """ArchiveSettings's fields; the defaults are its own."""
+
+    url: str | None = None
+    endpoint_url: str = ArchiveSettings.endpoint_url
+    region: str = ArchiveSettings.region
+    object_lock_mode: str = ArchiveSettings.object_lock_mode
+    retention_days: Annotated[int, msgspec.Meta(ge=1)] = ArchiveSettings.retention_days
+
+
 class _Document(Table):
     """The whole file. Types are strict: a float is not an integer, a boolean not a number."""
 
@@ -245,6 +278,7 @@ class _Document(Table):
     metrics: _Metrics = msgspec.field(default_factory=_Metrics)
     signing: _Signing = msgspec.field(default_factory=_Signing)
     coverage: _Coverage = msgspec.field(default_factory=_Coverage)
+    archive: _Archive = msgspec.field(default_factory=_Archive)
 
 
 def config_path_from(option: str | os.PathLike[str] | None, env: Mapping[str, str]) -> Path:
@@ -288,6 +322,7 @@ def parse_config(document: Mapping[str, Any], env: Mapping[str, str], path: Path
         metrics = _metrics(config.metrics)
         signing = _signing(config.signing, env, path.parent)
         coverage = _coverage(config.coverage)
+        archive = _archive(config.archive, path.parent.absolute())
     except Invalid as exc:
         raise ConfigError(f"{path}: {exc}") from None
     credentials_dir = env.get(CREDENTIALS_DIR_ENV)
@@ -301,6 +336,7 @@ def parse_config(document: Mapping[str, Any], env: Mapping[str, str], path: Path
         metrics=metrics,
         signing=signing,
         coverage=coverage,
+        archive=archive,
         path=path,
         warnings=warnings,
     )
@@ -403,6 +439,28 @@ def _coverage(coverage: _Coverage) -> CoverageSettings:
     if not coverage.calendar.strip():
         raise Invalid("[coverage] calendar must name an exchange calendar, e.g. XNYS")
     return CoverageSettings(coverage.calendar, coverage.hours, coverage.max_uncovered_s)
+
+
+def _archive(archive: _Archive, directory: Path) -> ArchiveSettings:
+    """A relative directory is the config file's; an S3 URL must name a bucket."""
+    url = archive.url
+    if archive.object_lock_mode not in OBJECT_LOCK_MODES:
+        raise Invalid(
+            f'[archive] object_lock_mode must be COMPLIANCE, GOVERNANCE or "" '
+            f"(got {archive.object_lock_mode!r})"
+        )
+    if url is not None:
+        if not url.strip():
+            raise Invalid("[archive] url must name a directory or s3://bucket/prefix")
+        if url.startswith("s3://"):
+            if not url[len("s3://") :].split("/")[0]:
+                raise Invalid(f"[archive] url {url!r} names no bucket")
+        elif "://" in url:
+            raise Invalid(f"[archive] url {url!r}: a local directory or s3://bucket/prefix")
+        elif not Path(url).is_absolute():
+            url = str(directory / url)
+    return ArchiveSettings(url, archive.endpoint_url, archive.region, archive.object_lock_mode,
+                           archive.retention_days)  # fmt: skip
 
 
 def _store(store: _Store, directory: Path) -> StoreSettings:

@@ -1,0 +1,153 @@
+"""``studio-query archive``: complete trading days kept where they can stay for six years.
+
+The nightly job: every complete trading day the store holds, up to ``through`` (default:
+yesterday in the trading-day zone), that the archive does not hold is exported into it —
+the export's own layout and manifest, with the day's signed checkpoint notes in the
+manifest — then read back and verified there (files against the manifest, chains, and
+signatures where keys are configured) before it counts as archived. A day already
+archived is left alone, but held against the store: when the store's rows of that day
+(per account: count, first and last id, last chain hash) are not what the archived
+manifest says, it is reported loudly and never overwritten. Running it twice archives
+nothing the second time.
+
+This version archives to a local directory (a mounted WORM volume, say); S3 with Object
+Lock is not built yet and is refused with one line.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Final
+from zoneinfo import ZoneInfo
+
+from recorder.errors import ConfigError
+
+from .datasource import DataSource
+from .errors import UsageError
+from .export import export_day
+from .exportcheck import verify_export
+from .exportdir import ExportDir
+from .layout import manifest_path
+from .manifest import Manifest
+from .render import table
+from .source import StoreReader
+
+ARCHIVED: Final = "archived"
+ALREADY: Final = "already archived"
+DIFFERS: Final = "DIFFERS from the store"
+FAILED: Final = "FAILED verification"
+#: What needs a person (exit 1).
+ALARMS: Final = (DIFFERS, FAILED)
+
+#: ``progress(days done, days in all)``.
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class ArchivedDay:
+    """One day's outcome."""
+
+    trading_day: dt.date
+    accounts: int
+    rows: int
+    status: str
+    detail: str = ""
+
+
+def yesterday(tz: ZoneInfo, now_ns: int | None = None) -> dt.date:
+    """The last complete trading day: yesterday in the trading-day zone."""
+    now = dt.datetime.fromtimestamp((now_ns or time.time_ns()) / 1e9, tz)
+    return now.date() - dt.timedelta(days=1)
+
+
+def archive(
+    source: DataSource, through: dt.date | None = None, *, progress: Progress | None = None
+) -> list[ArchivedDay]:
+    """Archive every complete day of ``source``'s store up to ``through`` (see the module).
+    ConfigError without a usable ``[archive]``; UsageError for a day not yet complete."""
+    settings = source.archive
+    if settings.url is None:
+        raise ConfigError("no [archive] url in the configuration: where should days go?")
+    if settings.is_s3:
+        raise ConfigError("[archive] url: S3 archives are not supported by this version yet")
+    if source.url is None:
+        raise UsageError("archive reads the store: give --config")
+    tz = ZoneInfo(source.timezone)
+    last_complete = yesterday(tz)
+    through = last_complete if through is None else through
+    if through > last_complete:
+        raise UsageError(
+            f"--through {through}: a day is complete only after it ends "
+            f"(the last complete day is {last_complete})"
+        )
+    root = Path(settings.url)
+    with StoreReader(source.url) as reader:
+        days = [day for day in reader.days() if day <= through]
+    done: list[ArchivedDay] = []
+    for n, day in enumerate(days, start=1):
+        done.append(_one(source, root, day))
+        if progress is not None:
+            progress(n, len(days))
+    return done
+
+
+def _one(source: DataSource, root: Path, day: dt.date) -> ArchivedDay:
+    assert source.url is not None
+    if (root / manifest_path(day)).is_file():
+        archived = ExportDir(root).manifest(day)
+        differences = _differences(source.url, day, archived)
+        return ArchivedDay(
+            day, len(archived.accounts), archived.rows("events"),
+            DIFFERS if differences else ALREADY, "; ".join(differences),
+        )  # fmt: skip
+    manifest = export_day(source.url, day, root, timezone=source.timezone)
+    checked = verify_export(root, day=day, trust=source.trust)
+    problems = [p.what for c in checked.accounts for p in c.problems]
+    problems += [p.what for p in checked.problems]
+    status = ARCHIVED if checked.ok else FAILED
+    return ArchivedDay(day, len(manifest.accounts), manifest.rows("events"), status,
+                       "; ".join(problems[:3]))  # fmt: skip
+
+
+def _differences(url: str, day: dt.date, archived: Manifest) -> list[str]:
+    """What the store says of ``day`` that the archived manifest does not, per account."""
+    found: list[str] = []
+    with StoreReader(url) as reader:
+        ranges = reader.id_ranges(day=day)
+        for account in sorted(set(ranges) | set(archived.accounts)):
+            entry = archived.accounts.get(account)
+            if account not in ranges:
+                found.append(f"{account}: archived, but the store holds no frame of it that day")
+                continue
+            first, last, rows = ranges[account]
+            if entry is None:
+                found.append(f"{account}: {rows} frames in the store, none archived")
+                continue
+            head = reader.chain_anchor(account, last + 1)
+            stored = (rows, first, last, head)
+            kept = (entry.events, entry.first_id, entry.last_id, entry.last_chain_hash)
+            if stored != kept:
+                found.append(
+                    f"{account}: store {rows} frames, ids {first}-{last}, head {head[:12]}; "
+                    f"archive {entry.events} frames, ids {entry.first_id}-{entry.last_id}, "
+                    f"head {(entry.last_chain_hash or '')[:12]}"
+                )
+    return found
+
+
+def render_archive(days: list[ArchivedDay]) -> str:
+    """The outcome as text: a line per day, then the alarms in full."""
+    if not days:
+        return "nothing to archive: the store holds no complete day up to then"
+    lines = [table(["day", "accounts", "rows", "status"],
+                   [(d.trading_day, d.accounts, d.rows, d.status) for d in days])]  # fmt: skip
+    lines += [f"{d.trading_day}: {d.status}: {d.detail}" for d in days if d.status in ALARMS]
+    return "\n".join(lines)
+
+
+def as_json(days: list[ArchivedDay]) -> list[dict[str, Any]]:
+    return [asdict(d) for d in days]
