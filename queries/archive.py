@@ -10,13 +10,16 @@ archived is left alone, but held against the store: when the store's rows of tha
 manifest says, it is reported loudly and never overwritten. Running it twice archives
 nothing the second time.
 
-This version archives to a local directory (a mounted WORM volume, say); S3 with Object
-Lock is not built yet and is refused with one line.
+The archive is a local directory (a mounted WORM volume, say) or S3-compatible object storage
+(:mod:`queries.objectstore`): there every object is written with the configured Object Lock,
+the manifest last, and the day is read back from the bucket into a scratch directory to be
+verified.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -33,6 +36,7 @@ from .exportcheck import verify_export
 from .exportdir import ExportDir
 from .layout import manifest_path
 from .manifest import Manifest
+from .objectstore import ObjectArchive
 from .render import table
 from .source import StoreReader
 
@@ -68,12 +72,11 @@ def archive(
     source: DataSource, through: dt.date | None = None, *, progress: Progress | None = None
 ) -> list[ArchivedDay]:
     """Archive every complete day of ``source``'s store up to ``through`` (see the module).
-    ConfigError without a usable ``[archive]``; UsageError for a day not yet complete."""
+    ConfigError without ``[archive] url``; UsageError for a day not yet complete;
+    QueryError for an archive that cannot be reached or written."""
     settings = source.archive
     if settings.url is None:
         raise ConfigError("no [archive] url in the configuration: where should days go?")
-    if settings.is_s3:
-        raise ConfigError("[archive] url: S3 archives are not supported by this version yet")
     if source.url is None:
         raise UsageError("archive reads the store: give --config")
     tz = ZoneInfo(source.timezone)
@@ -84,33 +87,59 @@ def archive(
             f"--through {through}: a day is complete only after it ends "
             f"(the last complete day is {last_complete})"
         )
-    root = Path(settings.url)
+    target = ObjectArchive(settings) if settings.is_s3 else Path(settings.url)
     with StoreReader(source.url) as reader:
         days = [day for day in reader.days() if day <= through]
     done: list[ArchivedDay] = []
     for n, day in enumerate(days, start=1):
-        done.append(_one(source, root, day))
+        done.append(_one(source, target, day))
         if progress is not None:
             progress(n, len(days))
     return done
 
 
-def _one(source: DataSource, root: Path, day: dt.date) -> ArchivedDay:
+def _one(source: DataSource, target: Path | ObjectArchive, day: dt.date) -> ArchivedDay:
     assert source.url is not None
-    if (root / manifest_path(day)).is_file():
-        archived = ExportDir(root).manifest(day)
+    archived = _archived_manifest(target, day)
+    if archived is not None:
         differences = _differences(source.url, day, archived)
         return ArchivedDay(
             day, len(archived.accounts), archived.rows("events"),
             DIFFERS if differences else ALREADY, "; ".join(differences),
         )  # fmt: skip
-    manifest = export_day(source.url, day, root, timezone=source.timezone)
-    checked = verify_export(root, day=day, trust=source.trust)
+    with tempfile.TemporaryDirectory(prefix="studio-archive-") as scratch:
+        if isinstance(target, Path):
+            manifest = export_day(source.url, day, target, timezone=source.timezone)
+            back = target
+        else:
+            staged, back = Path(scratch, "staged"), Path(scratch, "read-back")
+            manifest = export_day(source.url, day, staged, timezone=source.timezone)
+            for name in [*(entry.path for entry in manifest.files), str(manifest_path(day))]:
+                target.put(name, (staged / name).read_bytes())  # the manifest last
+            for name in [str(manifest_path(day)), *(entry.path for entry in manifest.files)]:
+                local = back / name
+                local.parent.mkdir(parents=True, exist_ok=True)
+                local.write_bytes(target.get(name))
+        checked = verify_export(back, day=day, trust=source.trust)
     problems = [p.what for c in checked.accounts for p in c.problems]
     problems += [p.what for p in checked.problems]
     status = ARCHIVED if checked.ok else FAILED
     return ArchivedDay(day, len(manifest.accounts), manifest.rows("events"), status,
                        "; ".join(problems[:3]))  # fmt: skip
+
+
+def _archived_manifest(target: Path | ObjectArchive, day: dt.date) -> Manifest | None:
+    """The archived manifest of ``day``, or None when the archive does not hold it."""
+    relative = manifest_path(day)
+    if isinstance(target, Path):
+        return ExportDir(target).manifest(day) if (target / relative).is_file() else None
+    if not target.exists(relative):
+        return None
+    with tempfile.TemporaryDirectory(prefix="studio-archive-") as scratch:
+        local = Path(scratch) / relative
+        local.parent.mkdir(parents=True)
+        local.write_bytes(target.get(relative))
+        return ExportDir(scratch).manifest(day)
 
 
 def _differences(url: str, day: dt.date, archived: Manifest) -> list[str]:

@@ -73,6 +73,13 @@ class OneLineGroup(click.Group):
     so what tests see is what users see. Interrupts exit 130 without a traceback.
     """
 
+    def make_context(self, *args: Any, **kwargs: Any) -> click.Context:
+        # An interrupt while the group parses its arguments (just after the imports): ours too.
+        try:
+            return super().make_context(*args, **kwargs)
+        except KeyboardInterrupt:
+            raise Interrupted from None
+
     def invoke(self, ctx: click.Context) -> Any:
         # click answers a KeyboardInterrupt by printing an empty line: pass it on as our own.
         try:

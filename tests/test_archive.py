@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine
@@ -62,7 +63,6 @@ def test_archive_verify_rerun_and_a_store_that_changed(engine: Engine, tmp_path:
     ("archive", "args", "message"),
     [
         ("", (), "no [archive] url in the configuration"),
-        ('[archive]\nurl = "s3://bucket/days"\n', (), "S3 archives are not supported"),
         ('[archive]\nurl = "s3:///days"\n', (), "names no bucket"),
         ('[archive]\nurl = "a"\nobject_lock_mode = "FOREVER"\n', (), "object_lock_mode must be"),
         ('[archive]\nurl = "a"\nretention_days = 0\n', (), "retention_days"),
@@ -78,3 +78,60 @@ def test_bad_archive_settings_are_one_line(
     assert result.returncode == 2, result.stdout
     assert message in result.stderr
     assert result.stderr.count("\n") == 1
+
+
+def test_the_archive_on_s3_is_locked_read_back_and_never_rewritten(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    """SeaweedFS with Object Lock in compliance mode: every object of the day is locked for
+    retention_days, the day verifies when read back, nobody may delete it, a second run
+    writes nothing and a store that changed since is reported."""
+    from botocore.exceptions import ClientError
+
+    from tests.support.cli import cli_env
+    from tests.support.s3 import seaweedfs
+    from tests.support.stores import migrated
+
+    engine = migrated(sqlite_url)
+    record(engine)
+    with seaweedfs(tmp_path / "s3") as server:
+        s3: Any = server.client()
+        s3.create_bucket(Bucket="worm", ObjectLockEnabledForBucket=True)
+        settings = (f'[archive]\nurl = "s3://worm/studio"\nendpoint_url = "{server.endpoint}"\n'
+                    'region = "us-east-1"\nretention_days = 3\n')  # fmt: skip
+        config = _config(tmp_path, engine, settings)
+        env = {**cli_env(), **server.env}
+        first = run("queries", "archive", "--config", config, "--json", env=env)
+        assert first.returncode == 0, first.stderr
+        assert [d["status"] for d in json.loads(first.stdout)] == ["archived"]
+
+        versions = s3.list_object_versions(Bucket="worm", Prefix="studio/")["Versions"]
+        keys = sorted(v["Key"] for v in versions)
+        assert f"studio/manifest/trading_day={DAY}.json" in keys
+        assert sum("/events/" in k or k.startswith("studio/events/") for k in keys) == 2
+        now = dt.datetime.now(dt.UTC)
+        for version in versions:
+            kept = s3.get_object_retention(Bucket="worm", Key=version["Key"])["Retention"]
+            assert kept["Mode"] == "COMPLIANCE"
+            left = kept["RetainUntilDate"] - now
+            assert dt.timedelta(days=2, hours=23) < left <= dt.timedelta(days=3)
+        victim = versions[0]
+        with pytest.raises(ClientError):
+            s3.delete_object(Bucket="worm", Key=victim["Key"], VersionId=victim["VersionId"])
+
+        again = run("queries", "archive", "--config", config, env=env)
+        assert again.returncode == 0, again.stderr
+        assert "already archived" in again.stdout
+        Appender(engine).append([frame(A, 99, at_ns=NOON_NS + 3 * 3600 * 10**9, day=DAY)], [])
+        changed = run("queries", "archive", "--config", config, env=env)
+        assert changed.returncode == 1
+        assert "DIFFERS from the store" in changed.stdout
+        after = s3.list_object_versions(Bucket="worm", Prefix="studio/")["Versions"]
+        assert len(after) == len(versions)  # nothing written by the later runs
+
+    unreachable = _config(tmp_path, engine, '[archive]\nurl = "s3://worm/studio"\n'
+                          'endpoint_url = "http://127.0.0.1:9"\n')  # fmt: skip
+    down = run("queries", "archive", "--config", unreachable, env=env)
+    assert down.returncode == 1
+    assert down.stderr.startswith("studio-query: error: archive s3://worm/studio: ")
+    assert down.stderr.count("\n") == 1

@@ -61,36 +61,52 @@ def _digest(directory: Path) -> dict[str, str]:
     }
 
 
+#: Sessions other than this one waiting for a lock in a query on ``events``.
+_WAITING_FOR_EVENTS = (
+    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+    "AND pid <> pg_backend_pid() AND query ILIKE '%events%'"
+)
+
+
 @pytest.mark.postgres
 def test_an_interrupted_export_changes_nothing(pg_url: str, tmp_path: Path) -> None:
     engine = migrated(pg_url)
-    log = [LogRecord("s", A, NOON_NS, "opened"), LogRecord("s", A, NOON_NS + 1, "subscribed")]
-    Appender(engine).append([fill(A, n) for n in range(1, 20)], log)
-    out = tmp_path / "export"
-    first = run("queries", "export", "--db", pg_url, "--day", DAY, "--out", out)
-    assert first.returncode == 0, first.stderr
-    before = _digest(out)
-    Appender(engine).append([fill(A, n) for n in range(20, 40)], [])  # the next export differs
-    command = [str(SCRIPTS / "studio-query"), "export", "--db", pg_url, "--day", str(DAY),
-               "--out", str(out)]  # fmt: skip
-    with engine.connect() as locker:
-        locker.execute(text("LOCK TABLE events IN ACCESS EXCLUSIVE MODE"))  # the read waits
-        process = subprocess.Popen(
-            command, cwd=ROOT, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            text=True,
-        )  # fmt: skip
-        time.sleep(2.5)  # imported, connected, waiting for the table
-        assert process.poll() is None
-        process.send_signal(signal.SIGINT)
-        time.sleep(0.5)
-        locker.rollback()  # the read returns into Python, which raises KeyboardInterrupt
-    stdout, stderr = process.communicate(timeout=60)
-    assert stderr == f"studio-query: {NOTHING_CHANGED}\n"
-    assert process.returncode == INTERRUPTED_EXIT
-    assert "exported" not in stdout
-    assert _digest(out) == before
-    assert not [p for p in out.iterdir() if p.name.startswith(".tmp")]
-    engine.dispose()
+    try:
+        log = [LogRecord("s", A, NOON_NS, "opened"), LogRecord("s", A, NOON_NS + 1, "subscribed")]
+        Appender(engine).append([fill(A, n) for n in range(1, 20)], log)
+        out = tmp_path / "export"
+        first = run("queries", "export", "--db", pg_url, "--day", DAY, "--out", out)
+        assert first.returncode == 0, first.stderr
+        before = _digest(out)
+        Appender(engine).append([fill(A, n) for n in range(20, 40)], [])  # the next export differs
+        command = [str(SCRIPTS / "studio-query"), "export", "--db", pg_url, "--day", str(DAY),
+                   "--out", str(out)]  # fmt: skip
+        with engine.connect() as locker:
+            locker.execute(text("LOCK TABLE events IN ACCESS EXCLUSIVE MODE"))  # the read waits
+            process = subprocess.Popen(
+                command, cwd=ROOT, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                text=True,
+            )  # fmt: skip
+            with engine.connect() as watcher:  # imported, connected, waiting for the table
+                waiting = text(_WAITING_FOR_EVENTS)
+                deadline = time.monotonic() + 60
+                while not watcher.execute(waiting).scalar_one():
+                    watcher.rollback()  # pg_stat_activity is a snapshot per transaction
+                    assert process.poll() is None, process.communicate()
+                    assert time.monotonic() < deadline, "the export never waited for the table"
+                    time.sleep(0.1)
+            assert process.poll() is None
+            process.send_signal(signal.SIGINT)
+            time.sleep(0.5)
+            locker.rollback()  # the read returns into Python, which raises KeyboardInterrupt
+        stdout, stderr = process.communicate(timeout=60)
+        assert stderr == f"studio-query: {NOTHING_CHANGED}\n"
+        assert process.returncode == INTERRUPTED_EXIT
+        assert "exported" not in stdout
+        assert _digest(out) == before
+        assert not [p for p in out.iterdir() if p.name.startswith(".tmp")]
+    finally:
+        engine.dispose()  # also when an assertion failed: no connection left to the GC
 
 
 def test_the_packages_load_their_public_names_on_first_use() -> None:
