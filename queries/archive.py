@@ -30,13 +30,13 @@ from zoneinfo import ZoneInfo
 from recorder.errors import ConfigError
 
 from .datasource import DataSource
-from .errors import UsageError
+from .errors import QueryError, UsageError
 from .export import export_day
 from .exportcheck import verify_export
 from .exportdir import ExportDir
 from .layout import manifest_path
 from .manifest import Manifest
-from .objectstore import ObjectArchive
+from .objectstore import ObjectArchive, fetch_day
 from .render import table
 from .source import StoreReader
 
@@ -116,10 +116,8 @@ def _one(source: DataSource, target: Path | ObjectArchive, day: dt.date) -> Arch
             manifest = export_day(source.url, day, staged, timezone=source.timezone)
             for name in [*(entry.path for entry in manifest.files), str(manifest_path(day))]:
                 target.put(name, (staged / name).read_bytes())  # the manifest last
-            for name in [str(manifest_path(day)), *(entry.path for entry in manifest.files)]:
-                local = back / name
-                local.parent.mkdir(parents=True, exist_ok=True)
-                local.write_bytes(target.get(name))
+            if not fetch_day(target, day, back):
+                raise QueryError(f"archive {target.url}: {day} is not there after writing it")
         checked = verify_export(back, day=day, trust=source.trust)
     problems = [p.what for c in checked.accounts for p in c.problems]
     problems += [p.what for p in checked.problems]
@@ -138,7 +136,7 @@ def _archived_manifest(target: Path | ObjectArchive, day: dt.date) -> Manifest |
     with tempfile.TemporaryDirectory(prefix="studio-archive-") as scratch:
         local = Path(scratch) / relative
         local.parent.mkdir(parents=True)
-        local.write_bytes(target.get(relative))
+        local.write_bytes(target.get(relative))  # the manifest alone: what it says is enough
         return ExportDir(scratch).manifest(day)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pyarrow as pa
 
@@ -26,6 +27,8 @@ from .duck import Workspace, open_export, open_store, zone
 from .exportcheck import verify_export
 from .exportdir import ExportDir
 from .hours import TradingHours, trading_hours
+from .objectstore import archived_copy
+from .source import StoreReader
 from .storecheck import verify_store
 from .verify import VerifyReport
 
@@ -92,10 +95,33 @@ class DataSource:
                 columns=columns,
             )  # fmt: skip
         assert self.url is not None
+        archived = self._archived(day)
+        if archived is not None:
+            directory, done = archived
+            try:
+                ws = open_export(
+                    directory, day=day, accounts=accounts, payload=payload, notices=notices,
+                    columns=columns, configured=self.configured,
+                )  # fmt: skip
+            except BaseException:
+                done()
+                raise
+            ws.cleanup.append(done)
+            return ws
         return open_store(
             self.url, day=day, accounts=accounts, configured=self.configured,
             timezone=self.timezone, payload=payload, notices=notices, columns=columns, tap=tap,
         )  # fmt: skip
+
+    def _archived(self, day: dt.date | None) -> tuple[Path, Callable[[], None]] | None:
+        """The archive's copy of ``day`` when the store holds no frame of it (pruned, or a
+        store that never held it) and ``[archive]`` does; else None (the store answers)."""
+        if day is None or self.archive.url is None or self.url is None:
+            return None
+        with StoreReader(self.url) as reader:
+            if reader.events_extent(day) is not None:
+                return None
+        return archived_copy(self.archive, day)
 
     def hours(self, day: dt.date) -> TradingHours:
         """The hours of ``day`` that must be recorded (none on a day without a session), in
@@ -121,6 +147,14 @@ class DataSource:
                 self.export_dir, day=day, accounts=accounts or None, trust=self.trust
             )
         assert self.url is not None
+        archived = self._archived(day)
+        if archived is not None:
+            directory, done = archived
+            try:
+                return verify_export(directory, day=day, accounts=accounts or None,
+                                     trust=self.trust)  # fmt: skip
+            finally:
+                done()
         return verify_store(
             self.url, day=day, accounts=accounts or None, configured=self.configured,
             workers=workers, trust=self.trust, loaded=loaded,

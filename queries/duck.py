@@ -73,6 +73,8 @@ class Workspace(AbstractContextManager["Workspace"]):
     #: The Arrow table behind ``_events`` (a store's day read once: the chain check of an
     #: evening hashes the same rows).
     events: pa.Table | None = field(default=None, repr=False)
+    #: Called when the workspace closes (e.g. to remove a day fetched from the archive).
+    cleanup: list[Callable[[], object]] = field(default_factory=list, repr=False)
     #: Results several reports of one workspace share (e.g. conflicting duplicates), by name.
     memo: dict[str, Any] = field(default_factory=dict, repr=False)
     _frozen: bool = field(default=False, repr=False)
@@ -89,6 +91,8 @@ class Workspace(AbstractContextManager["Workspace"]):
         self.con.close()
         if self.store is not None:
             self.store.close()
+        for done in self.cleanup:
+            done()
 
     @property
     def bounds_ns(self) -> tuple[int, int]:
@@ -367,15 +371,18 @@ def open_export(
     notices: bool = True,
     columns: Sequence[str] | None = None,
     now_ns: int | None = None,
+    configured: Sequence[str] = (),
 ) -> Workspace:
     """A workspace over ``day`` of an export directory (every exported day when None).
 
     The time zone is the one the day was exported with (its manifest's). Accounts
-    are checked against the manifests (QueryError for an unknown one).
+    are checked against the manifests and ``configured`` (QueryError for an unknown one);
+    with ``day`` the scope is every account of its manifest and ``configured``, as a
+    store's would be.
     """
     export = ExportDir(directory)
     days = [day] if day is not None else export.days()
-    known = export.accounts(days)
+    known = export.accounts(days) | set(configured)
     for account in accounts or ():
         if account not in known:
             raise QueryError(f"unknown account {account!r}: not in the export {export.root}")

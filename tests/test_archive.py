@@ -104,6 +104,8 @@ def test_the_archive_on_s3_is_locked_read_back_and_never_rewritten(
         first = run("queries", "archive", "--config", config, "--json", env=env)
         assert first.returncode == 0, first.stderr
         assert [d["status"] for d in json.loads(first.stdout)] == ["archived"]
+        gaps = run("queries", "gaps", "--config", config, "--day", DAY, "--json", env=env)
+        gaps_when_archived = json.loads(gaps.stdout)
 
         versions = s3.list_object_versions(Bucket="worm", Prefix="studio/")["Versions"]
         keys = sorted(v["Key"] for v in versions)
@@ -129,9 +131,52 @@ def test_the_archive_on_s3_is_locked_read_back_and_never_rewritten(
         after = s3.list_object_versions(Bucket="worm", Prefix="studio/")["Versions"]
         assert len(after) == len(versions)  # nothing written by the later runs
 
+        # A store that does not hold the day: the day is read back from the bucket.
+        empty = tmp_path / "empty"
+        empty.mkdir()
+        fresh = _config(empty, migrated(f"sqlite:///{empty / 'store.db'}"), settings)
+        archived = run("queries", "gaps", "--config", fresh, "--day", DAY, "--json", env=env)
+        assert json.loads(archived.stdout) == gaps_when_archived
+        checked = run("queries", "verify", "--config", fresh, "--day", DAY, "--json", env=env)
+        assert checked.returncode == 0, checked.stdout
+        assert [c["rows"] for c in json.loads(checked.stdout)["accounts"]] == [14, 57]
+
     unreachable = _config(tmp_path, engine, '[archive]\nurl = "s3://worm/studio"\n'
                           'endpoint_url = "http://127.0.0.1:9"\n')  # fmt: skip
     down = run("queries", "archive", "--config", unreachable, env=env)
     assert down.returncode == 1
     assert down.stderr.startswith("studio-query: error: archive s3://worm/studio: ")
     assert down.stderr.count("\n") == 1
+
+
+def _answers(config: Path, *extra: object) -> dict[str, Any]:
+    """What gaps, audit, reconcile and verify say of DAY through ``config`` (the source's
+    own name aside)."""
+    found: dict[str, Any] = {}
+    for command in ("gaps", "audit", "reconcile", "verify"):
+        result = run("queries", command, "--config", config, "--day", DAY, "--json", *extra)
+        assert result.returncode in (0, 1), result.stderr
+        found[command] = {k: v for k, v in json.loads(result.stdout).items() if k != "source"}
+    return found
+
+
+def test_a_day_the_store_no_longer_holds_is_answered_from_the_archive(
+    engine: Engine, tmp_path: Path
+) -> None:
+    """The same questions through a configuration whose store never held the day (as after
+    a prune) get the same answers from the archive."""
+    from tests.support.stores import migrated
+
+    record(engine)
+    config = _config(tmp_path, engine, f'[archive]\nurl = "{tmp_path / "archive"}"\n')
+    assert run("queries", "archive", "--config", config).returncode == 0
+    before = _answers(config)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    pruned = _config(empty, migrated(f"sqlite:///{empty / 'store.db'}"),
+                     f'[archive]\nurl = "{tmp_path / "archive"}"\n')  # fmt: skip
+    assert _answers(pruned) == before
+    assert run("queries", "gaps", "--config", pruned, "--day", NEXT_DAY).returncode == 0
+
+
+NEXT_DAY = DAY + dt.timedelta(days=1)
