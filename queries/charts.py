@@ -35,6 +35,7 @@ from .activity import MINUTE_NS, Lane
 #: What matplotlib's SVG output needs to be inlined: text as text, deterministic ids.
 _STYLE: Final[Any] = {  # rcParams (typed as a closed set of literal keys)
     "svg.fonttype": "none",
+    "text.parse_math": False,  # labels come from frame data: "$" is a dollar, not math
     "svg.hashsalt": "studio-recorder",
     "font.family": "sans-serif",
     "font.size": 8.5,
@@ -240,14 +241,15 @@ def _layers(per_type: dict[str, dict[int, int]]) -> list[tuple[str, dict[int, in
     """(label, counts by minute) of the stacked layers: the busiest types, then "other"."""
     ordered = sorted(per_type.items(), key=lambda item: (-sum(item[1].values()), item[0]))
     shown = ordered if len(ordered) <= _MAX_LAYERS + 1 else ordered[:_MAX_LAYERS]
-    layers = [(f"{t} ({sum(c.values()):,})", c) for t, c in shown]
+    # "\u00a0": matplotlib leaves a label starting with "_" out of the legend
+    layers = [(f"\u00a0{t} ({sum(c.values()):,})", c) for t, c in shown]
     if len(shown) < len(ordered):
         rest: dict[int, int] = {}
         for _, counts in ordered[_MAX_LAYERS:]:
             for minute, n in counts.items():
                 rest[minute] = rest.get(minute, 0) + n
         names = ", ".join(t for t, _ in ordered[_MAX_LAYERS:])
-        layers.append((f"other: {names} ({sum(rest.values()):,})", rest))
+        layers.append((f"\u00a0other: {names} ({sum(rest.values()):,})", rest))
     return layers
 
 

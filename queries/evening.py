@@ -25,7 +25,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -41,6 +41,7 @@ from .publish import create_private_file, describe, make_private_dirs, publish_d
 from .reconcile import reconcile
 from .render import to_json
 from .report import REPORT_FILE, Drawings, Page, draw, render
+from .verify import VerifyReport
 
 #: The reports of an evening, in the order they are written, each named as its command.
 REPORTS: Final = ("verify", "gaps", "audit", "reconcile")
@@ -127,11 +128,12 @@ def run_evening(
         # store is not read twice), while the reports run in DuckDB, which does not hold
         # the GIL; the exchange calendar is looked up meanwhile.
         on_store = source.url is not None
-        verifying = background.submit(
-            source.verify, day, accounts, loaded=rows() if on_store else None
-        )
-        hours = background.submit(source.hours, day)
+        verifying: Future[VerifyReport] | None = None
         try:
+            verifying = background.submit(
+                source.verify, day, accounts, loaded=rows() if on_store else None
+            )
+            hours = background.submit(source.hours, day)
             with source.open(day, accounts, tap=read.put if on_store else None) as ws:
                 read.put(None)
                 reports: dict[str, dict[str, Any]] = {
@@ -155,9 +157,12 @@ def run_evening(
                 drawings = drawing.result()
                 timezone = ws.tz.key
                 where = ws.source
-        finally:
-            read.put(None)  # the read failed: let the chain check end (its result is unused)
-            verified = verifying.result()
+        except BaseException:
+            read.put(None)  # let the chain check end; its result (or error) is not wanted
+            if verifying is not None:
+                wait([verifying])
+            raise
+        verified = verifying.result()
     reports["verify"] = verified.as_dict()
     ordered = {name: reports[name] for name in REPORTS}
     return Evening(

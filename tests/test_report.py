@@ -121,3 +121,24 @@ def test_fifty_accounts_make_one_page(tmp_path: Path) -> None:
     assert html.count("-seqgaps") == 2  # account 700007, in both timelines
     assert "<details><summary>every finding</summary>" in html
     assert len(html) < 5_000_000
+
+
+def test_labels_from_frame_data_are_text_not_markup(tmp_path: Path) -> None:
+    """An account id with markup and message types that look like math or start with "_"
+    are shown as written: escaped in the HTML, not parsed as TeX, kept in the legend."""
+    from recorder.appender import Appender
+    from tests.support.frames import frame
+
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    hostile = '<b onclick="x">7</b>'
+    frames = [frame(hostile, 1, msg_type="x$\\frac$"), frame(hostile, 2, msg_type="_under"),
+              frame(hostile, 3, msg_type="order-update")]  # fmt: skip
+    Appender(migrated(url)).append(frames, [])
+    out = tmp_path / "evening"
+    result = run("queries", "evening", "--db", url, "--day", DAY, "--out", out)
+    assert result.returncode == 1, result.stderr  # the required hours, not a crash
+    html = (out / REPORT_FILE).read_text()
+    assert hostile not in html
+    assert "&lt;b onclick=&quot;x&quot;&gt;7&lt;/b&gt;" in html
+    assert "x$\\frac$ (1)" in html
+    assert "_under (1)" in html
