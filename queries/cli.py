@@ -30,7 +30,6 @@ from .clioptions import (
     day_range_options,
     handle_errors,
     json_option,
-    optional_day_option,
     positions_option,
     public_key_option,
     resolve_source,
@@ -403,7 +402,7 @@ def evening_command(
 
 @cli.command("sql")
 @source_options
-@optional_day_option
+@day_range_options
 @account_option
 @click.option("--json", "as_json", is_flag=True, help="Print the rows as a JSON array.")
 @click.option("--csv", "as_csv", is_flag=True, help="Print the rows as CSV.")
@@ -416,17 +415,24 @@ def sql_command(
     export_dir: str | None,
     timezone: str | None,
     day: dt.date | None,
+    first: dt.date | None,
+    last: dt.date | None,
     accounts: tuple[str, ...],
     as_json: bool,
     as_csv: bool,
     query: str,
 ) -> None:
     """Ad-hoc DuckDB SQL over the views events, activity, orders, fills, positions,
-    connection_log (of --day, or of every day: then the whole store is read)."""
+    connection_log (of --day, of the days --from to --to, or of every day: then the whole
+    store is read)."""
     if as_json and as_csv:
         raise ConfigError("give --json or --csv, not both")
     source = resolve_source(config_path, db_url, export_dir, timezone)
-    with source.open(day, accounts) as ws:
+    if first is None and last is None:
+        opened = source.open(day, accounts)
+    else:
+        opened = source.open_days(day_range(day, first, last), accounts)
+    with opened as ws:
         result = run_sql(ws, query)
     if as_json:
         click.echo(render_json(result))

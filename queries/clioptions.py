@@ -53,17 +53,6 @@ def day_option(func: Callable[..., Any]) -> Callable[..., Any]:
     )(func)
 
 
-def optional_day_option(func: Callable[..., Any]) -> Callable[..., Any]:
-    """``--day YYYY-MM-DD`` (optional: every day when absent)."""
-    return click.option(
-        "--day",
-        "day",
-        metavar="YYYY-MM-DD",
-        callback=parse_day_option,
-        help="Only this trading day. Default: every day.",
-    )(func)
-
-
 def parse_day_option(
     _ctx: click.Context, _param: click.Parameter, value: str | None
 ) -> dt.date | None:

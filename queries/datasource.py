@@ -113,6 +113,15 @@ class DataSource:
             timezone=self.timezone, payload=payload, notices=notices, columns=columns, tap=tap,
         )  # fmt: skip
 
+    def open_days(self, days: Sequence[dt.date], accounts: Sequence[str] = ()) -> Workspace:
+        """One workspace over several days (``sql --from/--to``) of the store or the export
+        (a store's days only: the archive answers day by day)."""
+        if self.export_dir is not None:
+            return open_export(self.export_dir, day=None, accounts=accounts, days=days)
+        assert self.url is not None
+        return open_store(self.url, day=None, accounts=accounts, configured=self.configured,
+                          timezone=self.timezone, days=days)  # fmt: skip
+
     def _archived(self, day: dt.date | None) -> tuple[Path, Callable[[], None]] | None:
         """The archive's copy of ``day`` when the store holds no frame of it (pruned, or a
         store that never held it) and ``[archive]`` does; else None (the store answers)."""

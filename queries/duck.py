@@ -291,8 +291,10 @@ def open_store(
     columns: Sequence[str] | None = None,
     now_ns: int | None = None,
     tap: Callable[[pa.RecordBatch], object] | None = None,
+    days: Sequence[dt.date] | None = None,
 ) -> Workspace:
-    """A workspace over ``day`` of the store at ``url`` (every day when None).
+    """A workspace over ``day`` of the store at ``url`` (every day when None; ``days``: those
+    days together, for ``sql`` over a range).
 
     ``tap`` is handed each batch of ``_events`` as it is read, in id order (an evening
     hashes the chains while the rest of the day is still being read).
@@ -312,7 +314,11 @@ def open_store(
         check_accounts(reader, accounts or (), configured)
         wanted = list(accounts) if accounts else None
         names = _columns(payload, columns)
-        batches = _store_events(reader, day, wanted, names, parallel=True)
+        batches: Iterator[pa.RecordBatch]
+        if days:
+            batches = (b for d in days for b in _store_events(reader, d, wanted, names))
+        else:
+            batches = _store_events(reader, day, wanted, names, parallel=True)
         if tap is not None:
             batches = _tapped(batches, tap)
         events = _load(con, "_events", _schema(EVENTS_SCHEMA, names), batches)
@@ -320,11 +326,14 @@ def open_store(
             types = NOTICE_TYPES if notices else ()
             kept = _store_events(reader, day, wanted, NOTICE_COLUMNS, types)
             _load(con, "_notices", _schema(EVENTS_SCHEMA, NOTICE_COLUMNS), kept)
-        end = None if day is None else min(day_bounds_ns(day, tz)[1] + LOG_LOOKAHEAD_NS, INT64_MAX)
+        first, last = (days[0], days[-1]) if days else (day, day)
+        end = (
+            None if last is None else min(day_bounds_ns(last, tz)[1] + LOG_LOOKAHEAD_NS, INT64_MAX)
+        )
         log = reader.connection_log(accounts=wanted, end_ns=end)
         _load(con, "_log", CONNECTION_LOG_SCHEMA, log, native=True)
-        if day is not None:
-            _keep_overlapping_sessions(con, *day_bounds_ns(day, tz))
+        if first is not None and last is not None:
+            _keep_overlapping_sessions(con, day_bounds_ns(first, tz)[0], day_bounds_ns(last, tz)[1])
         define_views(con, payload)
         scope = _scope(con, wanted, configured)
     except BaseException:
@@ -372,8 +381,10 @@ def open_export(
     columns: Sequence[str] | None = None,
     now_ns: int | None = None,
     configured: Sequence[str] = (),
+    days: Sequence[dt.date] | None = None,
 ) -> Workspace:
-    """A workspace over ``day`` of an export directory (every exported day when None).
+    """A workspace over ``day`` of an export directory (every exported day when None;
+    ``days``: those of them the export holds).
 
     The time zone is the one the day was exported with (its manifest's). Accounts
     are checked against the manifests and ``configured`` (QueryError for an unknown one);
@@ -381,7 +392,11 @@ def open_export(
     store's would be.
     """
     export = ExportDir(directory)
-    days = [day] if day is not None else export.days()
+    if days:
+        held = set(export.days())
+        days = [d for d in days if d in held]
+    else:
+        days = [day] if day is not None else export.days()
     known = export.accounts(days) | set(configured)
     for account in accounts or ():
         if account not in known:

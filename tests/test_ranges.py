@@ -42,3 +42,21 @@ def test_a_range_fails_when_any_day_does(engine: Engine) -> None:
     gaps = run("queries", "gaps", "--db", url, "--from", DAYS[0], "--to", DAYS[-1],
                "--fail-on-gaps")  # fmt: skip
     assert gaps.returncode == 1
+
+
+def test_sql_over_a_range_sees_those_days_together(engine: Engine) -> None:
+    record(engine)
+    url = engine.url.render_as_string(hide_password=False)
+    query = "SELECT trading_day, count(*) AS n FROM events GROUP BY ALL ORDER BY ALL"
+    ranged = run("queries", "sql", "--db", url, "--from", DAYS[0], "--to", DAYS[-1], query,
+                 "--json")  # fmt: skip
+    assert ranged.returncode == 0, ranged.stderr
+    single = run("queries", "sql", "--db", url, "--day", DAY, query, "--json")
+    assert json.loads(ranged.stdout) == json.loads(single.stdout) != []
+    later = run("queries", "sql", "--db", url, "--from", DAYS[-1], "--to", DAYS[-1], query,
+                "--json")  # fmt: skip
+    assert json.loads(later.stdout) == []
+    count = "SELECT count(DISTINCT session_id) AS n FROM connection_log"
+    sessions = run("queries", "sql", "--db", url, "--from", DAYS[0], "--to", DAYS[-1], count,
+                   "--json")  # fmt: skip
+    assert json.loads(sessions.stdout) == [{"n": 6}]
