@@ -28,6 +28,7 @@ from typing import Any, Final
 from zoneinfo import ZoneInfo
 
 from recorder.errors import ConfigError
+from recorder.objectstore import ObjectArchive
 
 from .datasource import DataSource
 from .errors import QueryError, UsageError
@@ -36,7 +37,7 @@ from .exportcheck import verify_export
 from .exportdir import ExportDir
 from .layout import manifest_path
 from .manifest import Manifest
-from .objectstore import ObjectArchive, fetch_day
+from .objectstore import fetch_day
 from .render import table
 from .source import StoreReader
 

@@ -23,13 +23,15 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Final
 
-from recorder.attestation import NOTES_SUFFIX
+from recorder.attestation import NOTES_SUFFIX, OBJECT_NOTE_SUFFIX
 from recorder.chain import GENESIS_HASH
 from recorder.checkpoint import ChainState, Checkpoint, CheckpointFormatError
+from recorder.config import ArchiveSettings
+from recorder.objectstore import ObjectArchive
 from recorder.signing import SigningError, Verifier, open_note, parse_verifier
 
 from .errors import QueryError, UsageError
@@ -47,7 +49,11 @@ class Trust:
     processes) and, optionally, a directory of notes copied outside the database."""
 
     keys: tuple[str, ...] = ()
+    #: A directory of ``DAY.notes`` files, or ``s3://bucket/prefix`` of one note per object.
     notes_dir: str | None = None
+    #: How to reach an ``s3://`` ``notes_dir`` (the ``[archive]`` endpoint and region); None:
+    #: boto3's defaults (AWS, or ``AWS_ENDPOINT_URL``).
+    notes_store: ArchiveSettings | None = None
 
     @classmethod
     def of(cls, keys: Iterable[str], notes_dir: str | Path | None = None) -> Trust:
@@ -227,6 +233,22 @@ def copy_findings(
     return findings
 
 
+def read_notes(trust: Trust) -> list[tuple[str, str]]:
+    """Every note copied outside the database, from ``trust.notes_dir``: a directory (see
+    :func:`read_notes_dir`) or object storage (each object ``DAY/….note`` one note)."""
+    where = str(trust.notes_dir)
+    if not where.startswith("s3://"):
+        return read_notes_dir(where)
+    store = ObjectArchive(replace(trust.notes_store or ArchiveSettings(), url=where))
+    found = []
+    for key in store.keys(""):
+        if key.endswith(OBJECT_NOTE_SUFFIX):
+            text = store.get(key).decode("utf-8", errors="replace")
+            found += [(f"{where}/{key} note {n}", note)
+                      for n, note in enumerate(split_notes(text), 1)]  # fmt: skip
+    return found
+
+
 def read_notes_dir(directory: str | Path) -> list[tuple[str, str]]:
     """Every note in ``DIR/*.notes`` as ``(where, note)``; QueryError for an unreadable one."""
     root = Path(directory)
@@ -324,9 +346,12 @@ def _uncovered(rows: int, covered_at: Sequence[int], restarts: Sequence[int]) ->
 
 
 def day_of(path: str) -> dt.date | None:
-    """The trading day a copies file is named after, if it is one."""
-    name = Path(path).name.removesuffix(NOTES_SUFFIX)
-    try:
-        return dt.date.fromisoformat(name)
-    except ValueError:
-        return None
+    """The trading day a copies file (``DAY.notes``) or note object (``DAY/….note``) is
+    filed under, if it is one."""
+    where = Path(path)
+    for name in (where.name.removesuffix(NOTES_SUFFIX), where.parent.name):
+        try:
+            return dt.date.fromisoformat(name)
+        except ValueError:
+            continue
+    return None

@@ -20,6 +20,7 @@ from recorder import storemeta
 from recorder.clishell import USAGE_EXIT, config_option, db_option, error_handler, only_one
 from recorder.config import config_path_from, load_config
 from recorder.errors import ConfigError
+from recorder.objectstore import ObjectStoreError
 from recorder.tradingday import DEFAULT_TIMEZONE
 
 from .attested import Trust
@@ -31,7 +32,7 @@ from .source import StoreReader, parse_day
 handle_errors = error_handler(
     [
         ((ConfigError, UsageError), USAGE_EXIT, str),
-        (QueryError, 1, str),
+        ((QueryError, ObjectStoreError), 1, str),
         (
             (MemoryError, duckdb.OutOfMemoryException),
             1,
@@ -226,4 +227,7 @@ def trusting(
     keys = (*source.trust.keys, *public_keys)
     if checkpoints_dir is not None and not keys:
         raise ConfigError("--checkpoints needs a --public-key to check the notes with")
-    return replace(source, trust=Trust.of(keys, checkpoints_dir or source.trust.notes_dir))
+    trust = Trust.of(keys, checkpoints_dir or source.trust.notes_dir)
+    if checkpoints_dir is None:  # the configuration's copies: reached as it says
+        trust = replace(trust, notes_store=source.trust.notes_store)
+    return replace(source, trust=trust)

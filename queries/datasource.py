@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pyarrow as pa
@@ -62,17 +62,20 @@ class DataSource:
     @classmethod
     def from_settings(cls, settings: Settings) -> DataSource:
         """The store a recorder configuration names, with its zone, timeout and accounts."""
+        signing = settings.signing
+        keys = tuple(key.text for key in signing.public_keys)
+        if signing.checkpoint_url is not None:  # copies on object storage, as [archive] reaches
+            trust = Trust(keys, signing.checkpoint_url,
+                          replace(settings.archive, url=signing.checkpoint_url))  # fmt: skip
+        else:
+            copies = signing.checkpoint_dir
+            trust = Trust(keys, None if copies is None else str(copies))
         return cls(
             url=settings.store.url,
             timezone=settings.recorder.trading_day_timezone,
             liveness_timeout_s=settings.recorder.liveness_timeout_s,
             configured=settings.studio.accounts,
-            trust=Trust(
-                tuple(key.text for key in settings.signing.public_keys),
-                None
-                if settings.signing.checkpoint_dir is None
-                else str(settings.signing.checkpoint_dir),
-            ),
+            trust=trust,
             coverage=settings.coverage,
             archive=settings.archive,
         )

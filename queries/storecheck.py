@@ -36,7 +36,7 @@ from .attested import (
     day_of,
     fork_findings,
     open_signed,
-    read_notes_dir,
+    read_notes,
     sequence_findings,
 )
 from .duck import check_accounts
@@ -167,7 +167,7 @@ def _copies_by_account(trust: Trust, day: dt.date | None) -> dict[str, list[tupl
     if trust.notes_dir is None or not trust.enabled:
         return {}
     found: dict[str, list[tuple[str, str]]] = {}
-    for where, note in read_notes_dir(trust.notes_dir):
+    for where, note in read_notes(trust):
         if day is not None and day_of(where.split(" note ")[0]) != day:
             continue
         try:

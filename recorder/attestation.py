@@ -18,10 +18,11 @@ it, and the note itself is in the store.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import logging
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Final
 from zoneinfo import ZoneInfo
@@ -31,6 +32,7 @@ from sqlalchemy import Connection, Engine, Table, func, insert, select
 from .checkpoint import GENESIS, ChainState, Checkpoint
 from .config import Settings
 from .errors import StoreError, first_line
+from .objectstore import ObjectArchive, ObjectStoreError
 from .schema import STORE_ID, checkpoints, connection_log, events, store_meta
 from .signing import Signer
 from .tradingday import day_of_ns
@@ -79,18 +81,9 @@ class NoteCopies:
     failures: int = 0
 
     def publish(self, notes: Sequence[Note]) -> None:
-        self.pending.extend(notes)
+        _waiting(self.pending, notes, self.directory)
         if not self.pending:
             return
-        if len(self.pending) > PENDING_COPIES_MAX:
-            dropped = len(self.pending) - PENDING_COPIES_MAX
-            del self.pending[:dropped]
-            log.error(
-                "%d checkpoint notes will not be copied to %s (they are in the store)",
-                dropped,
-                self.directory,
-                extra={"event": "checkpoint-copies-dropped"},
-            )
         try:
             self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
             by_day: dict[dt.date, list[str]] = {}
@@ -110,6 +103,52 @@ class NoteCopies:
             )
             return
         self.pending.clear()
+
+
+@dataclass
+class ObjectNoteCopies:
+    """Writes each note as an object of its own (``PREFIX/YYYY-MM-DD/SHA256.note``) to object
+    storage, under the archive's Object Lock: objects cannot be appended to, and a locked one
+    cannot be removed, so that even the holder of the signing key cannot make an attested
+    state disappear. Failures are logged, counted and retried with the next notes (at most
+    :data:`PENDING_COPIES_MAX` wait); recording never stops for them."""
+
+    store: ObjectArchive
+    pending: list[Note] = field(default_factory=list)
+    failures: int = 0
+
+    def publish(self, notes: Sequence[Note]) -> None:
+        _waiting(self.pending, notes, self.store.url)
+        while self.pending:
+            note = self.pending[0]
+            digest = hashlib.sha256(note.note.encode()).hexdigest()
+            try:
+                self.store.put(f"{note.day.isoformat()}/{digest}{OBJECT_NOTE_SUFFIX}",
+                               note.note.encode())  # fmt: skip
+            except ObjectStoreError as exc:
+                self.failures += 1
+                log.error(
+                    "cannot copy %d checkpoint notes to %s (kept in the store; retried with "
+                    "the next ones): %s", len(self.pending), self.store.url, exc,
+                    extra={"event": "checkpoint-copy-failed"},
+                )  # fmt: skip
+                return
+            del self.pending[0]
+
+
+def _waiting(pending: list[Note], notes: Sequence[Note], where: object) -> None:
+    """Add ``notes`` to the copies waiting; past :data:`PENDING_COPIES_MAX`, the oldest are
+    given up (they are in the store) and that is logged."""
+    pending.extend(notes)
+    if len(pending) > PENDING_COPIES_MAX:
+        dropped = len(pending) - PENDING_COPIES_MAX
+        del pending[:dropped]
+        log.error("%d checkpoint notes will not be copied to %s (they are in the store)",
+                  dropped, where, extra={"event": "checkpoint-copies-dropped"})  # fmt: skip
+
+
+#: The name ending of a note's object (one note per object).
+OBJECT_NOTE_SUFFIX: Final = ".note"
 
 
 def _append(path: Path, text: str) -> None:
@@ -138,7 +177,7 @@ class Attestation:
     signer: Signer
     store_id: str
     tz: ZoneInfo
-    copies: NoteCopies | None = None
+    copies: NoteCopies | ObjectNoteCopies | None = None
 
     def checkpoint(
         self,
@@ -265,5 +304,10 @@ def attestation_for(
         signer.key_id.hex(),
         extra={"event": "attested", "store_id": store_id},
     )
-    copies = NoteCopies(directory) if directory is not None else None
+    copies: NoteCopies | ObjectNoteCopies | None = None
+    if settings.signing.checkpoint_url is not None:
+        target = replace(settings.archive, url=settings.signing.checkpoint_url)
+        copies = ObjectNoteCopies(ObjectArchive(target))
+    elif directory is not None:
+        copies = NoteCopies(directory)
     return Attestation(signer, store_id, settings.recorder.tz, copies)

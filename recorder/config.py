@@ -113,6 +113,9 @@ class SigningSettings:
     checkpoint_interval_s: float = 60.0
     checkpoint_dir: Path | None = None
     public_keys: tuple[Verifier, ...] = ()
+    #: ``checkpoint_dir = "s3://bucket/prefix"``: the copies go to object storage (reached
+    #: and locked as ``[archive]`` says) instead of a directory.
+    checkpoint_url: str | None = None
 
 
 @dataclass(frozen=True)
@@ -421,12 +424,17 @@ def _signing(signing: _Signing, env: Mapping[str, str], directory: Path) -> Sign
             public_keys.append(parse_verifier(entry, relative_to=directory))
         except SigningError as exc:
             raise Invalid(f"[signing] public_keys entry {number}: {exc}") from None
-    checkpoint_dir = signing.checkpoint_dir
+    checkpoint_dir, checkpoint_url = signing.checkpoint_dir, None
+    if checkpoint_dir and checkpoint_dir.startswith("s3://"):
+        if not checkpoint_dir[len("s3://") :].split("/")[0]:
+            raise Invalid(f"[signing] checkpoint_dir {checkpoint_dir!r} names no bucket")
+        checkpoint_dir, checkpoint_url = None, signing.checkpoint_dir
     return SigningSettings(
         key_file=_credential_file(signing.key_file, env, directory),
         checkpoint_interval_s=signing.checkpoint_interval_s,
         checkpoint_dir=directory / checkpoint_dir if checkpoint_dir else None,
         public_keys=tuple(public_keys),
+        checkpoint_url=checkpoint_url,
     )
 
 

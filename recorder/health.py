@@ -68,6 +68,11 @@ def judge(state: RecorderState, now: float) -> Health:
     last = writer.last_commit_at
     if depth and last is not None and now - last > WRITER_STALE_S and writer.failing is None:
         reasons.append(f"writer: {depth} records waiting, last commit {now - last:.0f} s ago")
+    if writer.checkpoint_copies_waiting:
+        reasons.append(
+            f"checkpoint copies: {writer.checkpoint_copies_waiting} signed notes not yet copied "
+            "out of the database (retried with the next ones)"
+        )
     if state.append_only_problems:
         broken = ", ".join(state.append_only_problems)
         reasons.append(f"store: append-only protection broken: {broken}")

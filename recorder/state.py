@@ -45,6 +45,7 @@ class WriterState:
     log_rows_written: int = 0
     checkpoints: int = 0  # signed checkpoints committed
     checkpoint_copy_failures: int = 0  # failed copies to checkpoint_dir (retried)
+    checkpoint_copies_waiting: int = 0  # notes not yet copied there
     # time.monotonic() values: read by the metrics/health thread, which has no trio clock.
     last_commit_at: float | None = None
     busy_since: float | None = None  # a transaction is in flight since then

@@ -168,6 +168,7 @@ class Writer:
         attestation = self.appender.attestation
         if attestation is not None and attestation.copies is not None:
             state.checkpoint_copy_failures = attestation.copies.failures
+            state.checkpoint_copies_waiting = len(attestation.copies.pending)
         if batch:  # a checkpoint alone is not a batch of records
             state.batches += 1
         state.rows_written += len(frames)
