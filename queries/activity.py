@@ -17,6 +17,7 @@ from typing import Final
 
 from recorder.instants import NS_PER_S
 
+from .audit import LATENCY_ROWS
 from .duck import Workspace
 
 MINUTE_NS: Final = 60 * NS_PER_S
@@ -55,12 +56,10 @@ def activity(ws: Workspace) -> dict[str, AccountActivity]:
         per_minute[account][msg_type][int(minute)] = int(n)
     bins: dict[str, list[tuple[float, float, int]]] = defaultdict(list)
     for account, k, n in ws.rows(
-        """
-        SELECT account_id, least(greatest(floor(log10(greatest(lat_ms, ?)) * ?), ?), ?)::INT,
+        f"""
+        SELECT account_id, least(greatest(floor(log10(greatest(lat / 1e6, ?)) * ?), ?), ?)::INT,
                count(*)
-        FROM (SELECT account_id,
-                     (received_at_ns - server_ts_ms::HUGEINT * 1000000) / 1e6 AS lat_ms
-              FROM _events WHERE NOT replayed AND server_ts_ms IS NOT NULL)
+        FROM ({LATENCY_ROWS})
         GROUP BY ALL ORDER BY ALL
         """,
         [LATENCY_MIN_MS, LATENCY_BINS_PER_DECADE, LATENCY_BINS[0], LATENCY_BINS[-1]],
@@ -111,4 +110,4 @@ class Lane:
     silences: Sequence[tuple[int, int]] = ()  # recorded, but no frame for a long while
     reconnects: Sequence[int] = ()  # a session opened after the first
     rejected: Sequence[int] = ()  # a subscribe refused
-    sequence_gaps: Sequence[tuple[int, str]] = field(default_factory=tuple)  # (at, "12-13")
+    sequence_gaps: Sequence[tuple[int, str]] = ()  # (at, "12-13")

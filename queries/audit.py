@@ -16,7 +16,7 @@ import functools
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Final
 
 from recorder.config import DEFAULT_LIVENESS_TIMEOUT_S
 from recorder.instants import NS_PER_MS
@@ -152,16 +152,18 @@ def latencies(ws: Workspace) -> dict[str, tuple[Any, ...]]:
     return found
 
 
+#: The frames a latency is measured on — live ones with a server timestamp — and theirs
+#: (``lat``, ns: receipt minus server time), per ``account_id``.
+LATENCY_ROWS: Final = (
+    "SELECT account_id, received_at_ns - server_ts_ms::HUGEINT * 1000000 AS lat "
+    "FROM _events WHERE NOT replayed AND server_ts_ms IS NOT NULL"
+)
+
+
 def _latencies(ws: Workspace) -> dict[str, tuple[Any, ...]]:
     rows = ws.rows(
-        """
-        SELECT account_id, quantile_disc(lat, 0.5), quantile_disc(lat, 0.99), max(lat),
-               count(*)
-        FROM (SELECT account_id,
-                     received_at_ns - server_ts_ms::HUGEINT * 1000000 AS lat
-              FROM _events WHERE NOT replayed AND server_ts_ms IS NOT NULL)
-        GROUP BY account_id
-        """
+        "SELECT account_id, quantile_disc(lat, 0.5), quantile_disc(lat, 0.99), max(lat), "
+        f"count(*) FROM ({LATENCY_ROWS}) GROUP BY account_id"
     )
     return {r[0]: r[1:] for r in rows}
 

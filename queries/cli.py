@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
@@ -46,7 +46,7 @@ from .layout import manifest_path
 from .reconcile import reconcile, reconcile_totals, render_reconcile
 from .render import to_json
 from .sqlcmd import render_csv, render_json, render_table, run_sql
-from .verify import render_verify, verify_totals
+from .verify import VerifyReport, render_verify, verify_totals
 
 PROG = "studio-query"
 
@@ -195,7 +195,8 @@ def gaps_command(
                 ws, silence_s=silence_s, liveness_timeout_s=source.liveness_timeout_s, hours=hours
             )
 
-    reports = _each_day(days, one, render_gaps, as_json, gaps_totals)
+    reports = [one(day) for day in days]
+    _print_days(reports, render_gaps, gaps_totals, as_json)
     if any(
         (fail_on_gaps and has_sequence_gaps(r)) or (fail_on_coverage and coverage_failures(r))
         for r in reports
@@ -203,24 +204,25 @@ def gaps_command(
         sys.exit(1)
 
 
-def _each_day(
-    days: list[dt.date],
-    one: Callable[[dt.date], dict[str, Any]],
-    render: Callable[[dict[str, Any]], str],
+R = TypeVar("R")
+
+
+def _print_days(
+    reports: list[R],
+    render: Callable[[R], str],
+    totals: Callable[[list[R]], str],
     as_json: bool,
-    totals: Callable[[list[dict[str, Any]]], str],
-) -> list[dict[str, Any]]:
-    """The report of each day, printed as the single-day command prints it: one day alone
-    as today, several as a JSON list of those documents, or as text one after the other
+    document: Callable[[R], Any] = lambda report: report,
+) -> None:
+    """Each day's report printed as the single-day command prints it: one day alone as
+    ever, several as a JSON list of those ``document``s, or as text one after the other
     followed by the totals."""
-    reports = [one(day) for day in days]
     if len(reports) == 1:
-        click.echo(to_json(reports[0]) if as_json else render(reports[0]))
+        click.echo(to_json(document(reports[0])) if as_json else render(reports[0]))
     elif as_json:
-        click.echo(to_json(reports))
+        click.echo(to_json([document(report) for report in reports]))
     else:
         click.echo("\n\n".join([*map(render, reports), totals(reports)]))
-    return reports
 
 
 @cli.command("audit")
@@ -248,8 +250,8 @@ def audit_command(
     days = day_range(day, first, last)
     source = resolve_source(config_path, db_url, export_dir, timezone)
     source = trusting(source, public_keys, None)
-    _each_day(days, lambda d: audit_source(source, d, accounts), render_audit, as_json,
-              audit_totals)  # fmt: skip
+    reports = [audit_source(source, day, accounts) for day in days]
+    _print_days(reports, render_audit, audit_totals, as_json)
 
 
 @cli.command("reconcile")
@@ -283,7 +285,8 @@ def reconcile_command(
         with source.open(day, accounts) as ws:
             return reconcile(ws, positions_file=positions_file)
 
-    reports = _each_day(days, one, render_reconcile, as_json, reconcile_totals)
+    reports = [one(day) for day in days]
+    _print_days(reports, render_reconcile, reconcile_totals, as_json)
     if fail_on_breaks and any(a["breaks"] for r in reports for a in r["accounts"]):
         sys.exit(1)
 
@@ -335,12 +338,7 @@ def verify_command(
     reports = [
         source.verify(d, accounts) for d in ([None] if whole else day_range(day, first, last))
     ]
-    if len(reports) == 1:
-        click.echo(to_json(reports[0].as_dict()) if as_json else render_verify(reports[0]))
-    elif as_json:
-        click.echo(to_json([report.as_dict() for report in reports]))
-    else:
-        click.echo("\n\n".join([*map(render_verify, reports), verify_totals(reports)]))
+    _print_days(reports, render_verify, verify_totals, as_json, VerifyReport.as_dict)
     if not all(report.ok for report in reports):
         sys.exit(1)
 

@@ -397,10 +397,7 @@ def open_export(
         days = [d for d in days if d in held]
     else:
         days = [day] if day is not None else export.days()
-    known = export.accounts(days) | set(configured)
-    for account in accounts or ():
-        if account not in known:
-            raise QueryError(f"unknown account {account!r}: not in the export {export.root}")
+    known = export.check_accounts(accounts or (), days, configured)
     tz = zone(export.timezone(days) or DEFAULT_TIMEZONE)
     wanted = list(accounts) if accounts else None
     names = _columns(payload, columns)

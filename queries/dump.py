@@ -160,12 +160,7 @@ class _Rows:
             self.days = [day for day in days if day in held]
             if not self.days:
                 raise QueryError(f"the export {self.export.root} holds none of these days")
-            known = self.export.accounts(self.days)
-            for account in accounts:
-                if account not in known:
-                    raise QueryError(
-                        f"unknown account {account!r}: not in the export {self.export.root}"
-                    )
+            self.export.check_accounts(accounts, self.days)
             self.tz = zone(self.export.timezone(self.days) or source.timezone)
         else:
             assert source.url is not None

@@ -191,11 +191,7 @@ def verify_export(
         raise QueryError(f"no exported day in {export.root} (manifest/ is empty)")
     wanted = None if not accounts else set(accounts)
     if wanted is not None:
-        unknown = wanted - export.accounts(days)
-        if unknown:
-            raise QueryError(
-                f"unknown account {sorted(unknown)[0]!r}: not in the export {export.root}"
-            )
+        export.check_accounts(sorted(wanted), days)
     report = VerifyReport(str(export.root), day, [], attestation=trust.enabled)
     for one_day in days:
         report.problems.extend(() if wanted else _unlisted_of(export, one_day))

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Final
 
@@ -93,6 +93,17 @@ class ExportDir:
             names.update(manifest.accounts)
             names.update(f.account_id for f in manifest.files)
         return names
+
+    def check_accounts(
+        self, accounts: Iterable[str], days: Sequence[dt.date], configured: Iterable[str] = ()
+    ) -> set[str]:
+        """The accounts the manifests of ``days`` and ``configured`` know; QueryError naming
+        the first of ``accounts`` that is not one of them."""
+        known = self.accounts(days) | set(configured)
+        for account in accounts:
+            if account not in known:
+                raise QueryError(f"unknown account {account!r}: not in the export {self.root}")
+        return known
 
     def file(self, relative: str) -> Path:
         """The file a manifest names, refusing any path that could leave the directory."""

@@ -21,7 +21,7 @@ Three kinds of gap, because each has a different cause and remedy:
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 from recorder.config import DEFAULT_LIVENESS_TIMEOUT_S
 from recorder.instants import NS_PER_S
@@ -32,6 +32,18 @@ from .duck import Workspace
 from .hours import TradingHours, intervals
 from .render import iso_ns, table
 from .sessions import Session, clip, complement, load_sessions, merge
+
+#: Coverage-gap reasons of a gap while a recorder was meant to be recording: it was killed,
+#: or it was trying to reconnect (then followed by what closed the connection).
+UNCLEAN_END: Final = "unclean end"
+RECONNECTING_AFTER: Final = "reconnecting after: "
+
+
+def is_outage(reason: str) -> bool:
+    """A coverage gap while a recorder was meant to be recording (an outage), not time when
+    nothing was running."""
+    return reason == UNCLEAN_END or reason.startswith(RECONNECTING_AFTER)
+
 
 #: The ``events`` columns gaps reads (``open_store(..., payload=False, columns=COLUMNS)``).
 COLUMNS = ("account_id", "session_id", "received_at_ns", "sequence", "trading_day")
@@ -155,12 +167,12 @@ def _coverage_gap(hole: tuple[int, int], sessions: list[Session], now_ns: int) -
     if previous is None:
         reason = "not recording"
     elif not previous.clean:
-        reason = "unclean end"
+        reason = UNCLEAN_END
     elif previous.close_detail == SHUTDOWN_DETAIL:
         resumed = any(s.opened_ns is not None and s.opened_ns >= start for s in sessions)
         reason = "stopped (shutdown)" if resumed else f"not recording since {iso_ns(start)}"
     else:
-        reason = f"reconnecting after: {previous.close_detail or 'closed'}"
+        reason = f"{RECONNECTING_AFTER}{previous.close_detail or 'closed'}"
     return {
         "start": iso_ns(start),
         "end": iso_ns(end),

@@ -26,7 +26,8 @@ from zoneinfo import ZoneInfo
 from recorder import __version__
 from recorder.instants import NS_PER_S, iso_ns, ns_from_iso
 
-from .activity import AccountActivity, Lane
+from .activity import MINUTE_NS, AccountActivity, Lane
+from .gaps import is_outage
 from .reconcile import SYMBOL_COLUMNS
 from .render import cell
 from .sessions import complement
@@ -180,11 +181,6 @@ def _interval(entry: Mapping[str, Any]) -> tuple[int, int]:
     return ns_from_iso(entry["start"]), ns_from_iso(entry["end"])
 
 
-def _is_outage(reason: str) -> bool:
-    """A coverage gap while a recorder was meant to be recording (killed, or reconnecting)."""
-    return reason == "unclean end" or reason.startswith("reconnecting")
-
-
 def _lane(
     key: str, account: str, gaps: Mapping[str, Any], act: AccountActivity, window: tuple[int, int]
 ) -> Lane:
@@ -194,8 +190,8 @@ def _lane(
         label=account,
         # the window minus the coverage gaps: what the sessions covered
         recorded=complement([h for h, _ in holes], *window),
-        outages=[h for h, reason in holes if _is_outage(reason)],
-        stopped=[h for h, reason in holes if not _is_outage(reason)],
+        outages=[h for h, reason in holes if is_outage(reason)],
+        stopped=[h for h, reason in holes if not is_outage(reason)],
         silences=[_interval(s) for s in gaps["silences"]],
         reconnects=act.opened_ns[1:],
         rejected=act.rejected_ns,
@@ -224,7 +220,7 @@ def _span(window: tuple[int, int], busy: Sequence[tuple[int, int]]) -> tuple[int
     (the whole window when nothing is busy)."""
     start, end = window
     if not busy or end <= start:
-        return start, max(end, start + 60 * NS_PER_S)
+        return start, max(end, start + MINUTE_NS)
     return (
         max(start, min(a for a, _ in busy) - _MARGIN_NS),
         min(end, max(b for _, b in busy) + _MARGIN_NS),

@@ -27,7 +27,7 @@ from recorder.store import safe_url
 from .contract import EVENTS_SCHEMA
 from .datasource import DataSource
 from .duck import check_accounts, open_rows, zone
-from .errors import QueryError, UsageError
+from .errors import UsageError
 from .exportdir import ExportDir
 from .render import cell, table
 from .source import StoreReader
@@ -129,10 +129,7 @@ def _candidates(
         export = ExportDir(source.export_dir)
         held = export.days()
         chosen = [d for d in held if days is None or d in set(days)]
-        known = export.accounts(chosen) if chosen else set()
-        for account in accounts:
-            if account not in known:
-                raise QueryError(f"unknown account {account!r}: not in the export {export.root}")
+        export.check_accounts(accounts, chosen)
         for batch in export.batches("events", chosen, wanted, EVENTS_SCHEMA.names, TYPES):
             text = pc.equal(batch.column("raw_kind"), "text")
             holds = pc.match_substring(batch.column("raw"), order_id)

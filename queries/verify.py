@@ -211,14 +211,18 @@ def check_interleaved(
         accounts = column.to_pylist()
         stored = batch.column("chain_hash")
         ids = batch.column("id")
-        present = set(accounts)
-        for account in present - chains.keys():
-            first = ids.filter(pc.equal(column, account))[0].as_py()
-            start = anchor(account, first)
-            chains[account] = AccountChain(
-                ChainCheck(account, trading_day, anchor=start, head=start)
-            )
-            heads[account] = bytes.fromhex(start)
+        rows_of = {account: pc.equal(column, account) for account in set(accounts)}
+        for account, mine in rows_of.items():
+            own = ids.filter(mine)
+            if account not in chains:  # its first row: the chain starts at its anchor
+                start = anchor(account, own[0].as_py())
+                first_hash = stored.filter(mine)[0].as_py()
+                chains[account] = AccountChain(ChainCheck(
+                    account, trading_day, first_id=own[0].as_py(), anchor=start,
+                    first_hash=first_hash, head=start,
+                ))  # fmt: skip
+                heads[account] = bytes.fromhex(start)
+            chains[account].ids.append(own)
         digests: list[bytes] = []
         keep = digests.append
         for account, canonical in zip(accounts, canonical_array(batch).to_pylist(), strict=True):
@@ -232,16 +236,10 @@ def check_interleaved(
         if not whole or b"".join(digests).hex() != "".join(expected):
             broken |= {a for a, d, h in zip(accounts, digests, expected, strict=True)
                        if d.hex() != h}  # fmt: skip
-        hashes = pa.array(digests, _DIGEST) if keep_hashes else None
-        for account in present:
-            mine = pc.equal(column, account)
-            chain = chains[account]
-            if chain.check.first_id is None:
-                chain.check.first_id = ids.filter(mine)[0].as_py()
-                chain.check.first_hash = stored.filter(mine)[0].as_py()
-            chain.ids.append(ids.filter(mine))
-            if hashes is not None:
-                chain.digests.append(hashes.filter(mine))
+        if keep_hashes:
+            hashes = pa.array(digests, _DIGEST)
+            for account, mine in rows_of.items():
+                chains[account].digests.append(hashes.filter(mine))
     for account, chain in chains.items():
         chain.check.last_id = chain.ids[-1][-1].as_py()
         chain.check.rows = sum(len(ids) for ids in chain.ids)

@@ -13,6 +13,7 @@ import pytest
 
 from queries.charts import RECORDED_COLOUR
 from queries.evening import REPORTS, report_file
+from queries.gaps import is_outage
 from queries.report import REPORT_FILE
 from tests.support.browser import has_colour, inked, open_page
 from tests.support.cli import run
@@ -28,10 +29,6 @@ def _key(dom: str, account: str) -> str:
     found = re.search(rf'<section class="account" id="([\w-]+)" data-account="{account}">', dom)
     assert found, f"no section for account {account}"
     return found.group(1)
-
-
-def _is_outage(reason: str) -> bool:
-    return reason == "unclean end" or reason.startswith("reconnecting")
 
 
 def test_the_report_of_a_faulted_and_of_a_clean_day_in_chromium(tmp_path: Path) -> None:
@@ -58,7 +55,7 @@ def test_the_report_of_a_faulted_and_of_a_clean_day_in_chromium(tmp_path: Path) 
             assert re.search(rf'<div class="chart" id="{chart}"><svg\b', dom), chart
         assert f'id="{key}-recorded"' in dom  # its lane of the timeline
         entry = next(g for g in gaps["accounts"] if g["account_id"] == account)
-        outages = [g for g in entry["coverage_gaps"] if _is_outage(g["reason"])]
+        outages = [g for g in entry["coverage_gaps"] if is_outage(g["reason"])]
         assert (f'id="{key}-outage"' in dom) == bool(outages), account
     key = _key(dom, A)
     assert f'id="{key}-seqgaps"' in dom
