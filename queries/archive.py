@@ -21,7 +21,8 @@ from __future__ import annotations
 import datetime as dt
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -40,6 +41,7 @@ from .manifest import Manifest
 from .objectstore import fetch_day
 from .render import table
 from .source import StoreReader
+from .verify import VerifyReport
 
 ARCHIVED: Final = "archived"
 ALREADY: Final = "already archived"
@@ -102,29 +104,50 @@ def archive(
 def _one(source: DataSource, target: Path | ObjectArchive, day: dt.date) -> ArchivedDay:
     assert source.url is not None
     archived = _archived_manifest(target, day)
-    if archived is not None:
-        differences = _differences(source.url, day, archived)
-        return ArchivedDay(
-            day, len(archived.accounts), archived.rows("events"),
-            DIFFERS if differences else ALREADY, "; ".join(differences),
-        )  # fmt: skip
+    if archived is not None:  # held against the store, and read back again
+        differ = differences(source.url, day, archived)
+        with archived_day(target, day) as back:
+            checked = None if back is None else verify_export(back, day=day, trust=source.trust)
+        problems = [] if checked is None else failures(checked)
+        status = DIFFERS if differ else FAILED if problems else ALREADY
+        return ArchivedDay(day, len(archived.accounts), archived.rows("events"), status,
+                           "; ".join((differ or problems)[:3]))  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="studio-archive-") as scratch:
         if isinstance(target, Path):
             manifest = export_day(source.url, day, target, timezone=source.timezone)
-            back = target
         else:
-            staged, back = Path(scratch, "staged"), Path(scratch, "read-back")
+            staged = Path(scratch, "staged")
             manifest = export_day(source.url, day, staged, timezone=source.timezone)
             for name in [*(entry.path for entry in manifest.files), str(manifest_path(day))]:
                 target.put(name, (staged / name).read_bytes())  # the manifest last
-            if not fetch_day(target, day, back):
-                raise QueryError(f"archive {target.url}: {day} is not there after writing it")
-        checked = verify_export(back, day=day, trust=source.trust)
-    problems = [p.what for c in checked.accounts for p in c.problems]
-    problems += [p.what for p in checked.problems]
-    status = ARCHIVED if checked.ok else FAILED
+    with archived_day(target, day) as back:
+        if back is None:
+            raise QueryError(f"archive {_where(target)}: {day} is not there after writing it")
+        problems = failures(verify_export(back, day=day, trust=source.trust))
+    status = FAILED if problems else ARCHIVED
     return ArchivedDay(day, len(manifest.accounts), manifest.rows("events"), status,
                        "; ".join(problems[:3]))  # fmt: skip
+
+
+def _where(target: Path | ObjectArchive) -> str:
+    return str(target) if isinstance(target, Path) else target.url
+
+
+@contextmanager
+def archived_day(target: Path | ObjectArchive, day: dt.date) -> Iterator[Path | None]:
+    """The archive's copy of ``day`` as an export directory, read back now (from object
+    storage into a scratch directory, removed afterwards); None when the archive lacks it."""
+    if isinstance(target, Path):
+        yield target if (target / manifest_path(day)).is_file() else None
+        return
+    with tempfile.TemporaryDirectory(prefix="studio-archive-") as scratch:
+        yield Path(scratch) if fetch_day(target, day, Path(scratch)) else None
+
+
+def failures(report: VerifyReport) -> list[str]:
+    """What a verification of an archived day found, each naming its file where it has one."""
+    found = [*(p for c in report.accounts for p in c.problems), *report.problems]
+    return [f"{p.path}: {p.what}" if p.path else p.what for p in found]
 
 
 def _archived_manifest(target: Path | ObjectArchive, day: dt.date) -> Manifest | None:
@@ -141,7 +164,7 @@ def _archived_manifest(target: Path | ObjectArchive, day: dt.date) -> Manifest |
         return ExportDir(scratch).manifest(day)
 
 
-def _differences(url: str, day: dt.date, archived: Manifest) -> list[str]:
+def differences(url: str, day: dt.date, archived: Manifest) -> list[str]:
     """What the store says of ``day`` that the archived manifest does not, per account."""
     found: list[str] = []
     with StoreReader(url) as reader:

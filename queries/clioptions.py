@@ -15,12 +15,13 @@ from typing import Any, Final
 
 import click
 import duckdb
+from sqlalchemy.exc import SQLAlchemyError
 
 from recorder import storemeta
 from recorder.clishell import USAGE_EXIT, config_option, db_option, error_handler, only_one
 from recorder.config import config_path_from, load_config
-from recorder.errors import ConfigError
-from recorder.objectstore import ObjectStoreError
+from recorder.dberrors import db_error_line
+from recorder.errors import ConfigError, RecorderError
 from recorder.tradingday import DEFAULT_TIMEZONE
 
 from .attested import Trust
@@ -32,7 +33,8 @@ from .source import StoreReader, parse_day
 handle_errors = error_handler(
     [
         ((ConfigError, UsageError), USAGE_EXIT, str),
-        ((QueryError, ObjectStoreError), 1, str),
+        ((QueryError, RecorderError), 1, str),
+        (SQLAlchemyError, 1, lambda exc: f"database error: {db_error_line(exc)}"),
         (
             (MemoryError, duckdb.OutOfMemoryException),
             1,

@@ -1,7 +1,9 @@
 """``studio-query archive``, ``dump`` and ``trace``: the commands about keeping the record and
 reading its own frames, a thin skin over :func:`queries.archive.archive`,
 :func:`queries.dump.dump` and :func:`queries.trace.trace` (registered on the ``studio-query``
-group by :mod:`queries.cli`)."""
+group by :mod:`queries.cli`); and ``studio-recorder prune`` over :func:`queries.prune.prune`,
+which the ``studio-recorder`` group finds through the ``studio_recorder.commands`` entry
+point (the recorder package never imports this one)."""
 
 from __future__ import annotations
 
@@ -30,6 +32,8 @@ from .clioptions import (
 )
 from .dump import FORMATS, dump
 from .errors import UsageError
+from .prune import as_json as pruned_json
+from .prune import prune, render_prune
 from .render import to_json
 from .trace import render_trace, trace
 
@@ -139,3 +143,23 @@ def archive_command(*, config_path: str | None, through: dt.date | None, as_json
     click.echo(to_json(archived_json(days)) if as_json else render_archive(days))
     if any(day.status in ALARMS for day in days):
         sys.exit(1)
+
+
+@click.command("prune")
+@config_option
+@click.option("--before", "before", required=True, metavar="YYYY-MM-DD",
+              callback=parse_day_option,
+              help="Prune the trading days before this one (it stays).")  # fmt: skip
+@click.option("--dry-run", is_flag=True, help="Say what would go; delete nothing.")
+@json_option
+@handle_errors
+def prune_command(
+    *, config_path: str | None, before: dt.date, dry_run: bool, as_json: bool
+) -> None:
+    """Delete from the store the trading days before --before that [archive] holds and that
+    verify there, read back now; each is recorded in the store's `prunes` table. Refuses
+    (exit 1, nothing deleted) when a day is missing from the archive or does not verify."""
+    source = resolve_source(config_path, None)
+    with _day_progress("checking the archive") as progress:
+        days = prune(source, before, dry_run=dry_run, progress=progress)
+    click.echo(to_json(pruned_json(days)) if as_json else render_prune(days))

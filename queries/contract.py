@@ -15,7 +15,7 @@ import pyarrow.compute as pc
 from sqlalchemy import BigInteger, Boolean, Date, Integer, Table, Text
 from sqlalchemy.types import TypeEngine
 
-from recorder.schema import checkpoints, connection_log, events, store_meta
+from recorder.schema import checkpoints, connection_log, events, prunes, store_meta
 
 #: SQLAlchemy column type → Arrow type, most specific first (BigInteger is an Integer).
 ARROW_TYPES: Final[tuple[tuple[type[TypeEngine[Any]], pa.DataType], ...]] = (
@@ -51,6 +51,7 @@ STORE_SCHEMAS: Final = {
     **SCHEMAS,
     "checkpoints": arrow_schema(checkpoints),
     "store_meta": arrow_schema(store_meta),
+    "prunes": arrow_schema(prunes),
 }
 
 #: ``events`` columns holding the frame itself and its hash: the bulk of a row. Analytics

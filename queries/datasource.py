@@ -98,7 +98,7 @@ class DataSource:
                 columns=columns,
             )  # fmt: skip
         assert self.url is not None
-        archived = self._archived(day)
+        archived = self.archived(day)
         if archived is not None:
             directory, done = archived
             try:
@@ -125,7 +125,7 @@ class DataSource:
         return open_store(self.url, day=None, accounts=accounts, configured=self.configured,
                           timezone=self.timezone, days=days)  # fmt: skip
 
-    def _archived(self, day: dt.date | None) -> tuple[Path, Callable[[], None]] | None:
+    def archived(self, day: dt.date | None) -> tuple[Path, Callable[[], None]] | None:
         """The archive's copy of ``day`` when the store holds no frame of it (pruned, or a
         store that never held it) and ``[archive]`` does; else None (the store answers)."""
         if day is None or self.archive.url is None or self.url is None:
@@ -159,7 +159,7 @@ class DataSource:
                 self.export_dir, day=day, accounts=accounts or None, trust=self.trust
             )
         assert self.url is not None
-        archived = self._archived(day)
+        archived = self.archived(day)
         if archived is not None:
             directory, done = archived
             try:

@@ -126,23 +126,56 @@ def _write(
     table = csv.writer(stream, lineterminator="\n") if fmt == "csv" else None
     if table is not None:
         table.writerow(FRAME_FIELDS)
-    with _Rows(source, days, accounts) as rows:
+    with _Rows(source, days, accounts) as stored:
         for done, day in enumerate(days, start=1):
-            for row in rows.frames(day):
-                record = frame_record(row)
-                if table is not None:
-                    table.writerow(_cell(record[name]) for name in FRAME_FIELDS)
-                else:
-                    stream.write(json.dumps(record, ensure_ascii=False) + "\n")
-                frames += 1
-            if table is None:
-                for row in rows.log(day):
-                    if row["id"] not in seen_log:
-                        seen_log.add(row["id"])
-                        stream.write(json.dumps(log_record(row), ensure_ascii=False) + "\n")
-                        log_rows += 1
+            with _day_rows(source, stored, day, accounts) as rows:
+                counts = _write_day(rows, day, table, stream, seen_log, (frames, log_rows))
+            frames, log_rows = counts
             if progress is not None:
                 progress(done, len(days), frames)
+    return frames, log_rows
+
+
+@contextlib.contextmanager
+def _day_rows(
+    source: DataSource, stored: _Rows, day: dt.date, accounts: Sequence[str]
+) -> Iterator[_Rows]:
+    """``stored`` — or, for a day a store no longer holds, the archive's copy of it."""
+    copy = source.archived(day) if source.url is not None else None
+    if copy is None:
+        yield stored
+        return
+    directory, done = copy
+    try:
+        with _Rows(DataSource(export_dir=str(directory)), [day], accounts) as rows:
+            yield rows
+    finally:
+        done()
+
+
+def _write_day(
+    rows: _Rows,
+    day: dt.date,
+    table: Any,
+    stream: IO[str],
+    seen_log: set[int],
+    counts: tuple[int, int],
+) -> tuple[int, int]:
+    """Write one day's frames (and log rows, as JSON Lines); the running counts."""
+    frames, log_rows = counts
+    for row in rows.frames(day):
+        record = frame_record(row)
+        if table is not None:
+            table.writerow(_cell(record[name]) for name in FRAME_FIELDS)
+        else:
+            stream.write(json.dumps(record, ensure_ascii=False) + "\n")
+        frames += 1
+    if table is None:
+        for row in rows.log(day):
+            if row["id"] not in seen_log:
+                seen_log.add(row["id"])
+                stream.write(json.dumps(log_record(row), ensure_ascii=False) + "\n")
+                log_rows += 1
     return frames, log_rows
 
 

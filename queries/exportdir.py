@@ -36,6 +36,17 @@ from .manifest import FileEntry, Manifest, ManifestError
 _MANIFEST_RE: Final = re.compile(r"^trading_day=(\d{4}-\d{2}-\d{2})\.json$")
 
 
+def manifest_day(name: str) -> dt.date | None:
+    """The day a manifest's file name (``trading_day=YYYY-MM-DD.json``) names, else None."""
+    match = _MANIFEST_RE.match(name)
+    if match is None:
+        return None
+    try:
+        return dt.date.fromisoformat(match.group(1))
+    except ValueError:
+        return None
+
+
 class ExportDir:
     """One export directory: its manifests and the files they list."""
 
@@ -49,15 +60,8 @@ class ExportDir:
 
     def days(self) -> list[dt.date]:
         """The exported trading days (one manifest each), sorted."""
-        found = []
-        for path in (self.root / MANIFEST_DIR).iterdir():
-            match = _MANIFEST_RE.match(path.name)
-            if match:
-                try:
-                    found.append(dt.date.fromisoformat(match.group(1)))
-                except ValueError:
-                    continue
-        return sorted(found)
+        days = (manifest_day(path.name) for path in (self.root / MANIFEST_DIR).iterdir())
+        return sorted(day for day in days if day is not None)
 
     def manifest_path(self, day: dt.date) -> Path:
         return self.root / manifest_path(day)

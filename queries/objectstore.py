@@ -13,8 +13,8 @@ from pathlib import Path
 from recorder.config import ArchiveSettings
 from recorder.objectstore import ObjectArchive
 
-from .exportdir import ExportDir
-from .layout import manifest_path
+from .exportdir import ExportDir, manifest_day
+from .layout import MANIFEST_DIR, manifest_path
 
 
 def fetch_day(archive: ObjectArchive, day: dt.date, into: Path) -> bool:
@@ -52,3 +52,14 @@ def archived_copy(
         shutil.rmtree(scratch, ignore_errors=True)
         raise
     return scratch, lambda: shutil.rmtree(scratch, ignore_errors=True)
+
+
+def archived_days(settings: ArchiveSettings) -> list[dt.date]:
+    """The days the archive holds (one manifest each), sorted; none without ``[archive]``."""
+    if settings.url is None:
+        return []
+    if not settings.is_s3:
+        root = Path(settings.url)
+        return ExportDir(root).days() if (root / MANIFEST_DIR).is_dir() else []
+    names = (key.rsplit("/", 1)[-1] for key in ObjectArchive(settings).keys(MANIFEST_DIR))
+    return sorted(day for day in map(manifest_day, names) if day is not None)

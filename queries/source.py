@@ -349,7 +349,8 @@ class StoreReader(AbstractContextManager["StoreReader"]):
         return False
 
     def chain_anchor(self, account_id: str, before_id: int) -> str:
-        """Chain hash of the account's last row with ``id < before_id`` (genesis when none).
+        """Chain hash of the account's last row with ``id < before_id``: when none is stored,
+        where its pruned prefix ended (``prunes``), else the genesis hash.
 
         The hash a day's first row chains from: what verifying a single day starts with.
         """
@@ -358,7 +359,25 @@ class StoreReader(AbstractContextManager["StoreReader"]):
             f"AND id < {self._param(1)} ORDER BY id DESC LIMIT 1"
         )
         values = self._table(sql, [account_id, before_id]).column("chain_hash").to_pylist()
-        return str(values[0]) if values else GENESIS_HASH
+        if values:
+            return str(values[0])
+        pruned = [p for p in self.prunes(account_id) if p["last_id"] < before_id]
+        return str(max(pruned, key=lambda p: p["last_id"])["head_last"]) if pruned else GENESIS_HASH
+
+    def prunes(self, account_id: str | None = None) -> list[dict[str, Any]]:
+        """The ``prunes`` rows (of ``account_id``), in id order: what ``studio-recorder prune``
+        deleted after archiving. None in a store from before revision 0003."""
+        where: list[str] = []
+        params: list[Any] = []
+        if account_id is not None:
+            where, params = [f"account_id = {self._param(0)}"], [account_id]
+        try:
+            batches = self._select("prunes", None, where, params, BATCH_ROWS)
+            return [row for batch in batches for row in batch.to_pylist()]
+        except QueryError:
+            raise
+        except Exception:  # no prunes table: a store not upgraded since
+            return []
 
     # -- plumbing --------------------------------------------------------------------------
 

@@ -46,6 +46,7 @@ from .verify import (
     AccountChain,
     ChainCheck,
     Problem,
+    Pruned,
     VerifyReport,
     check_interleaved,
     check_rows,
@@ -90,12 +91,16 @@ def _store_job(job: _StoreJob, chain: AccountChain | None = None) -> ChainCheck:
         else:
             check = replace(chain.check, problems=[])
             watch.update({row_id: chain.hash_at(row_id) for row_id in watch})
+        pruned = [Pruned.of(row) for row in reader.prunes(job.account)]
+        if job.day is None:  # the whole chain: say where its pruned ranges went
+            check.pruned = pruned
         log_rows = _log_chain(reader, job.account, log_watch, check)
         if not job.trust.enabled:
             return check
         offset = 0
         if job.stretch is not None:
             offset = reader.count_events(accounts=[job.account], id_range=(0, job.stretch[0] - 1))
+            offset += sum(p.rows for p in pruned if p.last_id < job.stretch[0])
         findings += sequence_findings(signed)
         findings += chain_findings(signed, "events", watch, offset)
         findings += chain_findings(signed, "log", log_watch, 0)
@@ -156,7 +161,8 @@ def _copy_findings(reader: StoreReader, job: _StoreJob, signed: list[Signed]) ->
         if isinstance(opened := open_signed(note, where, verifiers, job.store_id, job.account),
                       Signed)
     ]  # fmt: skip
-    rows = (reader.count_events(accounts=[job.account]), reader.count_log(job.account))
+    pruned = sum(int(p["row_count"]) for p in reader.prunes(job.account))
+    rows = (reader.count_events(accounts=[job.account]) + pruned, reader.count_log(job.account))
     forks = fork_findings([*signed, *(c for c in copies if c.note not in stored)])
     return forks + copy_findings(copies, stored, rows)
 
@@ -221,10 +227,13 @@ def verify_store(
                 names |= set(reader.accounts(table=table))
         if accounts:
             names = set(accounts)
+        tails = _pruned_tails(reader)
+        names |= set(tails) if day is None and not accounts else set()
         for account in sorted(names):
             job = _StoreJob(url, account, day, trust, store_id,
                             copies=tuple(copies.get(account, ())))  # fmt: skip
-            if account in ranges and day is not None:
+            tail = tails.get(account)
+            if account in ranges and (day is not None or tail is not None):
                 first, last, _ = ranges[account]
                 anchor = (
                     chains[account].check.anchor
@@ -234,6 +243,8 @@ def verify_store(
                 job = replace(job, stretch=(first, last, anchor))
             elif day is not None:  # nothing of the account that day
                 job = replace(job, stretch=(0, -1, GENESIS_HASH))
+            elif tail is not None:  # every frame of it pruned: nothing left to read
+                job = replace(job, stretch=(tail[0] + 1, tail[0], tail[1]))
             jobs.append(job)
             sizes.append(ranges[account][2] if account in ranges else 0)
     if loaded is not None and day is not None:
@@ -241,6 +252,18 @@ def verify_store(
     else:
         checks = run_jobs(_store_job, [(job,) for job in jobs], sizes, workers)
     return VerifyReport(source, day, checks, attestation=trust.enabled)
+
+
+def _pruned_tails(reader: StoreReader) -> dict[str, tuple[int, str]]:
+    """Where each pruned account's pruned prefix ends: (last id, chain hash there). Its
+    remaining rows are checked from there; its checkpoints up to there were checked in the
+    archive, with the rows they sign."""
+    tails: dict[str, tuple[int, str]] = {}
+    for row in reader.prunes():
+        account, last = str(row["account_id"]), int(row["last_id"])
+        if account not in tails or tails[account][0] < last:
+            tails[account] = (last, str(row["head_last"]))
+    return tails
 
 
 def _from_loaded(

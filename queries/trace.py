@@ -29,6 +29,7 @@ from .datasource import DataSource
 from .duck import check_accounts, open_rows, zone
 from .errors import UsageError
 from .exportdir import ExportDir
+from .objectstore import archived_days
 from .render import cell, table
 from .source import StoreReader
 
@@ -130,17 +131,36 @@ def _candidates(
         held = export.days()
         chosen = [d for d in held if days is None or d in set(days)]
         export.check_accounts(accounts, chosen)
-        for batch in export.batches("events", chosen, wanted, EVENTS_SCHEMA.names, TYPES):
-            text = pc.equal(batch.column("raw_kind"), "text")
-            holds = pc.match_substring(batch.column("raw"), order_id)
-            yield batch.filter(pc.or_(pc.invert(text), holds))
+        yield from _from_export(export, chosen, wanted, order_id)
         return
     assert source.url is not None
     with StoreReader(source.url) as reader:
         check_accounts(reader, accounts, source.configured)
-        for day in days if days is not None else [None]:
-            yield from reader.events(day=day, accounts=wanted, msg_types=TYPES,
-                                     containing=order_id)  # fmt: skip
+        stored = set(reader.days())
+        archived = set(archived_days(source.archive)) - stored  # pruned, or never stored here
+        asked: list[dt.date | None] = [*days] if days is not None else [None, *sorted(archived)]
+        for day in asked:
+            copy = None if day is None or day in stored else source.archived(day)
+            if day is None or copy is None:
+                yield from reader.events(day=day, accounts=wanted, msg_types=TYPES,
+                                         containing=order_id)  # fmt: skip
+                continue
+            directory, done = copy
+            try:
+                yield from _from_export(ExportDir(directory), [day], wanted, order_id)
+            finally:
+                done()
+
+
+def _from_export(
+    export: ExportDir, days: Sequence[dt.date], accounts: list[str] | None, order_id: str
+) -> Iterator[pa.RecordBatch]:
+    """The frames of ``days`` in ``export`` that may concern the order (as the store's
+    reader narrows them: text frames holding its id, and every binary one)."""
+    for batch in export.batches("events", days, accounts, EVENTS_SCHEMA.names, TYPES):
+        text = pc.equal(batch.column("raw_kind"), "text")
+        holds = pc.match_substring(batch.column("raw"), order_id)
+        yield batch.filter(pc.or_(pc.invert(text), holds))
 
 
 def render_trace(report: dict[str, Any]) -> str:

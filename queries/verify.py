@@ -27,6 +27,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from recorder.chain import GENESIS_HASH, verify_encoded
+from recorder.instants import iso_ns
 
 from .attested import (
     NO_KEYS_WARNING,
@@ -53,6 +54,30 @@ class Problem:
     path: str | None = None
 
 
+@dataclass(frozen=True)
+class Pruned:
+    """Rows of one account and day pruned from the store after archiving (a ``prunes`` row):
+    the ids, how many, the archived manifest they were verified against, when and by whom."""
+
+    trading_day: dt.date
+    first_id: int
+    last_id: int
+    rows: int
+    head_last: str
+    manifest_sha256: str
+    at: str
+    by: str
+
+    @classmethod
+    def of(cls, row: Mapping[str, Any]) -> Pruned:
+        """From a ``prunes`` row as the store reader gives it."""
+        return cls(
+            row["trading_day"], int(row["first_id"]), int(row["last_id"]), int(row["row_count"]),
+            str(row["head_last"]), str(row["manifest_sha256"]), iso_ns(int(row["at_ns"])) or "",
+            f"{row['os_user']}@{row['host']}",
+        )  # fmt: skip
+
+
 @dataclass
 class ChainCheck:
     """The result of checking one account (for one day of an export, or of the store)."""
@@ -71,6 +96,9 @@ class ChainCheck:
     checkpoints: int = 0  # valid signed checkpoints checked
     attested_through_id: int | None = None
     unattested_rows: int = 0
+    #: Ranges of the account's chain pruned from the store (archived): the rows before
+    #: ``anchor``, checked in the archive.
+    pruned: list[Pruned] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -281,6 +309,12 @@ def render_verify(report: VerifyReport) -> str:
     for check in report.accounts:
         for p in check.problems:
             lines.append(_problem_line(f"account {check.account_id}", p))
+        for gone in check.pruned:
+            lines.append(
+                f"NOTE account {check.account_id}: {gone.trading_day} pruned (ids "
+                f"{gone.first_id}-{gone.last_id}, {gone.rows} frames) at {gone.at} by {gone.by}; "
+                f"archived, manifest sha256 {gone.manifest_sha256}"
+            )
         if report.attestation and check.ok and check.unattested_rows:
             lines.append(
                 f"NOTE account {check.account_id}: {check.unattested_rows} rows after "

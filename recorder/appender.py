@@ -28,10 +28,11 @@ from contextlib import closing
 from dataclasses import dataclass
 from typing import Any, Final
 
-from sqlalchemy import Connection, Engine, Table, insert, select, text
+from sqlalchemy import Connection, Engine, insert, select, text
 
 from .attestation import Attestation, Note
 from .chain import GENESIS_HASH, LOG_CHAIN_FIELDS, canonical_frame, chain_log_rows
+from .heads import chain_lock_key, stored_head
 from .records import FrameRecord, LogRecord
 from .schema import checkpoints, connection_log, events
 
@@ -63,12 +64,14 @@ _PG_CHAIN_LOCKS: Final = text(
     "SELECT pg_advisory_xact_lock(hashtextextended(t.key, 0)) "
     "FROM unnest(CAST(:keys AS text[])) WITH ORDINALITY AS t(key, n) ORDER BY t.n"
 )
-#: Every account's chain heads, and the day of its last frame, in one query (each through
+#: Every account's chain heads (the end of its pruned prefix when every frame of it was
+#: pruned: :mod:`recorder.heads`), and the day of its last frame, in one query (each through
 #: an (account_id, id) index).
 _PG_HEADS: Final = text(
     "SELECT t.account, "
-    "(SELECT e.chain_hash FROM events AS e WHERE e.account_id = t.account "
-    "ORDER BY e.id DESC LIMIT 1), "
+    "COALESCE((SELECT e.chain_hash FROM events AS e WHERE e.account_id = t.account "
+    "ORDER BY e.id DESC LIMIT 1), (SELECT p.head_last FROM prunes AS p "
+    "WHERE p.account_id = t.account ORDER BY p.last_id DESC LIMIT 1)), "
     "(SELECT c.chain_hash FROM connection_log AS c WHERE c.account_id = t.account "
     "ORDER BY c.id DESC LIMIT 1), "
     "(SELECT e.trading_day FROM events AS e WHERE e.account_id = t.account "
@@ -224,7 +227,7 @@ class Appender:
         accounts = sorted({f.account_id for f in frames} | {g.account_id for g in logs} | wanted)
         if not accounts:
             return
-        keys = [f"studio-recorder:chain:{account}" for account in accounts]
+        keys = [chain_lock_key(account) for account in accounts]
         conn.execute(_PG_CHAIN_LOCKS, {"keys": keys})
         result = conn.execute(_PG_HEADS, {"accounts": accounts})
         for account, events_head, log_head, day in result:
@@ -382,17 +385,6 @@ def _sqlite_params(rows: list[tuple[Any, ...]]) -> list[Any]:
             text = days[day] = day.isoformat()
         params[day_at] = text
     return params
-
-
-def stored_head(conn: Connection, account_id: str, table: Table = events) -> str:
-    """The chain hash of the account's last stored row of ``table``, or the genesis value."""
-    query = (
-        select(table.c.chain_hash)
-        .where(table.c.account_id == account_id)
-        .order_by(table.c.id.desc())
-        .limit(1)
-    )
-    return conn.execute(query).scalar_one_or_none() or GENESIS_HASH
 
 
 def latest_note(conn: Connection, account_id: str) -> str | None:

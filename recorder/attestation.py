@@ -32,6 +32,7 @@ from sqlalchemy import Connection, Engine, Table, func, insert, select
 from .checkpoint import GENESIS, ChainState, Checkpoint
 from .config import Settings
 from .errors import StoreError, first_line
+from .heads import pruned_tail
 from .objectstore import ObjectArchive, ObjectStoreError
 from .schema import STORE_ID, checkpoints, connection_log, events, store_meta
 from .signing import Signer
@@ -242,7 +243,11 @@ class Attestation:
 def _last_id(conn: Connection, table: Table, account: str) -> int:
     """The id of the account's last row of ``table`` (0: none), through its index."""
     query = select(func.max(table.c.id)).where(table.c.account_id == account)
-    return int(conn.execute(query).scalar_one_or_none() or 0)
+    last = conn.execute(query).scalar_one_or_none()
+    if last is None and table is events:  # every frame of it pruned: where the prefix ends
+        tail = pruned_tail(conn, account)
+        return 0 if tail is None else tail.last_id
+    return int(last or 0)
 
 
 def _latest(conn: Connection, account: str) -> tuple[ChainState, ChainState]:
@@ -268,12 +273,17 @@ def _state(
     conn: Connection, table: Table, account: str, latest: ChainState, head: str
 ) -> ChainState:
     """``table``'s state for ``account`` now: the latest checkpoint's count plus the rows
-    after it (both through the ``(account_id, id)`` index)."""
+    after it (both through the ``(account_id, id)`` index). Pruned rows still count: a
+    chain's count is of every row it ever had."""
     id_ = table.c.id
     mine = table.c.account_id == account
     last_id = _last_id(conn, table, account)
     if last_id == latest.last_id:
         return ChainState(latest.count, last_id, head) if last_id else GENESIS
+    tail = pruned_tail(conn, account) if table is events else None
+    if tail is not None and latest.last_id < tail.last_id:  # some rows since it were pruned
+        kept = conn.execute(select(func.count()).where(mine, id_ <= last_id)).scalar_one()
+        return ChainState(tail.row_count + int(kept), int(last_id), head)
     newer = conn.execute(
         select(func.count()).where(mine, id_ > latest.last_id, id_ <= last_id)
     ).scalar_one()

@@ -14,8 +14,9 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import click
 import trio
@@ -86,7 +87,33 @@ def engine_from(
         engine.dispose()
 
 
-@click.group(cls=OneLineGroup, context_settings={"help_option_names": ["-h", "--help"]})
+#: Where other packages of the distribution add commands to ``studio-recorder`` (``prune``
+#: lives with the archive's verification, in ``queries``, which this package never imports).
+COMMANDS_ENTRY_POINT: Final = "studio_recorder.commands"
+
+
+def _contributed() -> dict[str, EntryPoint]:
+    return {point.name: point for point in entry_points(group=COMMANDS_ENTRY_POINT)}
+
+
+class RecorderGroup(OneLineGroup):
+    """The ``studio-recorder`` group: its own commands, and those of :data:`COMMANDS_ENTRY_POINT`
+    (loaded only when named, so the recorder's own commands never import them)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *_contributed()})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        command = super().get_command(ctx, cmd_name)
+        if command is None and cmd_name in (contributed := _contributed()):
+            loaded = contributed[cmd_name].load()
+            if not isinstance(loaded, click.Command):
+                raise TypeError(f"entry point {cmd_name!r} is not a click command: {loaded!r}")
+            command = loaded
+        return command
+
+
+@click.group(cls=RecorderGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name=PROG)
 def cli() -> None:
     """Record Clear Street Studio's Activity channel to a tamper-evident store."""

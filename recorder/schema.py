@@ -1,8 +1,9 @@
 """The store's tables, as SQLAlchemy Core metadata (the schema alembic migrates to).
 
-Analysts query these tables directly: names and columns are a contract. Both
-tables are insert-only; the database enforces it with triggers created by the
-first migration (see ``migrations/versions``).
+Analysts query these tables directly: names and columns are a contract. Every
+table is insert-only; the database enforces it with triggers (``recorder.triggers``,
+created by the migrations in ``migrations/versions``), which since revision 0003 let
+through only a DELETE of ``events`` rows that a ``prunes`` row covers.
 """
 
 from __future__ import annotations
@@ -134,4 +135,27 @@ checkpoints = Table(
     Index(None, "account_id", "id"),
     sqlite_autoincrement=True,
     comment="Signed checkpoints of each account's chains (see recorder.checkpoint); insert-only",
+)  # fmt: skip
+
+prunes = Table(
+    "prunes",
+    metadata,
+    Column("id", _ID, primary_key=True, autoincrement=True),
+    Column("account_id", Text, nullable=False),
+    Column("trading_day", Date, nullable=False),
+    Column("first_id", BigInteger, nullable=False, comment="The first events id pruned"),
+    Column("last_id", BigInteger, nullable=False, comment="The last events id pruned"),
+    Column("row_count", BigInteger, nullable=False, comment="events rows pruned"),
+    Column("head_before", Text, nullable=False,
+           comment="The account's chain_hash before the first pruned row (or genesis)"),
+    Column("head_last", Text, nullable=False, comment="chain_hash of the last pruned row"),
+    Column("manifest_sha256", Text, nullable=False,
+           comment="SHA-256 of the archived manifest the rows were verified against"),
+    Column("at_ns", BigInteger, nullable=False, comment="UTC epoch nanoseconds of the prune"),
+    Column("os_user", Text, nullable=False, comment="Operating-system user who pruned"),
+    Column("host", Text, nullable=False, comment="Host the prune ran on"),
+    Index(None, "account_id", "trading_day"),
+    Index(None, "account_id", "last_id"),
+    sqlite_autoincrement=True,
+    comment="One row per account and trading day pruned from events after archiving; insert-only",
 )  # fmt: skip

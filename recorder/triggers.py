@@ -1,6 +1,12 @@
 """The append-only triggers: their one definition, a check that they are all there and
 exactly as made, and their repair.
 
+Every table refuses ``UPDATE`` and ``DELETE`` (and, on PostgreSQL, ``TRUNCATE``), with one
+exception since revision 0003: a ``DELETE`` of an ``events`` row covered by a row of
+``prunes`` (same account and trading day, its id within the recorded range) goes through.
+The ``prunes`` row is written first, in the same transaction, by ``studio-recorder prune``
+(:mod:`recorder.prune`); it is insert-only itself.
+
 The migrations create them from here; ``db check``, ``status`` and the recorder's health
 check compare the database against them; ``db upgrade --repair`` puts back what is
 missing or altered. SQLite keeps each trigger's statement as written, so it is compared
@@ -17,10 +23,13 @@ from typing import Final
 
 from sqlalchemy import Connection, text
 
-#: Tables made insert-only by revision 0001 and by revision 0002.
+#: Tables made insert-only by revisions 0001, 0002 and 0003.
 TABLES_0001: Final = ("events", "connection_log")
 TABLES_0002: Final = ("store_meta", "checkpoints")
-TABLES: Final = TABLES_0001 + TABLES_0002
+TABLES_0003: Final = ("prunes",)
+TABLES: Final = TABLES_0001 + TABLES_0002 + TABLES_0003
+#: Tables whose rows a ``prunes`` row lets go (revision 0003).
+PRUNABLE: Final = ("events",)
 
 PG_FUNCTION: Final = "studio_recorder_refuse_change"
 #: The function's body exactly as revision 0001 wrote it (PostgreSQL keeps it verbatim).
@@ -32,31 +41,52 @@ PG_FUNCTION_BODY: Final = (
 )
 
 
-def pg_function_ddl(*, replace: bool = False) -> str:
+#: A row of ``prunes`` covers the deleted row (``OLD``): the one DELETE allowed.
+COVERED_BY_PRUNE: Final = (
+    "EXISTS (SELECT 1 FROM prunes AS p WHERE p.account_id = OLD.account_id "
+    "AND p.trading_day = OLD.trading_day AND OLD.id BETWEEN p.first_id AND p.last_id)"
+)
+PG_PRUNE_FUNCTION: Final = "studio_recorder_refuse_unpruned"
+#: Revision 0003's function for prunable tables: a covered DELETE passes, all else raises.
+PG_PRUNE_FUNCTION_BODY: Final = (
+    "\nBEGIN\n"
+    f"    IF TG_OP = 'DELETE' AND {COVERED_BY_PRUNE} THEN\n"
+    "        RETURN OLD;\n"
+    "    END IF;\n"
+    "    RAISE EXCEPTION '% is append-only: % refused', TG_TABLE_NAME, TG_OP\n"
+    "        USING ERRCODE = 'insufficient_privilege';\n"
+    "END\n"
+)
+#: Each PostgreSQL trigger function by name, with its body as written.
+PG_FUNCTIONS: Final = {PG_FUNCTION: PG_FUNCTION_BODY, PG_PRUNE_FUNCTION: PG_PRUNE_FUNCTION_BODY}
+
+
+def pg_function_ddl(*, replace: bool = False, name: str = PG_FUNCTION) -> str:
     verb = "CREATE OR REPLACE" if replace else "CREATE"
-    return (
-        f"{verb} FUNCTION {PG_FUNCTION}() RETURNS trigger LANGUAGE plpgsql "
-        f"AS $${PG_FUNCTION_BODY}$$"
-    )
+    return f"{verb} FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $${PG_FUNCTIONS[name]}$$"
 
 
-def sqlite_triggers(table: str) -> dict[str, str]:
-    """Trigger name → its statement, for one table on SQLite."""
-    return {
-        f"{table}_no_{action.lower()}": (
-            f"CREATE TRIGGER {table}_no_{action.lower()} BEFORE {action} ON {table} "
+def sqlite_triggers(table: str, *, prunable: bool = False) -> dict[str, str]:
+    """Trigger name → its statement, for one table on SQLite (``prunable``: a DELETE that a
+    ``prunes`` row covers passes)."""
+    found = {}
+    for action in ("UPDATE", "DELETE"):
+        when = f"WHEN NOT {COVERED_BY_PRUNE} " if prunable and action == "DELETE" else ""
+        found[f"{table}_no_{action.lower()}"] = (
+            f"CREATE TRIGGER {table}_no_{action.lower()} BEFORE {action} ON {table} {when}"
             f"BEGIN SELECT RAISE(ABORT, '{table} is append-only: {action} refused'); END"
         )
-        for action in ("UPDATE", "DELETE")
-    }
+    return found
 
 
-def pg_triggers(table: str) -> dict[str, str]:
-    """Trigger name → its statement, for one table on PostgreSQL."""
+def pg_triggers(table: str, *, prunable: bool = False) -> dict[str, str]:
+    """Trigger name → its statement, for one table on PostgreSQL (``prunable``: rows go
+    through :data:`PG_PRUNE_FUNCTION`)."""
+    function = PG_PRUNE_FUNCTION if prunable else PG_FUNCTION
     return {
         f"{table}_append_only": (
             f"CREATE TRIGGER {table}_append_only BEFORE DELETE OR UPDATE ON {table} "
-            f"FOR EACH ROW EXECUTE FUNCTION {PG_FUNCTION}()"
+            f"FOR EACH ROW EXECUTE FUNCTION {function}()"
         ),
         f"{table}_no_truncate": (
             f"CREATE TRIGGER {table}_no_truncate BEFORE TRUNCATE ON {table} "
@@ -65,10 +95,17 @@ def pg_triggers(table: str) -> dict[str, str]:
     }
 
 
-def expected(dialect: str, tables: tuple[str, ...] = TABLES) -> dict[str, tuple[str, str]]:
-    """Trigger name → (table, statement) of every append-only trigger on ``dialect``."""
+def expected(
+    dialect: str, tables: tuple[str, ...] = TABLES, prunable: tuple[str, ...] = PRUNABLE
+) -> dict[str, tuple[str, str]]:
+    """Trigger name → (table, statement) of every append-only trigger on ``dialect``
+    (``prunable``: the tables whose covered rows may be deleted; none before revision 0003)."""
     make = sqlite_triggers if dialect == "sqlite" else pg_triggers
-    return {name: (table, ddl) for table in tables for name, ddl in make(table).items()}
+    return {
+        name: (table, ddl)
+        for table in tables
+        for name, ddl in make(table, prunable=table in prunable).items()
+    }
 
 
 @dataclass(frozen=True)
@@ -102,15 +139,16 @@ def problems(connection: Connection) -> list[Problem]:
             elif have[name] != ddl:
                 found.append(Problem(name, "altered"))
         return found
-    body = connection.execute(
-        text("SELECT prosrc FROM pg_proc WHERE proname = :name AND pronamespace = "
-             "(SELECT oid FROM pg_namespace WHERE nspname = current_schema())"),
-        {"name": PG_FUNCTION},
-    ).scalar()  # fmt: skip
-    if body is None:
-        found.append(Problem(f"function {PG_FUNCTION}()", "missing"))
-    elif body != PG_FUNCTION_BODY:
-        found.append(Problem(f"function {PG_FUNCTION}()", "altered"))
+    for function, written in PG_FUNCTIONS.items():
+        body = connection.execute(
+            text("SELECT prosrc FROM pg_proc WHERE proname = :name AND pronamespace = "
+                 "(SELECT oid FROM pg_namespace WHERE nspname = current_schema())"),
+            {"name": function},
+        ).scalar()  # fmt: skip
+        if body is None:
+            found.append(Problem(f"function {function}()", "missing"))
+        elif body != written:
+            found.append(Problem(f"function {function}()", "altered"))
     rows = connection.execute(
         text("SELECT t.tgname, pg_get_triggerdef(t.oid), t.tgenabled FROM pg_trigger t "
              "JOIN pg_class c ON c.oid = t.tgrelid WHERE NOT t.tgisinternal "
@@ -137,7 +175,8 @@ def repair(connection: Connection) -> list[Problem]:
     triggers = expected(dialect)
     for problem in wrong:
         if problem.name.startswith("function "):
-            connection.execute(text(pg_function_ddl(replace=True)))
+            name = problem.name.removeprefix("function ").removesuffix("()")
+            connection.execute(text(pg_function_ddl(replace=True, name=name)))
     for problem in wrong:
         if problem.name in triggers:
             table, ddl = triggers[problem.name]

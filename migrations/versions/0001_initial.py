@@ -86,11 +86,11 @@ def upgrade() -> None:
 
     dialect = op.get_bind().dialect.name
     if dialect == "sqlite":
-        for _table, statement in triggers.expected(dialect, TABLES).values():
+        for _table, statement in triggers.expected(dialect, TABLES, prunable=()).values():
             op.execute(statement)
     elif dialect == "postgresql":
         op.execute(triggers.pg_function_ddl())
-        for _table, statement in triggers.expected(dialect, TABLES).values():
+        for _table, statement in triggers.expected(dialect, TABLES, prunable=()).values():
             op.execute(statement)
     else:
         raise NotImplementedError(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -63,14 +64,17 @@ async def start(
     accounts: tuple[str, ...] = ("100000", "100001"),
     engine: Engine | None = None,
     signing: dict[str, Any] | None = None,
+    wall_clock_ms: Callable[[], int] | None = None,
     **recorder: Any,
 ) -> Running:
     """Start a simulator and a recorder in ``nursery``; returns once both run.
 
     The store is a fresh SQLite file in ``tmp_path`` unless ``engine`` names one; ``recorder``
-    overrides :data:`RECORDER_DEFAULTS`.
+    overrides :data:`RECORDER_DEFAULTS`; ``wall_clock_ms`` is the simulator's clock (its
+    frames' server timestamps, hence their trading days).
     """
-    sim = Simulator(sim_config or SimConfig(accounts=accounts, client_secret=SECRET))
+    config = sim_config or SimConfig(accounts=accounts, client_secret=SECRET)
+    sim = Simulator(config, wall_clock_ms=wall_clock_ms)
     sim_scope = trio.CancelScope()
 
     async def serve_sim(task_status: trio.TaskStatus[SimEndpoints]) -> None:
