@@ -118,12 +118,21 @@ class DataSource:
 
     def open_days(self, days: Sequence[dt.date], accounts: Sequence[str] = ()) -> Workspace:
         """One workspace over several days (``sql --from/--to``) of the store or the export
-        (a store's days only: the archive answers day by day)."""
+        (a store's day that it no longer holds read from the archive's copy)."""
         if self.export_dir is not None:
             return open_export(self.export_dir, day=None, accounts=accounts, days=days)
         assert self.url is not None
-        return open_store(self.url, day=None, accounts=accounts, configured=self.configured,
-                          timezone=self.timezone, days=days)  # fmt: skip
+        copies = {day: copy for day in days if (copy := self.archived(day)) is not None}
+        try:
+            ws = open_store(self.url, day=None, accounts=accounts, configured=self.configured,
+                            timezone=self.timezone, days=days,
+                            archived={day: copy[0] for day, copy in copies.items()})  # fmt: skip
+        except BaseException:
+            for _, done in copies.values():
+                done()
+            raise
+        ws.cleanup += [done for _, done in copies.values()]
+        return ws
 
     def archived(self, day: dt.date | None) -> tuple[Path, Callable[[], None]] | None:
         """The archive's copy of ``day`` when the store holds no frame of it (pruned, or a

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -292,9 +292,11 @@ def open_store(
     now_ns: int | None = None,
     tap: Callable[[pa.RecordBatch], object] | None = None,
     days: Sequence[dt.date] | None = None,
+    archived: Mapping[dt.date, Path] | None = None,
 ) -> Workspace:
     """A workspace over ``day`` of the store at ``url`` (every day when None; ``days``: those
-    days together, for ``sql`` over a range).
+    days together, for ``sql`` over a range, each of ``archived`` read from the export
+    directory it maps to: the archive's copy of a day the store no longer holds).
 
     ``tap`` is handed each batch of ``_events`` as it is read, in id order (an evening
     hashes the chains while the rest of the day is still being read).
@@ -316,7 +318,16 @@ def open_store(
         names = _columns(payload, columns)
         batches: Iterator[pa.RecordBatch]
         if days:
-            batches = (b for d in days for b in _store_events(reader, d, wanted, names))
+            elsewhere = archived or {}
+            batches = (
+                b
+                for d in days
+                for b in (
+                    ExportDir(elsewhere[d]).batches("events", [d], wanted, names)
+                    if d in elsewhere
+                    else _store_events(reader, d, wanted, names)
+                )
+            )
         else:
             batches = _store_events(reader, day, wanted, names, parallel=True)
         if tap is not None:

@@ -153,7 +153,7 @@ async def _record(engine: Engine, tmp_path: Path, key: Path, days: list[dt.date]
 
 
 def _answers(config: Path, env: dict[str, str]) -> dict[str, Any]:
-    """gaps and audit over the three days (the source's name aside)."""
+    """gaps and audit over the three days (the source's name aside), and sql over them."""
     found = {}
     for command in ("gaps", "audit"):
         result = run("queries", command, "--config", config, "--from", DAYS[0], "--to", DAYS[2],
@@ -161,6 +161,12 @@ def _answers(config: Path, env: dict[str, str]) -> dict[str, Any]:
         assert result.returncode in (0, 1), result.stderr
         found[command] = [{k: v for k, v in d.items() if k != "source"}
                           for d in json.loads(result.stdout)]  # fmt: skip
+    query = "SELECT trading_day, account_id, count(*) AS n, max(id) AS top FROM events GROUP BY ALL"
+    result = run("queries", "sql", "--config", config, "--from", DAYS[0], "--to", DAYS[2],
+                 f"{query} ORDER BY ALL", "--json", env=env)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    found["sql"] = json.loads(result.stdout)
+    assert len(found["sql"]) == 2 * len(DAYS)
     return found
 
 
