@@ -84,10 +84,10 @@ def export_command(
     out: Path,
     accounts: tuple[str, ...],
 ) -> None:
-    """Export one trading day to Hive-partitioned Parquet files and a manifest.
+    """Export one trading day to Parquet files (one per account) and a manifest.
 
-    Writes DIR/events/trading_day=DAY/account_id=ID/part-0.parquet,
-    DIR/connection_log/… and DIR/manifest/trading_day=DAY.json, atomically.
+    Writes DIR/events/trading_day=DAY/ACCOUNT.parquet, DIR/connection_log/… and
+    DIR/manifest/trading_day=DAY.json, atomically.
     """
     source = resolve_source(config_path, db_url, timezone=timezone)
     assert source.url is not None

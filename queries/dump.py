@@ -35,7 +35,7 @@ from recorder.tradingday import day_bounds_ns
 from .datasource import DataSource
 from .duck import check_accounts, zone
 from .errors import QueryError
-from .exportdir import ExportDir, read_file
+from .exportdir import ExportDir
 from .publish import describe, fsync_path, make_private_dirs
 from .source import StoreReader
 
@@ -232,7 +232,7 @@ class _Rows:
             return iter(())
         export = self.export
         files = [
-            _unbatched(read_file(export.file(entry.path), export.root / table, table, columns))
+            _unbatched(export.read(day, entry, columns))
             for entry in export.files(table, [day], self.accounts)
         ]
         return heapq.merge(*files, key=lambda row: int(row["id"]))

@@ -99,7 +99,7 @@ def export_day(
     ``accounts`` restricts the export to those accounts (each must be known to
     the store); by default every account with an ``events`` row on the day or a
     session overlapping it. The day's previous export in ``out`` is replaced as
-    a whole (stale account partitions included). A day without data writes a
+    a whole (stale accounts' files included). A day without data writes a
     manifest with no accounts and no files. ``timezone`` is the recorder's
     trading-day time zone: it decides which sessions' ``connection_log`` rows
     belong to the day. ``progress`` is called after each chunk of ``events``

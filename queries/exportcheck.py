@@ -31,8 +31,8 @@ from .attested import (
 )
 from .contract import EVENTS_SCHEMA
 from .errors import QueryError
-from .exportdir import ExportDir, read_file
-from .layout import TABLES, day_dir, file_path
+from .exportdir import ExportDir
+from .layout import TABLES, day_dir
 from .manifest import FileEntry, Manifest
 from .verify import ChainCheck, Problem, VerifyReport, check_rows
 
@@ -67,15 +67,15 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _file_problems(export: ExportDir, day: dt.date, entry: FileEntry) -> list[Problem]:
+def _file_problems(export: ExportDir, manifest: Manifest, entry: FileEntry) -> list[Problem]:
     rel = entry.path
     try:
         path = export.file(rel)
     except QueryError:
         return [Problem("manifest names a path outside the export directory", path=rel)]
-    # The writer's own layout function: an id it encodes specially (``..``, ``~``) is
-    # not reported as misplaced.
-    if rel != file_path(entry.table, day, entry.account_id):
+    # The writer's own layout function, of the day's format version: an id it encodes
+    # specially (``..``, ``~``) is not reported as misplaced.
+    if rel != manifest.layout.file_path(entry.table, manifest.trading_day, entry.account_id):
         return [Problem("file is not where the layout puts its table, day and account", path=rel)]
     if not path.is_file():
         return [Problem("file listed in the manifest is missing", path=rel)]
@@ -114,7 +114,6 @@ def _export_chain(
     day = manifest.trading_day
     facts = manifest.accounts[account]
     anchor = facts.chain_anchor or GENESIS_HASH
-    path = export.file(entry.path)
     # Rows whose predecessor in the account's chain belongs to another day.
     resume = dict(facts.chain_resume)
     signed, findings = _manifest_checkpoints(manifest, account, trust)
@@ -125,7 +124,7 @@ def _export_chain(
     try:
         check = check_rows(
             account,
-            read_file(path, export.root / "events", "events", EVENTS_SCHEMA.names),
+            export.read(day, entry, EVENTS_SCHEMA.names),
             anchor,
             day,
             resume,
@@ -215,7 +214,7 @@ def _verify_export_day(
         account = entry.account_id
         if wanted is not None and account not in wanted:
             continue
-        problems = _file_problems(export, day, entry)
+        problems = _file_problems(export, manifest, entry)
         if problems:
             checks.setdefault(account, ChainCheck(account, day)).problems.extend(problems)
         if entry.table == "events":

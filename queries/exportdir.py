@@ -1,11 +1,11 @@
 """Reading an export directory (``studio-query export``'s layout) back as store-shaped Arrow.
 
-The layout is a contract (:mod:`queries.layout`, README "How data is laid out"):
-``events/trading_day=D/account_id=ID/part-0.parquet`` and the same under
-``connection_log/``, Hive partitions whose values live only in the path, plus one
+The layout is a contract (:mod:`queries.layout`, README "Layout"):
+``events/trading_day=D/ACCOUNT.parquet`` and the same under ``connection_log/``, plus one
 ``manifest/trading_day=D.json`` per exported day (:class:`queries.manifest.Manifest`)
 listing every file with its row count, size and SHA-256 and every account's chain
-anchor and heads.
+anchor and heads. Each manifest names its format version, and each day is read as its
+version lays it out (:data:`queries.layout.LAYOUTS`): version 1 exports keep reading.
 
 Readers here only read the files a manifest lists (a stray file is never analysed;
 ``verify`` reports it) and hand back batches in the store's schema
@@ -30,7 +30,7 @@ from recorder.errors import first_line
 
 from .contract import SCHEMAS, conform, project
 from .errors import QueryError
-from .layout import MANIFEST_DIR, manifest_path, partitioning, store_source
+from .layout import MANIFEST_DIR, manifest_path
 from .manifest import FileEntry, Manifest, ManifestError
 
 _MANIFEST_RE: Final = re.compile(r"^trading_day=(\d{4}-\d{2}-\d{2})\.json$")
@@ -141,42 +141,46 @@ class ExportDir:
         ``msg_types`` (events only) keeps frames of those types.
         """
         names = list(columns) if columns else SCHEMAS[table].names
-        for entry in self.files(table, days, accounts):
-            path = self.file(entry.path)
-            if not path.is_file():
-                raise QueryError(f"{self.root}: file listed in the manifest is missing: {path}")
-            yield from read_file(path, self.root / table, table, names, msg_types)
+        for day in days:
+            for entry in self.files(table, [day], accounts):
+                yield from self.read(day, entry, names, msg_types)
 
+    def read(
+        self,
+        day: dt.date,
+        entry: FileEntry,
+        names: Sequence[str],
+        msg_types: Sequence[str] | None = None,
+    ) -> Iterator[pa.RecordBatch]:
+        """One file of ``day``'s manifest as batches in the store's schema (``names``
+        columns, in order), read as its format version lays it out; ``msg_types`` (events
+        only) keeps frames of those types.
 
-def read_file(
-    path: Path,
-    base: Path,
-    table: str,
-    names: Sequence[str],
-    msg_types: Sequence[str] | None = None,
-) -> Iterator[pa.RecordBatch]:
-    """One exported file as batches in the store's schema (``names`` columns, in order).
-
-    The partition columns come from the path (Hive partition schema, URL-decoded);
-    timestamps become the store's integer epoch columns.
-    """
-    wanted = project(SCHEMAS[table], list(names))
-    try:
-        dataset = ds.dataset(
-            [str(path)],
-            format="parquet",
-            partitioning=partitioning(),
-            partition_base_dir=str(base),
-        )
-        projection = {f.name: ds.field(store_source(f.name)).cast(f.type) for f in wanted}
-        where = (
-            None
-            if msg_types is None
-            else ds.field("msg_type").isin(pa.array(list(msg_types), pa.string()))
-        )
-        scanner = dataset.scanner(columns=projection, filter=where)
-        for batch in scanner.to_batches():
-            if batch.num_rows:
-                yield conform(batch, wanted)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, OSError, KeyError) as exc:
-        raise QueryError(f"cannot read {path}: {first_line(exc)}") from None
+        The partition columns come from the path (Hive, URL-decoded); version 1's
+        timestamps become the store's epoch integers; version 2 files hold the store's
+        columns themselves (their derived timestamps are not read). QueryError naming
+        the file when it is missing or unreadable.
+        """
+        path = self.file(entry.path)
+        if not path.is_file():
+            raise QueryError(f"{self.root}: file listed in the manifest is missing: {path}")
+        layout = self.manifest(day).layout
+        wanted = project(SCHEMAS[entry.table], list(names))
+        try:
+            dataset = ds.dataset(
+                [str(path)],
+                format="parquet",
+                partitioning=layout.partitioning(),
+                partition_base_dir=str(self.root / entry.table),
+            )
+            projection = {f.name: ds.field(layout.source(f.name)).cast(f.type) for f in wanted}
+            where = (
+                None
+                if msg_types is None
+                else ds.field("msg_type").isin(pa.array(list(msg_types), pa.string()))
+            )
+            for batch in dataset.scanner(columns=projection, filter=where).to_batches():
+                if batch.num_rows:
+                    yield conform(batch, wanted)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, OSError, KeyError) as exc:
+            raise QueryError(f"cannot read {path}: {first_line(exc)}") from None

@@ -9,8 +9,9 @@ recomputed from the files alone (see ``recorder.chain.verify_chain``).
 The document is deterministic: keys in a fixed order, accounts and files
 sorted, no wall-clock time, ASCII-only JSON. Exporting the same stored day twice
 gives the same bytes. Reading goes through the same model (:meth:`Manifest.from_json`),
-which checks the format, the day and the shape of every entry; values are kept as
-written (a verifier holds the files against them).
+which checks the format, its version (every version of :data:`queries.layout.LAYOUTS`:
+:attr:`Manifest.layout` says where that version's files lie), the day and the shape of
+every entry; values are kept as written (a verifier holds the files against them).
 """
 
 from __future__ import annotations
@@ -20,10 +21,11 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from .layout import TABLES
+from .layout import CURRENT, LAYOUTS, TABLES, Layout
 
 FORMAT: Final = "studio-recorder-export"
-FORMAT_VERSION: Final = 1
+#: The version written; every version of :data:`queries.layout.LAYOUTS` is read.
+FORMAT_VERSION: Final = CURRENT.version
 
 
 class ManifestError(ValueError):
@@ -162,6 +164,13 @@ class Manifest:
     files: list[FileEntry] = field(default_factory=list)
     #: The ``id_range`` a manifest read from a file states; None: derived from ``accounts``.
     stated_id_range: tuple[int | None, int | None] | None = None
+    #: The format version of the day's files (a manifest read from a file: as it states).
+    format_version: int = FORMAT_VERSION
+
+    @property
+    def layout(self) -> Layout:
+        """Where the day's files lie and how their columns hold the store's."""
+        return LAYOUTS[self.format_version]
 
     @property
     def id_range(self) -> tuple[int | None, int | None]:
@@ -184,7 +193,7 @@ class Manifest:
         first, last = self.id_range
         return {
             "format": FORMAT,
-            "format_version": FORMAT_VERSION,
+            "format_version": self.format_version,
             "trading_day": self.trading_day.isoformat(),
             "timezone": self.timezone,
             "schema_version": self.schema_version,
@@ -214,8 +223,13 @@ class Manifest:
             raise ManifestError("manifest is not a JSON object")
         if document.get("format") != FORMAT:
             raise ManifestError(f"not a {FORMAT} manifest (format {document.get('format')!r})")
-        if document.get("format_version") != FORMAT_VERSION:
-            raise ManifestError(f"unsupported format_version {document.get('format_version')!r}")
+        version = document.get("format_version")
+        if not isinstance(version, int) or isinstance(version, bool) or version not in LAYOUTS:
+            known = ", ".join(map(str, LAYOUTS))
+            raise ManifestError(
+                f"unsupported format_version {version!r} (this version reads {known}): "
+                "read it with a newer studio-recorder"
+            )
         if document.get("trading_day") != day.isoformat():
             raise ManifestError(
                 f"manifest is for trading_day {document.get('trading_day')!r}, not {day}"
@@ -247,4 +261,5 @@ class Manifest:
             },
             files=[FileEntry.from_document(entry) for entry in files],
             stated_id_range=id_range,
+            format_version=version,
         )

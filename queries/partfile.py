@@ -1,8 +1,10 @@
 """Writing one Parquet file of an export: fixed settings, bounded row groups, mode 0600.
 
-Everything that decides a file's bytes is fixed here: zstd at :data:`ZSTD_LEVEL`,
-dictionary encoding only for the low-cardinality columns, statistics on, rows
-declared sorted by ``id``, row groups of at most :data:`ROW_GROUP_ROWS` rows.
+Everything that decides a file's bytes is fixed here: Parquet format
+:data:`PARQUET_VERSION`, zstd at :data:`ZSTD_LEVEL`, dictionary encoding only for the
+low-cardinality columns, statistics on, rows declared sorted by ``id``, row groups of
+at most :data:`ROW_GROUP_ROWS` rows. Timestamps are written in the unit of the schema
+(microseconds: ``TIMESTAMP(MICROS, true)``, which Spark reads; never nanoseconds).
 pyarrow writes no timestamp into a file (its ``created_by`` names the library
 version only), so the same rows handed over in the same batches give the same
 bytes.
@@ -25,7 +27,12 @@ from .publish import FILE_MODE, create_private_file, make_private_dirs
 ROW_GROUP_ROWS: Final = 65_536
 #: zstd level: 1 is the fastest; level 3 saved under 1 % of the size of typical days.
 ZSTD_LEVEL: Final = 1
-_DICTIONARY_COLUMNS: Final = frozenset({"session_id", "msg_type", "raw_kind", "event", "detail"})
+#: Parquet format version: pyarrow's default, pinned so that a new default cannot change
+#: the bytes; timestamps keep the schema's unit (``coerce_timestamps=None``).
+PARQUET_VERSION: Final = "2.6"
+_DICTIONARY_COLUMNS: Final = frozenset(
+    {"account_id", "session_id", "msg_type", "raw_kind", "event", "detail"}
+)
 
 
 class PartFile:
@@ -51,6 +58,8 @@ class PartFile:
         self._writer = pq.ParquetWriter(
             str(self.path),
             schema,
+            version=PARQUET_VERSION,
+            coerce_timestamps=None,
             compression="zstd",
             compression_level=ZSTD_LEVEL,
             use_dictionary=[n for n in schema.names if n in _DICTIONARY_COLUMNS],

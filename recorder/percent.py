@@ -1,11 +1,11 @@
 """Percent-encoding of identifiers: one safe token for any string, defined once.
 
 An account id may hold any character; where it must become one path segment (an
-export's ``account_id=…`` directory) or one token of a line (a checkpoint's
-``account …`` line), its UTF-8 bytes outside ``[A-Za-z0-9._-]`` are written as
-``%XX`` with upper-case hex. The encoding is canonical, so :func:`percent_decode`
-accepts exactly what :func:`percent_encode` writes and nothing else: a text that
-could be spelt two ways could be signed one way and compared the other.
+export's file name) or one token of a line (a checkpoint's ``account …`` line), its
+UTF-8 bytes outside ``[A-Za-z0-9._-]`` are written as ``%XX`` with upper-case hex. The
+encoding is canonical, so :func:`percent_decode` accepts exactly what
+:func:`percent_encode` writes and nothing else: a text that could be spelt two ways
+could be signed one way and compared the other.
 """
 
 from __future__ import annotations

@@ -155,7 +155,7 @@ def test_from_export(store: str, tmp_path: Path) -> None:
         "gaps", "--db", store, *day
     )
     assert run("verify", "--from-export", str(out)).returncode == 0
-    events = out / "events" / "trading_day=2024-06-10" / f"account_id={A}" / "part-0.parquet"
+    events = out / "events" / "trading_day=2024-06-10" / f"{A}.parquet"
     events.write_bytes(events.read_bytes()[:-100])
     broken = run("verify", "--from-export", str(out), *day)
     assert broken.returncode == 1

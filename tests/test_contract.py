@@ -15,12 +15,26 @@ import sqlite3
 import duckdb
 import pyarrow as pa
 import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
 
 from queries import views
 from queries.audit import COLUMNS as AUDIT_COLUMNS
-from queries.contract import CONNECTION_LOG_SCHEMA, EVENTS_SCHEMA, LIGHT_COLUMNS, arrow_schema
+from queries.contract import (
+    CONNECTION_LOG_SCHEMA,
+    EVENTS_SCHEMA,
+    LIGHT_COLUMNS,
+    SCHEMAS,
+    arrow_schema,
+)
 from queries.gaps import COLUMNS as GAPS_COLUMNS
-from queries.layout import FILE_SCHEMAS, PARTITION_SCHEMA, TIMESTAMP_COLUMNS, to_file_batch
+from queries.layout import (
+    DERIVED_TIMESTAMPS,
+    FILE_SCHEMAS,
+    PARTITION_SCHEMA,
+    derived_timestamp,
+    to_file_batch,
+)
 from queries.source import _SENTINEL
 from recorder import migrate
 from recorder.chain import CHAIN_FIELDS, LOG_CHAIN_FIELDS
@@ -59,29 +73,70 @@ def test_a_column_of_an_unmapped_type_fails_loudly() -> None:
         arrow_schema(odd)
 
 
-def test_export_files_hold_every_column_but_the_partitions() -> None:
-    for table, store in (("events", EVENTS_SCHEMA), ("connection_log", CONNECTION_LOG_SCHEMA)):
-        kept = [n for n in store.names if n not in PARTITION_SCHEMA.names]
-        renamed = [TIMESTAMP_COLUMNS.get(n, (n,))[0] for n in kept]
-        assert FILE_SCHEMAS[table].names == renamed
-    for name in TIMESTAMP_COLUMNS:  # every renamed column exists
-        assert name in EVENTS_SCHEMA.names or name in CONNECTION_LOG_SCHEMA.names
+def test_export_files_hold_the_stores_columns_then_microsecond_timestamps() -> None:
+    """Format version 2: the store's columns with the store's names and types, less the
+    partition column, then one UTC microsecond timestamp per epoch integer."""
+    assert PARTITION_SCHEMA.names == ["trading_day"]
+    for table, store in SCHEMAS.items():
+        kept = [f for f in store if f.name not in PARTITION_SCHEMA.names]
+        derived = [DERIVED_TIMESTAMPS[f.name][0] for f in store if f.name in DERIVED_TIMESTAMPS]
+        schema = FILE_SCHEMAS[table]
+        assert schema.names == [f.name for f in kept] + derived, table
+        assert list(schema)[: len(kept)] == kept  # names and types exactly the store's
+        assert {schema.field(n).type for n in derived} == {pa.timestamp("us", tz="UTC")}
+    assert FILE_SCHEMAS["events"].field("account_id").type == pa.string()
+    assert [DERIVED_TIMESTAMPS[n][0] for n in ("received_at_ns", "server_ts_ms", "at_ns")] == [
+        "received_at", "server_ts", "logged_at"
+    ]  # fmt: skip
+    for store_name, (name, unit) in DERIVED_TIMESTAMPS.items():
+        assert store_name.endswith(f"_{unit}")  # the unit the store's name says
+        assert any(store_name in s.names and name not in s.names for s in SCHEMAS.values())
+
+
+def test_every_file_column_can_be_named_bare_in_duckdb() -> None:
+    reserved = {
+        word
+        for (word,) in duckdb.sql(
+            "SELECT keyword_name FROM duckdb_keywords() WHERE keyword_category != 'unreserved'"
+        ).fetchall()
+    }
+    assert "at" in reserved  # why connection_log's timestamp is logged_at, not at
+    for table, schema in FILE_SCHEMAS.items():
+        assert not set(schema.names) & reserved, table
 
 
 def test_file_batches_keep_every_value() -> None:
     row = {name: None for name in EVENTS_SCHEMA.names}
-    row.update(id=7, account_id="0042", session_id="s", received_at_ns=1, server_ts_ms=2,
-               sequence=3, msg_type="heartbeat", replayed=True, raw_kind="text", raw="{}",
-               chain_hash="h")  # fmt: skip
+    row.update(id=7, account_id="0042", session_id="s", received_at_ns=1_718_035_200_123_456_789,
+               server_ts_ms=1_718_035_200_123, sequence=3, msg_type="heartbeat", replayed=True,
+               raw_kind="text", raw="{}", chain_hash="h")  # fmt: skip
     batch = pa.RecordBatch.from_pylist([row], schema=EVENTS_SCHEMA)
     written = to_file_batch(batch, "events")
     for name in EVENTS_SCHEMA.names:
-        if name in PARTITION_SCHEMA.names:
-            continue
-        column = written.column(TIMESTAMP_COLUMNS.get(name, (name,))[0])
-        if name in TIMESTAMP_COLUMNS:
-            column = column.view(pa.int64())
-        assert column.to_pylist() == [row[name]], name
+        if name not in PARTITION_SCHEMA.names:
+            assert written.column(name).to_pylist() == [row[name]], name
+    micros = [written.column(n).view(pa.int64()).to_pylist() for n in ("received_at", "server_ts")]
+    assert micros == [[1_718_035_200_123_456], [1_718_035_200_123_000]]
+
+
+_INT64 = st.integers(min_value=-(2**63), max_value=2**63 - 1)
+
+
+@given(st.lists(st.none() | _INT64, max_size=20))
+@example([-1, -999, -1000, -1001, 0, 999, 1000, 1001, None])
+def test_derived_nanoseconds_are_truncated_toward_the_past(values: list[int | None]) -> None:
+    derived = derived_timestamp(pa.array(values, pa.int64()), "ns")
+    assert derived.type == pa.timestamp("us", tz="UTC")
+    floored = [None if v is None else v // 1000 for v in values]
+    assert derived.view(pa.int64()).to_pylist() == floored
+
+
+@given(st.lists(st.none() | _INT64, max_size=20))
+@example([-(2**63), -(2**63) // 1000, 2**63 // 1000, 2**63 // 1000 + 1, 2**63 - 1, None])
+def test_derived_milliseconds_are_exact_or_null_beyond_64_bits(values: list[int | None]) -> None:
+    derived = derived_timestamp(pa.array(values, pa.int64()), "ms")
+    exact = [None if v is None or abs(v * 1000) >= 2**63 else v * 1000 for v in values]
+    assert derived.view(pa.int64()).to_pylist() == exact
 
 
 def test_column_subsets_name_only_stored_columns() -> None:

@@ -29,9 +29,11 @@ from sqlalchemy import Engine
 
 from queries.errors import QueryError
 from queries.export import export_day
+from queries.exportcheck import verify_export
 from queries.layout import (
     CONNECTION_LOG_FILE_SCHEMA,
     EVENTS_FILE_SCHEMA,
+    account_file,
     encode_account,
     open_dataset,
 )
@@ -98,10 +100,7 @@ def url_of(engine: Engine) -> str:
 
 
 def as_rows(table: pa.Table) -> list[dict[str, Any]]:
-    """Rows as dicts, nanosecond timestamps as integers (``datetime`` has only microseconds)."""
-    for index, field in enumerate(table.schema):
-        if pa.types.is_timestamp(field.type) and field.type.unit == "ns":
-            table = table.set_column(index, field.name, table[field.name].cast(pa.int64()))
+    """Rows as dicts, in id order."""
     return sorted(table.to_pylist(), key=lambda row: row["id"])
 
 
@@ -135,6 +134,8 @@ def test_exported_day_is_exactly_the_stored_day(engine: Engine, tmp_path: Path) 
     for got, want in zip(exported, stored, strict=True):
         assert got["account_id"] == want["account_id"]  # "0042" stays a string
         assert got["trading_day"] == DAY
+        assert got["received_at_ns"] == want["received_at_ns"]  # exact
+        assert got["server_ts_ms"] == want["server_ts_ms"]
         assert got["raw"] == want["raw"]
         assert got["raw_kind"] == want["raw_kind"]
         assert got["chain_hash"] == want["chain_hash"]
@@ -146,19 +147,29 @@ def test_exported_day_is_exactly_the_stored_day(engine: Engine, tmp_path: Path) 
     assert table.schema.field("account_id").type == pa.string()
     assert table.schema.field("trading_day").type == pa.date32()
     table = table.sort_by("id")
+    # Beside the exact integers, microsecond timestamps (nanoseconds truncated).
     assert table["received_at"].cast(pa.int64()).to_pylist() == [
-        r["received_at_ns"] for r in stored
+        r["received_at_ns"] // 1000 for r in stored
     ]
-    assert table["received_at"].type == pa.timestamp("ns", tz="UTC")
-    assert table["server_ts"].cast(pa.int64()).to_pylist() == [r["server_ts_ms"] for r in stored]
-    assert table["server_ts"].type == pa.timestamp("ms", tz="UTC")
+    assert table["received_at"].type == pa.timestamp("us", tz="UTC")
+    assert table["server_ts"].cast(pa.int64()).to_pylist() == [
+        None if r["server_ts_ms"] is None else r["server_ts_ms"] * 1000 for r in stored
+    ]
+    assert table["server_ts"].type == pa.timestamp("us", tz="UTC")
     assert table["server_ts"].null_count == 1
 
+    raw = EVENTS_FILE_SCHEMA.get_field_index("raw")
     for path in (out / "events").rglob("*.parquet"):
         assert pq.read_schema(path).remove_metadata() == EVENTS_FILE_SCHEMA
         metadata = pq.ParquetFile(path).metadata
+        assert metadata.schema.column(raw).name == "raw"
         for group in range(metadata.num_row_groups):
-            assert metadata.row_group(group).column(8).compression == "ZSTD"  # raw
+            assert metadata.row_group(group).column(raw).compression == "ZSTD"
+        columns = map(metadata.schema.column, range(metadata.num_columns))
+        logical = {c.name: str(c.logical_type) for c in columns}
+        for name in ("received_at", "server_ts"):  # what Spark reads: never nanoseconds
+            assert logical[name].startswith("Timestamp(isAdjustedToUTC=true, timeUnit=micro")
+        assert not [name for name, kind in logical.items() if "nano" in kind]
         ids = pq.read_table(path).column("id").to_pylist()
         assert ids == sorted(ids)
     for path in (out / "connection_log").rglob("*.parquet"):
@@ -173,7 +184,9 @@ def test_exported_day_is_exactly_the_stored_day(engine: Engine, tmp_path: Path) 
     assert [(r["account_id"], r["session_id"], r["event"]) for r in exported_log] == [
         (r["account_id"], r["session_id"], r["event"]) for r in log
     ]
-    assert exported_log[0]["at"] == START_NS - 48 * HOUR_NS  # 2024-06-08 04:00 UTC
+    assert [r["at_ns"] for r in exported_log] == [r["at_ns"] for r in log]
+    assert exported_log[0]["at_ns"] == START_NS - 48 * HOUR_NS  # 2024-06-08 04:00 UTC
+    assert exported_log[0]["logged_at"] == dt.datetime(2024, 6, 8, 4, tzinfo=dt.UTC)
 
     assert set(manifest.accounts) == {"0042", "100000", "77"}
     assert manifest.accounts["77"].events == 0
@@ -189,7 +202,7 @@ def test_manifest_matches_the_files_and_the_chain_verifies_from_the_export(
     export_day(url_of(engine), DAY, out)
     document = manifest_of(out)
     assert document["format"] == "studio-recorder-export"
-    assert document["format_version"] == 1
+    assert document["format_version"] == 2
     assert document["trading_day"] == "2024-06-10"
     assert document["timezone"] == "America/New_York"
     assert document["schema_version"] == migrate.head_revision()
@@ -205,7 +218,13 @@ def test_manifest_matches_the_files_and_the_chain_verifies_from_the_export(
         assert entry["bytes"] == len(data)
         assert entry["sha256"] == hashlib.sha256(data).hexdigest()
         assert entry["rows"] == pq.ParquetFile(out / entry["path"]).metadata.num_rows
-        assert entry["path"].startswith(f"{entry['table']}/trading_day=2024-06-10/account_id=")
+        assert entry["path"] == (
+            f"{entry['table']}/trading_day=2024-06-10/{account_file(entry['account_id'])}"
+        )
+        assert pq.read_table(out / entry["path"])["account_id"].unique().to_pylist() in (
+            [entry["account_id"]],
+            [],  # a file without rows
+        )
 
     all_0042 = stores.rows(engine, events, events.c.account_id == "0042")
     day_0042 = [r for r in all_0042 if r["trading_day"] == DAY]
@@ -234,11 +253,7 @@ def test_manifest_matches_the_files_and_the_chain_verifies_from_the_export(
         if not facts["events"]:
             continue
         mine = table.filter(pc.equal(table["account_id"], account_id)).sort_by("id")
-        rows = as_rows(mine)
-        nanos = mine["received_at"].cast(pa.int64()).to_pylist()
-        millis = mine["server_ts"].cast(pa.int64()).to_pylist()
-        for row, ns, ms in zip(rows, nanos, millis, strict=True):
-            row.update(received_at_ns=ns, server_ts_ms=ms)
+        rows = as_rows(mine)  # every recorded field as stored, trading_day from the path
         # verify_chain per stretch of consecutive rows, each from its own starting hash.
         starts = {r["id"]: r["previous_hash"] for r in facts["chain_resume"]}
         stretches: list[tuple[str, list[dict[str, Any]]]] = []
@@ -283,7 +298,7 @@ def test_reexport_replaces_the_day_and_drops_stale_partitions(
     assert set(manifest.accounts) == {"0042"}
     assert manifest.accounts["0042"].events == 6
     day_dirs = sorted(p.name for p in (out / "events/trading_day=2024-06-10").iterdir())
-    assert day_dirs == ["account_id=0042"]  # 100000 and 77 are gone with the old export
+    assert day_dirs == ["0042.parquet"]  # 100000 and 77 are gone with the old export
     assert [f["account_id"] for f in manifest_of(out)["files"]] == ["0042", "0042"]
     rows = read_dataset(out, "events")
     assert {r["account_id"] for r in rows if r["trading_day"] == DAY} == {"0042"}
@@ -310,29 +325,7 @@ def test_empty_day_writes_an_empty_manifest(engine: Engine, tmp_path: Path) -> N
     assert not (out / "events").exists()
 
 
-def test_duckdb_reads_the_export_as_documented(engine: Engine, tmp_path: Path) -> None:
-    import duckdb
-
-    record_day(engine)
-    out = tmp_path / "archive"
-    export_day(url_of(engine), DAY, out)
-    query = """
-        SELECT account_id, trading_day, count(*) AS frames, min(id), max(id)
-        FROM read_parquet(?, hive_partitioning = true,
-                          hive_types = {'trading_day': DATE, 'account_id': VARCHAR})
-        GROUP BY ALL ORDER BY account_id
-    """
-    with duckdb.connect() as con:
-        rows = con.execute(query, [f"{out}/events/**/*.parquet"]).fetchall()
-    stored = stores.rows(engine, events, events.c.trading_day == DAY)
-    ids = {a: [r["id"] for r in stored if r["account_id"] == a] for a in ("0042", "100000")}
-    assert rows == [
-        ("0042", DAY, 5, ids["0042"][0], ids["0042"][-1]),
-        ("100000", DAY, 4, ids["100000"][0], ids["100000"][-1]),
-    ]
-
-
-@pytest.mark.parametrize("account", ["../x", "a/b", "..", ".", "%2F", "a\\b", "ü"])
+@pytest.mark.parametrize("account", ["../x", "a/b", "..", ".", "%2F", "a\\b", "ü", "_x", ".x"])
 def test_crafted_account_ids_stay_inside_the_export(
     sqlite_url: str, tmp_path: Path, account: str
 ) -> None:
@@ -349,10 +342,26 @@ def test_crafted_account_ids_stay_inside_the_export(
     assert len(files) == 3
     for path in files:
         assert path.resolve().is_relative_to(out.resolve())
-    partition = f"account_id={encode_account(account)}"
-    assert (out / "events" / "trading_day=2024-06-10" / partition / "part-0.parquet").is_file()
+    assert (out / "events" / "trading_day=2024-06-10" / account_file(account)).is_file()
     assert [r["account_id"] for r in read_dataset(out, "events")] == [account]
     assert list(manifest_of(out)["accounts"]) == [account]
+
+
+def test_a_server_timestamp_beyond_microseconds_exports_exactly(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    """The store keeps any 64-bit server timestamp; its microsecond column is then null."""
+    engine = stores.migrated(sqlite_url)
+    far = [2**62, -(2**62), START_NS // 10**6]
+    Appender(engine).append([frame("0042", n, at_ns=START_NS + n, server_ts_ms=ms)
+                             for n, ms in enumerate(far, 1)])  # fmt: skip
+    engine.dispose()
+    out = tmp_path / "archive"
+    export_day(sqlite_url, DAY, out)
+    table = open_dataset(out).to_table(columns=["server_ts_ms", "server_ts"]).to_pydict()
+    assert table["server_ts_ms"] == far
+    assert table["server_ts"] == [None, None, dt.datetime(2024, 6, 10, 4, tzinfo=dt.UTC)]
+    assert verify_export(out).ok
 
 
 def test_encode_account() -> None:
@@ -369,6 +378,15 @@ def test_encode_account() -> None:
         encode_account("")
 
 
+def test_account_file_names_are_never_hidden() -> None:
+    assert account_file("0042") == "0042.parquet"
+    assert account_file("a/b") == "a%2Fb.parquet"
+    assert account_file("..") == "%2E%2E.parquet"
+    assert account_file("_x") == "%5Fx.parquet"  # Hive readers skip _… and .… files
+    assert account_file(".x") == "%2Ex.parquet"
+    assert account_file("x_.") == "x_..parquet"
+
+
 def test_files_and_directories_are_owner_only(engine: Engine, tmp_path: Path) -> None:
     record_day(engine)
     out = tmp_path / "new" / "archive"
@@ -378,7 +396,7 @@ def test_files_and_directories_are_owner_only(engine: Engine, tmp_path: Path) ->
     finally:
         os.umask(previous)
     paths = [out.parent, out, *out.rglob("*")]
-    assert len(paths) > 15
+    assert len(paths) == 14  # 2 tables x (directory, day directory, 3 files), the manifest
     for path in paths:
         mode = stat.S_IMODE(path.stat().st_mode)
         assert mode == (0o700 if path.is_dir() else 0o600), (path, oct(mode))

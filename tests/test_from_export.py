@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -21,12 +22,19 @@ from queries.duck import open_export, open_store
 from queries.errors import QueryError
 from queries.export import export_day
 from queries.exportcheck import verify_export
+from queries.exportdir import ExportDir
 from queries.gaps import gaps
+from queries.layout import V1, file_path
 from queries.reconcile import reconcile
 from queries.verify import CHANGED, render_verify
 from recorder.appender import Appender
 from recorder.records import FrameRecord, LogRecord
+from tests.support.cli import run
+from tests.support.frames import NOON_NS
 from tests.support.simday import AFTER_THE_DAY_NS, DAY, A, B, ny, record
+
+#: A format-version-1 export, as the version before 2 wrote it (tests/fixtures/README.md).
+V1_EXPORT = Path(__file__).parent / "fixtures" / "export-v1"
 
 
 @pytest.fixture
@@ -69,7 +77,7 @@ def save_manifest(out: Path, manifest: dict[str, Any]) -> None:
 
 
 def events_file(out: Path, account: str) -> Path:
-    return out / f"events/trading_day={DAY}/account_id={account}/part-0.parquet"
+    return out / file_path("events", DAY, account)
 
 
 def rewrite(out: Path, account: str, table: pa.Table) -> None:
@@ -102,7 +110,8 @@ def test_a_changed_row_is_named_even_when_the_manifest_was_updated(
     changed = raws[index].replace('"quantity":"10"', '"quantity":"11"')
     assert changed != raws[index]
     raws[index] = changed
-    rewrite(out, B, table.set_column(8, "raw", pa.array(raws, pa.string())))
+    index_of_raw = table.schema.get_field_index("raw")
+    rewrite(out, B, table.set_column(index_of_raw, "raw", pa.array(raws, pa.string())))
     victim = table["id"][index].as_py()
     assert problems(out) == [(B, victim, CHANGED)]
     assert f"FAIL account {B}: row {victim}" in render_verify(verify_export(out))
@@ -135,7 +144,7 @@ def test_rows_removed_at_the_end(exported: tuple[str, Path]) -> None:
 def test_missing_unlisted_and_escaping_files(exported: tuple[str, Path]) -> None:
     _, out = exported
     events_file(out, A).unlink()
-    stray = out / f"connection_log/trading_day={DAY}/account_id={B}/part-1.parquet"
+    stray = out / f"connection_log/trading_day={DAY}/{B}-1.parquet"
     stray.write_bytes(b"x")
     found = problems(out)
     assert (A, None, "file listed in the manifest is missing") in found
@@ -178,6 +187,19 @@ def test_bad_export_directories(tmp_path: Path, exported: tuple[str, Path]) -> N
     with pytest.raises(QueryError, match="unknown account '31337'"):
         open_export(out, day=DAY, accounts=["31337"])
     manifest = manifest_of(out)
+    manifest["format_version"] = 3  # from a later studio-recorder
+    save_manifest(out, manifest)
+    with pytest.raises(QueryError) as refused:
+        open_export(out, day=DAY)
+    assert str(refused.value).endswith(
+        ": unsupported format_version 3 (this version reads 1, 2): "
+        "read it with a newer studio-recorder"
+    )
+    manifest["format_version"] = True  # not 1
+    save_manifest(out, manifest)
+    with pytest.raises(QueryError, match="unsupported format_version True"):
+        open_export(out, day=DAY)
+    manifest = manifest_of(out)
     manifest["format"] = "something-else"
     save_manifest(out, manifest)
     with pytest.raises(QueryError, match="not a studio-recorder-export manifest"):
@@ -202,9 +224,7 @@ def test_account_ids_that_need_percent_encoding(sqlite_url: str, tmp_path: Path)
     engine.dispose()
     out = tmp_path / "export"
     manifest = export_day(sqlite_url, DAY, out).document()
-    assert manifest["files"][0]["path"].startswith(
-        f"connection_log/trading_day={DAY}/account_id=A%2F1%20x%25/"
-    )
+    assert manifest["files"][0]["path"] == f"connection_log/trading_day={DAY}/A%2F1%20x%25.parquet"
     assert verify_export(out).ok
     with open_export(out, day=DAY) as ws:
         assert ws.accounts == (odd,)
@@ -223,3 +243,73 @@ def test_an_exported_day_without_data(exported: tuple[str, Path]) -> None:
     with open_export(out, day=empty, payload=False) as ws:
         assert gaps(ws)["accounts"] == []
     assert verify_export(out).ok  # both days
+
+
+# -- format version 1: exports written before version 2 still verify and read ---------------
+
+
+@pytest.fixture
+def v1_export(tmp_path: Path) -> Path:
+    copy = tmp_path / "export-v1"
+    shutil.copytree(V1_EXPORT, copy)
+    return copy
+
+
+def test_a_version_1_export_still_verifies_and_reads(v1_export: Path) -> None:
+    manifest = ExportDir(v1_export).manifest(DAY)
+    assert (manifest.format_version, manifest.layout) == (1, V1)
+    assert {f.path for f in manifest.files} >= {
+        f"events/trading_day={DAY}/account_id=0042/part-0.parquet",
+        f"events/trading_day={DAY}/account_id=a%2Fb/part-0.parquet",
+    }
+    report = verify_export(v1_export)  # placement, sizes, digests, rows and every chain
+    assert report.ok, render_verify(report)
+    rows = {c.account_id: c.rows for c in report.accounts}
+    assert rows == {"0042": 3, "1e3": 2, "77": 0, "a/b": 2}
+    assert run("queries", "verify", "--from-export", v1_export).returncode == 0
+
+    with open_export(v1_export, day=DAY) as ws:
+        frames = ws.rows("SELECT id, account_id, received_at_ns, raw_kind, raw FROM events "
+                         "ORDER BY id")  # fmt: skip
+        log = ws.rows("SELECT account_id, at_ns, event FROM connection_log ORDER BY id")
+    odd_ns = 123_457  # sub-microsecond digits: the nanoseconds came through exactly
+    assert [(a, ns) for _, a, ns, _, _ in frames] == [
+        ("0042", NOON_NS + odd_ns), ("1e3", NOON_NS + 1_000_000 + odd_ns),
+        ("a/b", NOON_NS + 2_000_000 + odd_ns), ("0042", NOON_NS + 3_000_000 + odd_ns),
+        ("0042", NOON_NS + 4_000_000 + odd_ns), ("1e3", NOON_NS + 5_000_000 + odd_ns),
+        ("a/b", NOON_NS + 6_000_000 + odd_ns),
+    ]  # fmt: skip
+    assert [(kind, raw) for *_, kind, raw in frames][3:5] == [
+        ("text", "not json \x01"),
+        ("binary", "AAEC"),
+    ]
+    assert ("77", NOON_NS + 1, "subscribe-rejected") in log
+    assert len(log) == 9
+
+    dumped = v1_export.parent / "dump.jsonl"
+    result = run("queries", "dump", "--from-export", v1_export, "--day", DAY,
+                 "--format", "jsonl", "--out", dumped)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(line) for line in dumped.read_text(encoding="utf-8").splitlines()]
+    assert [(d["account_id"], d["received_at_ns"]) for d in lines[:7]] == [
+        (a, ns) for _, a, ns, _, _ in frames
+    ]
+    assert lines[0]["received_at"] == "2024-06-10T16:00:00.000123457Z"
+    assert [d["at_ns"] for d in lines[7:]] == [ns for _, ns, _ in log]
+
+
+def test_a_changed_byte_of_a_version_1_export_is_named(v1_export: Path) -> None:
+    relative = f"events/trading_day={DAY}/account_id=1e3/part-0.parquet"
+    data = bytearray((v1_export / relative).read_bytes())
+    data[len(data) // 2] ^= 1
+    (v1_export / relative).write_bytes(bytes(data))
+    report = verify_export(v1_export)
+    assert not report.ok
+    assert next((c.account_id, p.path, p.what) for c in report.accounts for p in c.problems) == (
+        "1e3",
+        relative,
+        "file content changed (SHA-256 differs from the manifest)",
+    )
+    result = run("queries", "verify", "--from-export", v1_export)
+    assert result.returncode == 1
+    assert f"FAIL account 1e3: file {relative}" in result.stdout

@@ -108,17 +108,17 @@ def test_hostile_account_ids_and_dates_cannot_escape_the_export_directory(
     assert written
     for path in written:
         assert path.resolve().is_relative_to(out.resolve()), path
-    partitions = {p.name for p in (out / "events" / f"trading_day={DAY}").iterdir()}
-    assert partitions == {
-        "account_id=100000",
-        "account_id=%27%20OR%201%3D1%20--",
-        "account_id=%22%3B%20DROP%20TABLE%20events%3B%20--",
-        "account_id=..%2F..%2Fx",
-        "account_id=a%2Fb",
-        "account_id=%2E%2E",
-        "account_id=x%27%29%20OR%20%28%271%27%3D%271",
-        "account_id=%7E%2Fx",
-        "account_id=nul%00id",
+    files = {p.name for p in (out / "events" / f"trading_day={DAY}").iterdir()}
+    assert files == {
+        "100000.parquet",
+        "%27%20OR%201%3D1%20--.parquet",
+        "%22%3B%20DROP%20TABLE%20events%3B%20--.parquet",
+        "%2E.%2F..%2Fx.parquet",  # a leading . is encoded too: not a hidden file
+        "a%2Fb.parquet",
+        "%2E%2E.parquet",
+        "x%27%29%20OR%20%28%271%27%3D%271.parquet",
+        "%7E%2Fx.parquet",
+        "nul%00id.parquet",
     }
     manifest = json.loads((out / "manifest" / f"trading_day={DAY}.json").read_text())
     assert set(manifest["accounts"]) == {A, *HOSTILE, "nul\x00id"}
