@@ -41,22 +41,36 @@ PG_FUNCTION_BODY: Final = (
 )
 
 
-#: A row of ``prunes`` covers the deleted row (``OLD``): the one DELETE allowed.
+#: A row of ``prunes`` covers the deleted row (``OLD``): the one DELETE allowed (SQLite, where
+#: a trigger's table names resolve in the trigger's own schema, never in ``temp``).
 COVERED_BY_PRUNE: Final = (
     "EXISTS (SELECT 1 FROM prunes AS p WHERE p.account_id = OLD.account_id "
     "AND p.trading_day = OLD.trading_day AND OLD.id BETWEEN p.first_id AND p.last_id)"
 )
 PG_PRUNE_FUNCTION: Final = "studio_recorder_refuse_unpruned"
 #: Revision 0003's function for prunable tables: a covered DELETE passes, all else raises.
+#: ``prunes`` is named in the trigger's own schema (``TG_TABLE_SCHEMA``), never through the
+#: search path: a temporary or earlier-searched table of that name covers nothing.
 PG_PRUNE_FUNCTION_BODY: Final = (
-    "\nBEGIN\n"
-    f"    IF TG_OP = 'DELETE' AND {COVERED_BY_PRUNE} THEN\n"
+    "\nDECLARE\n"
+    "    covered boolean := false;\n"
+    "BEGIN\n"
+    "    IF TG_OP = 'DELETE' THEN\n"
+    "        EXECUTE format('SELECT EXISTS (SELECT 1 FROM %I.prunes AS p "
+    "WHERE p.account_id = $1 AND p.trading_day = $2 AND $3 BETWEEN p.first_id AND p.last_id)', "
+    "TG_TABLE_SCHEMA)\n"
+    "            INTO covered USING OLD.account_id, OLD.trading_day, OLD.id;\n"
+    "    END IF;\n"
+    "    IF covered THEN\n"
     "        RETURN OLD;\n"
     "    END IF;\n"
     "    RAISE EXCEPTION '% is append-only: % refused', TG_TABLE_NAME, TG_OP\n"
     "        USING ERRCODE = 'insufficient_privilege';\n"
     "END\n"
 )
+#: SQLite fires no DELETE trigger for a row ``INSERT OR REPLACE`` removes: ``prunes`` (whose
+#: rows open the way for a DELETE) refuses an insert that would replace one (revision 0003).
+NO_REPLACE: Final = ("prunes",)
 #: Each PostgreSQL trigger function by name, with its body as written.
 PG_FUNCTIONS: Final = {PG_FUNCTION: PG_FUNCTION_BODY, PG_PRUNE_FUNCTION: PG_PRUNE_FUNCTION_BODY}
 
@@ -66,10 +80,21 @@ def pg_function_ddl(*, replace: bool = False, name: str = PG_FUNCTION) -> str:
     return f"{verb} FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $${PG_FUNCTIONS[name]}$$"
 
 
+def refuses_replace(table: str) -> bool:
+    """Whether ``table`` also refuses ``INSERT OR REPLACE`` on SQLite (:data:`NO_REPLACE`)."""
+    return table in NO_REPLACE
+
+
 def sqlite_triggers(table: str, *, prunable: bool = False) -> dict[str, str]:
     """Trigger name → its statement, for one table on SQLite (``prunable``: a DELETE that a
     ``prunes`` row covers passes)."""
     found = {}
+    if refuses_replace(table):
+        found[f"{table}_no_replace"] = (
+            f"CREATE TRIGGER {table}_no_replace BEFORE INSERT ON {table} "
+            f"WHEN EXISTS (SELECT 1 FROM {table} WHERE id = NEW.id) "
+            f"BEGIN SELECT RAISE(ABORT, '{table} is append-only: REPLACE refused'); END"
+        )
     for action in ("UPDATE", "DELETE"):
         when = f"WHEN NOT {COVERED_BY_PRUNE} " if prunable and action == "DELETE" else ""
         found[f"{table}_no_{action.lower()}"] = (

@@ -13,13 +13,13 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import trio
-from sqlalchemy import Engine, delete, func, select, text, update
+from sqlalchemy import Engine, delete, func, insert, select, text, update
 from sqlalchemy.exc import DBAPIError
 
 from queries.storecheck import verify_store
 from recorder.appender import Appender
 from recorder.chain import GENESIS_HASH
-from recorder.prune import Verified, apply, day_rows, prunable
+from recorder.prune import PruneError, Verified, apply, day_rows, prunable
 from recorder.schema import events, prunes
 from recorder.signing import write_new_key
 from recorder.simulator import SimConfig
@@ -34,6 +34,16 @@ DAYS = [dt.date(2024, 6, 10), dt.date(2024, 6, 11), dt.date(2024, 6, 12)]
 NS_PER_DAY = 86_400 * 10**9
 
 recorder_cli = functools.partial(run, "recorder")
+#: An insider's attempt to widen a recorded prune by replacing its row (SQLite).
+REPLACE_A_PRUNE = (
+    "INSERT OR REPLACE INTO prunes SELECT id, account_id, trading_day, first_id, 999, row_count, "
+    "head_before, head_last, manifest_sha256, at_ns, os_user, host FROM prunes LIMIT 1"
+)
+#: A temporary look-alike of ``prunes`` (PostgreSQL) covering every row of ``events``.
+COVER_ALL_IN_TEMP = (
+    "INSERT INTO pg_temp.prunes (account_id, trading_day, first_id, last_id) "
+    "SELECT account_id, trading_day, 0, 1000000 FROM events"
+)
 
 
 def _url(engine: Engine) -> str:
@@ -97,14 +107,43 @@ def test_only_rows_a_prunes_row_covers_can_be_deleted(engine: Engine) -> None:
     with engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(prunes)).scalar() == 4
 
+    if engine.dialect.name == "sqlite":  # a REPLACE fires no DELETE trigger: refused itself
+        with pytest.raises(DBAPIError, match="REPLACE refused"), engine.begin() as conn:
+            conn.execute(text(REPLACE_A_PRUNE))
+    else:  # a look-alike earlier in the search path covers nothing
+        with engine.begin() as conn:
+            conn.execute(text("CREATE TEMP TABLE prunes AS SELECT * FROM prunes"))
+            conn.execute(text(COVER_ALL_IN_TEMP))
+            with pytest.raises(DBAPIError, match="append-only"), conn.begin_nested():
+                conn.execute(delete(events))
     # B has no frame left: a new writer continues its chain from the recorded head.
     Appender(engine).append([frame(B, 11, at_ns=NOON_NS + 2 * NS_PER_DAY + 99, day=DAYS[2])])
-    with engine.connect() as conn:
-        assert prunable(conn, DAYS[2], [])[0] == []
     report = verify_store(_url(engine))
     assert report.ok, report.accounts
     assert {c.account_id: len(c.pruned) for c in report.accounts} == {A: 2, B: 2}
     assert recorder_cli("db", "check", "--db", _url(engine)).returncode == 0
+
+    decoys = [(A, DAYS[2], 0, 0), (B, DAYS[2], 0, 10**6), (A, DAYS[0], 0, 10**6)]
+    with engine.begin() as conn:  # A's last day outside its ids; other account; other day
+        conn.execute(insert(prunes), [
+            {"account_id": a, "trading_day": d, "first_id": f, "last_id": last, "row_count": 0,
+             "head_before": "", "head_last": "", "manifest_sha256": "", "at_ns": 1,
+             "os_user": "u", "host": "h"} for a, d, f, last in decoys])  # fmt: skip
+    with pytest.raises(DBAPIError, match="append-only"), engine.begin() as conn:
+        conn.execute(delete(events))
+    assert _count(engine) == 11
+
+
+def test_a_store_that_changed_since_verification_is_not_pruned(engine: Engine) -> None:
+    """A frame of a day to prune stored after the archive verified it: refused, nothing gone."""
+    _three_days_of_frames(engine)
+    verified = _verified(engine, DAYS[2])
+    Appender(engine).append([frame(A, 50, at_ns=NOON_NS + 3 * NS_PER_DAY, day=DAYS[0])])
+    with pytest.raises(PruneError, match=f"{DAYS[0]} of account {A}: the store changed"):
+        apply(engine, verified)
+    assert _count(engine) == 51
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(prunes)).scalar() == 0
 
 
 def test_a_day_interleaved_with_one_that_stays_is_kept(engine: Engine) -> None:

@@ -64,13 +64,13 @@ def upgrade() -> None:
 
     current = triggers.expected(dialect, ("events", "prunes"))
     if dialect == "sqlite":
-        op.execute("DROP TRIGGER events_no_delete")
+        op.execute("DROP TRIGGER IF EXISTS events_no_delete")
         op.execute(current["events_no_delete"][1])
         for name in triggers.sqlite_triggers("prunes"):
             op.execute(current[name][1])
     else:
         op.execute(triggers.pg_function_ddl(name=triggers.PG_PRUNE_FUNCTION))
-        op.execute("DROP TRIGGER events_append_only ON events")
+        op.execute("DROP TRIGGER IF EXISTS events_append_only ON events")
         op.execute(current["events_append_only"][1])
         for name in triggers.pg_triggers("prunes"):
             op.execute(current[name][1])
