@@ -70,7 +70,9 @@ def seaweedfs(directory: Path) -> Iterator[S3Server]:
     args = [str(weed), "mini", f"-dir={directory}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
             f"-master.port={master}", f"-volume.port={volume}", f"-filer.port={filer}",
             f"-s3.port={s3}", f"-admin.port={admin}", f"-webdav.port={webdav}",
-            f"-metricsPort={metrics}", "-master.telemetry=false"]  # fmt: skip
+            f"-metricsPort={metrics}", "-master.telemetry=false",
+            # Off: their fixed default ports (8181, 9101) would collide between two servers.
+            "-s3.port.iceberg=0", "-s3.port.lance=0"]  # fmt: skip
     env = {**os.environ, "AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY}
     log = (directory / "weed.log").open("wb")
     process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env)
