@@ -11,9 +11,9 @@ manifest says, it is reported loudly and never overwritten. Running it twice arc
 nothing the second time.
 
 The archive is a local directory (a mounted WORM volume, say) or S3-compatible object storage
-(:mod:`queries.objectstore`): there every object is written with the configured Object Lock,
-the manifest last, and the day is read back from the bucket into a scratch directory to be
-verified.
+(:mod:`queries.objectstore`): there every object is written with the configured Object Lock
+(boto3), the manifest last, and the day is read back from the bucket into a scratch directory
+to be verified (pyarrow's S3 filesystem, as every command that reads the archive does).
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from .exportcheck import verify_export
 from .exportdir import ExportDir
 from .layout import manifest_path
 from .manifest import Manifest
-from .objectstore import fetch_day
+from .objectstore import ArchiveReader, fetch_day
 from .render import table
 from .source import StoreReader
 
@@ -117,7 +117,7 @@ def _one(source: DataSource, target: Path | ObjectArchive, day: dt.date) -> Arch
             manifest = export_day(source.url, day, staged, timezone=source.timezone)
             for name in [*(entry.path for entry in manifest.files), str(manifest_path(day))]:
                 target.put(name, (staged / name).read_bytes())  # the manifest last
-            if not fetch_day(target, day, back):
+            if not fetch_day(ArchiveReader(source.archive), day, back):
                 raise QueryError(f"archive {target.url}: {day} is not there after writing it")
         checked = verify_export(back, day=day, trust=source.trust)
     problems = [p.what for c in checked.accounts for p in c.problems]
