@@ -11,9 +11,9 @@ manifest says, it is reported loudly and never overwritten. Running it twice arc
 nothing the second time.
 
 The archive is a local directory (a mounted WORM volume, say) or S3-compatible object storage
-(:mod:`queries.objectstore`): there every object is written with the configured Object Lock,
-the manifest last, and the day is read back from the bucket into a scratch directory to be
-verified.
+(:mod:`queries.objectstore`): there every object is written with the configured Object Lock
+(boto3), the manifest last, and the day is read back from the bucket into a scratch directory
+to be verified (pyarrow's S3 filesystem, as every command that reads the archive does).
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from .exportcheck import verify_export
 from .exportdir import ExportDir
 from .layout import manifest_path
 from .manifest import Manifest
-from .objectstore import fetch_day
+from .objectstore import ArchiveReader, fetch_day
 from .render import table
 from .source import StoreReader
 from .verify import VerifyReport
@@ -141,7 +141,8 @@ def archived_day(target: Path | ObjectArchive, day: dt.date) -> Iterator[Path | 
         yield target if (target / manifest_path(day)).is_file() else None
         return
     with tempfile.TemporaryDirectory(prefix="studio-archive-") as scratch:
-        yield Path(scratch) if fetch_day(target, day, Path(scratch)) else None
+        held = fetch_day(ArchiveReader(target.settings), day, Path(scratch))
+        yield Path(scratch) if held else None
 
 
 def failures(report: VerifyReport) -> list[str]:

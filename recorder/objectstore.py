@@ -5,11 +5,17 @@ overwrite them before their retain-until date), read back whole. Credentials com
 standard AWS environment variables or files (boto3's own chain), never from the
 configuration; an empty ``endpoint_url`` is boto3's default (AWS, or ``AWS_ENDPOINT_URL``).
 Errors are one-line :class:`ObjectStoreError`.
+
+The query side reads an archived day's files through pyarrow's S3 filesystem instead
+(:mod:`queries.objectstore`), from the same ``[archive]`` settings, the same
+:class:`S3Location` and the same limits (:data:`CONNECT_TIMEOUT_S`, :data:`READ_TIMEOUT_S`,
+:data:`MAX_ATTEMPTS`).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
@@ -18,10 +24,33 @@ from .errors import ConfigError, RecorderError, first_line
 
 CONNECT_TIMEOUT_S: Final = 5
 READ_TIMEOUT_S: Final = 30
+#: Tries of one request (the first and two retries), in either library's standard mode.
+MAX_ATTEMPTS: Final = 3
 
 
 class ObjectStoreError(RecorderError):
     """The object store refused a request or could not be reached."""
+
+
+@dataclass(frozen=True)
+class S3Location:
+    """``s3://bucket/prefix``: the bucket, and the prefix every key of the archive starts with."""
+
+    url: str
+    bucket: str
+    prefix: str
+
+    @classmethod
+    def parse(cls, url: str) -> S3Location:
+        """ConfigError unless ``url`` is ``s3://bucket[/prefix]``."""
+        if not url.startswith("s3://"):
+            raise ConfigError(f"[archive] url {url!r} is not s3://bucket/prefix")
+        bucket, _, prefix = url[len("s3://") :].partition("/")
+        return cls(url, bucket, prefix.strip("/"))
+
+    def key(self, relative: str | Path) -> str:
+        """The object key of a path relative to the archive's root."""
+        return "/".join(part for part in (self.prefix, str(relative)) if part)
 
 
 class ObjectArchive:
@@ -31,12 +60,8 @@ class ObjectArchive:
         import boto3  # only archives on S3 pay for importing it
         from botocore.config import Config
 
-        url = str(settings.url)
-        if not url.startswith("s3://"):
-            raise ConfigError(f"[archive] url {url!r} is not s3://bucket/prefix")
-        self.url = url
-        self.bucket, _, prefix = url[len("s3://") :].partition("/")
-        self.prefix = prefix.strip("/")
+        self.location = location = S3Location.parse(str(settings.url))
+        self.url, self.bucket, self.prefix = location.url, location.bucket, location.prefix
         self.settings = settings
         self._client: Any = boto3.client(
             "s3",
@@ -47,13 +72,13 @@ class ObjectArchive:
             config=Config(
                 connect_timeout=CONNECT_TIMEOUT_S,
                 read_timeout=READ_TIMEOUT_S,
-                retries={"max_attempts": 3, "mode": "standard"},
+                retries={"max_attempts": MAX_ATTEMPTS, "mode": "standard"},
             ),
         )
 
     def key(self, relative: str | Path) -> str:
         """The object key of a path relative to the archive's root."""
-        return "/".join(part for part in (self.prefix, str(relative)) if part)
+        return self.location.key(relative)
 
     def exists(self, relative: str | Path) -> bool:
         try:

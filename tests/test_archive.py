@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -147,6 +148,60 @@ def test_the_archive_on_s3_is_locked_read_back_and_never_rewritten(
     assert down.returncode == 1
     assert down.stderr.startswith("studio-query: error: archive s3://worm/studio: ")
     assert down.stderr.count("\n") == 1
+
+
+def test_reading_a_day_from_s3_fails_in_one_line_and_leaves_no_scratch(
+    sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A day on S3 is fetched as its manifest lists it: credentials the server refuses, a
+    listed file the bucket lacks, a listed path that would leave the scratch directory and a
+    server that does not answer are each one line naming what is wrong (never the secret),
+    and no scratch directory is left behind."""
+    from tests.support.cli import cli_env
+    from tests.support.s3 import seaweedfs
+    from tests.support.stores import migrated
+
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))  # where the fetched copies go
+    record(migrated(sqlite_url))
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with seaweedfs(tmp_path / "s3") as server:
+        s3: Any = server.client()
+        s3.create_bucket(Bucket="open")  # no Object Lock: the test breaks the archived day
+        settings = (f'[archive]\nurl = "s3://open/studio"\nendpoint_url = "{server.endpoint}"\n'
+                    'region = "us-east-1"\nobject_lock_mode = ""\n')  # fmt: skip
+        env = {**cli_env(), **server.env}
+        config = _config(tmp_path, migrated(sqlite_url), settings)
+        assert run("queries", "archive", "--config", config, env=env).returncode == 0
+        fresh = _config(empty, migrated(f"sqlite:///{empty / 'store.db'}"), settings)
+
+        def gaps(environment: dict[str, str]) -> str:
+            """stderr of a gaps that must fail in one line."""
+            done = run("queries", "gaps", "--config", fresh, "--day", DAY, env=environment)
+            assert done.returncode == 1, done.stdout
+            assert done.stderr.count("\n") == 1, done.stderr
+            return done.stderr
+
+        assert run("queries", "gaps", "--config", fresh, "--day", DAY, env=env).returncode == 0
+        refused = gaps({**env, "AWS_SECRET_ACCESS_KEY": "not-the-secret-5d1c"})
+        assert refused.startswith("studio-query: error: archive s3://open/studio: reading "
+                                  f"manifest/trading_day={DAY}.json: ")  # fmt: skip
+        assert "not-the-secret-5d1c" not in refused
+
+        key = f"studio/manifest/trading_day={DAY}.json"
+        manifest = json.loads(s3.get_object(Bucket="open", Key=key)["Body"].read())
+        victim = manifest["files"][-1]["path"]
+        s3.delete_object(Bucket="open", Key=f"studio/{victim}")
+        assert f"the manifest lists {victim}, which the bucket does not hold" in gaps(env)
+
+        manifest["files"][-1]["path"] = "../escaped.parquet"
+        s3.put_object(Bucket="open", Key=key, Body=json.dumps(manifest).encode())
+        assert "escaped.parquet" in gaps(env)
+
+    assert gaps(env).startswith("studio-query: error: archive s3://open/studio: reading ")
+    assert list(scratch.iterdir()) == []
 
 
 def _answers(config: Path, *extra: object) -> dict[str, Any]:

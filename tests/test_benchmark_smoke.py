@@ -1,4 +1,4 @@
-"""The ingest benchmark harness runs end to end and reports every figure (no timing asserts)."""
+"""The benchmark harnesses run end to end and report every figure (no timing asserts)."""
 
 from __future__ import annotations
 
@@ -81,3 +81,30 @@ def test_ingest_harness_reports_every_figure() -> None:
     measured = [t for t in targets.values() if t["value"] is not None]
     assert len(measured) == 6
     assert all(isinstance(t["met"], bool) for t in measured)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_archive_read_benchmark_reports_every_figure() -> None:
+    """A tiny day through both archives (about 8 s, most of it interpreters starting)."""
+    args = [sys.executable, "-m", "tests.benchmarks.archive_read", "--rows", "2000",
+            "--repeat", "1", "--json-only"]  # fmt: skip
+    done = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=110, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = done.stdout.strip().splitlines()
+    assert len(lines) == 1, "--json-only prints one JSON object and nothing else"
+    result = json.loads(lines[0])
+
+    assert result["accounts"] == 4
+    assert 1_000 < result["frames"] < 3_000
+    assert result["day_files"] == 8  # events and connection_log of each account
+    assert result["repeat"] == 1
+    local, s3 = result["local"], result["s3"]
+    assert local["seconds"] > 0
+    assert s3["seconds"] > 0
+    assert local["s3_sent_bytes"] == 0
+    assert s3["s3_sent_bytes"] == result["day_bytes"]  # every file and the manifest, once
+    assert s3["s3_requests"] > result["day_files"]
+    assert result["ratio"] == round(s3["seconds"] / local["seconds"], 3)
+    assert result["target"] == 1.5
+    assert result["met"] is (result["ratio"] <= result["target"])

