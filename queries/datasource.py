@@ -28,6 +28,7 @@ from .exportcheck import verify_export
 from .exportdir import ExportDir
 from .hours import TradingHours, trading_hours
 from .objectstore import archived_copy
+from .prunedcheck import hold_pruned_against_archive
 from .source import StoreReader
 from .storecheck import verify_store
 from .verify import VerifyReport
@@ -176,7 +177,9 @@ class DataSource:
                                      trust=self.trust)  # fmt: skip
             finally:
                 done()
-        return verify_store(
+        report = verify_store(
             self.url, day=day, accounts=accounts or None, configured=self.configured,
             workers=workers, trust=self.trust, loaded=loaded,
         )  # fmt: skip
+        hold_pruned_against_archive(self.archive, report)
+        return report

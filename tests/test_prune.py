@@ -243,7 +243,7 @@ async def test_three_days_archived_to_worm_pruned_and_still_answered(
         assert missing.returncode == 1
         assert f"{DAYS[0]}: not in the archive s3://worm/days" in missing.stderr
         assert "nothing was deleted" in missing.stderr
-        assert _count(engine, events.c.trading_day < DAYS[2]) > 0
+        recorded = _count(engine)
 
         archived = run("queries", "archive", "--config", config, "--through", DAYS[1], "--json",
                        env=env)  # fmt: skip
@@ -262,6 +262,7 @@ async def test_three_days_archived_to_worm_pruned_and_still_answered(
                                     VersionId=victim["VersionId"], Retention=shorter)  # fmt: skip
 
         going = {d: _count(engine, events.c.trading_day == d) for d in DAYS}
+        assert sum(going.values()) == recorded  # the refused prune deleted nothing
         dry = recorder_cli("prune", "--config", config, "--before", DAYS[2], "--dry-run",
                            "--json", env=env)  # fmt: skip
         assert dry.returncode == 0, dry.stderr
@@ -344,3 +345,22 @@ def test_a_tampered_archive_fails_archive_prune_and_verify(engine: Engine, tmp_p
     checked = run("queries", "verify", "--from-export", tmp_path / "archive", "--day", DAYS[0])
     assert checked.returncode == 1
     assert name in checked.stdout
+
+
+def test_a_prune_the_archive_does_not_back_fails_verify(engine: Engine, tmp_path: Path) -> None:
+    """An honest prune verifies against the archive; a prunes row written by an insider for
+    a day never archived (to hide a deletion) does not."""
+    _three_days_of_frames(engine)
+    config = write_config(tmp_path / "recorder.toml", [A, B], _url(engine))
+    config.write_text(config.read_text() + f'[archive]\nurl = "{tmp_path / "archive"}"\n')
+    assert run("queries", "archive", "--config", config, "--through", DAYS[0]).returncode == 0
+    honest = recorder_cli("prune", "--config", config, "--before", DAYS[1], "--json")
+    assert honest.returncode == 0, honest.stderr
+    assert [d["status"] for d in json.loads(honest.stdout)] == ["pruned"]
+    assert run("queries", "verify", "--config", config).returncode == 0
+    apply(engine, _verified(engine, DAYS[2]))  # DAYS[1], never archived
+    forged = run("queries", "verify", "--config", config)
+    assert forged.returncode == 1
+    assert (
+        f"pruned {DAYS[1]}, but the archive {tmp_path / 'archive'} does not hold" in forged.stdout
+    )
