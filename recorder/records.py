@@ -55,3 +55,8 @@ class LogRecord:
 
 
 Record = FrameRecord | LogRecord
+
+
+def stamped_ns(record: Record) -> int:
+    """When ``record`` was taken (UTC epoch ns): a frame's receipt, a log row's event."""
+    return record.received_at_ns if isinstance(record, FrameRecord) else record.at_ns

@@ -4,11 +4,13 @@ Connection tasks send :class:`~recorder.records.FrameRecord` and
 :class:`~recorder.records.LogRecord` values into a bounded trio memory channel
 (when it is full they wait: memory never grows without bound). The writer takes
 up to ``batch_max_rows`` records, or what arrived within ``batch_max_delay_ms`` of
-the first, and appends them in one transaction in a worker thread, never on the
-event loop. A transient database error (locked, disk full, read-only, connection
-lost) is retried with backoff on the same batch until it commits: nothing is
-dropped, and :meth:`Appender.resync` makes sure nothing is written twice. Any
-other error is a bug and propagates. When every sender has closed the channel,
+the first's receipt, and appends them in one transaction in a worker thread, never
+on the event loop; while a batch commits the next one gathers in the channel, and
+goes as soon as the commit ends if its delay has passed meanwhile. A transient
+database error (locked, disk full, read-only, connection lost) is retried with
+backoff on the same batch until it commits: nothing is dropped, and
+:meth:`Appender.resync` makes sure nothing is written twice. Any other error is a
+bug and propagates. When every sender has closed the channel,
 the writer commits what is left and returns.
 
 With attestation (an appender that signs), the writer also asks for a checkpoint of
@@ -31,7 +33,8 @@ from .appender import Appender
 from .backoff import Backoff
 from .config import SigningSettings
 from .dberrors import describe_db_error, is_transient
-from .records import FrameRecord, LogRecord, Record
+from .instants import NS_PER_S
+from .records import FrameRecord, LogRecord, Record, stamped_ns
 from .state import WriterState
 
 log = logging.getLogger(__name__)
@@ -99,7 +102,11 @@ class Writer:
                 return None
         if not batch:
             return []  # no record came, and a checkpoint is due
-        deadline = trio.current_time() + self.max_delay_s
+        # The delay runs from when the first record was taken (its receipt), not from now:
+        # records that queued while the previous batch committed go at once, so a slow
+        # commit does not add to the next batch's wait (the channel is the pipeline).
+        waited_s = max(0, time.time_ns() - stamped_ns(batch[0])) / NS_PER_S
+        deadline = trio.current_time() + max(0.0, self.max_delay_s - waited_s)
         max_rows = self.max_rows
         while len(batch) < max_rows:
             try:

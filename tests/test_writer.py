@@ -85,3 +85,31 @@ async def test_retries_while_sqlite_is_locked_by_another_connection(tmp_path: Pa
     assert logs == 1
     assert [r["sequence"] for r in rows] == list(range(50))
     assert verify_chain(rows)[0] is None
+
+
+async def test_a_batch_that_waited_through_a_commit_goes_at_once(
+    tmp_path: Path, recorder_clock: trio.abc.Clock
+) -> None:
+    """The batch delay runs from the first record's receipt: a fresh frame waits for company
+    (up to max_delay_s), one that queued while the store was busy is written at once."""
+    engine = open_engine(f"sqlite:///{tmp_path}/w.db")
+    migrate.upgrade(engine)
+    state = WriterState()
+    send, receive = trio.open_memory_channel[Record](1000)
+    committed_at: list[float] = []
+    writer = Writer(Appender(engine), receive, state, max_rows=10, max_delay_s=30.0,
+                    on_batch=lambda _s: committed_at.append(trio.current_time()))  # fmt: skip
+    with trio.fail_after(300):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(writer.run)
+            async with send:
+                start = trio.current_time()
+                await send.send(frame("100000", 1, at_ns=time.time_ns()))
+                while not committed_at:
+                    await trio.sleep(1)
+                assert committed_at[0] - start >= 29.0  # waited for company
+                await send.send(frame("100000", 2, at_ns=time.time_ns() - 40 * 10**9))
+                while len(committed_at) < 2:
+                    await trio.sleep(0.001)
+                assert committed_at[1] - committed_at[0] < 1.0  # already waited 40 s
+    assert state.rows_written == 2
