@@ -367,17 +367,20 @@ class StoreReader(AbstractContextManager["StoreReader"]):
     def prunes(self, account_id: str | None = None) -> list[dict[str, Any]]:
         """The ``prunes`` rows (of ``account_id``), in id order: what ``studio-recorder prune``
         deleted after archiving. None in a store from before revision 0003."""
+        exists = (
+            "SELECT count(*) AS n FROM sqlite_master WHERE type = 'table' AND name = 'prunes'"
+            if self.backend == "sqlite"
+            else "SELECT count(*) AS n FROM (SELECT to_regclass('prunes') AS t) AS r "
+            "WHERE r.t IS NOT NULL"
+        )
+        if not self._table(exists, []).column("n")[0].as_py():
+            return []  # a store not upgraded since
         where: list[str] = []
         params: list[Any] = []
         if account_id is not None:
             where, params = [f"account_id = {self._param(0)}"], [account_id]
-        try:
-            batches = self._select("prunes", None, where, params, BATCH_ROWS)
-            return [row for batch in batches for row in batch.to_pylist()]
-        except QueryError:
-            raise
-        except Exception:  # no prunes table: a store not upgraded since
-            return []
+        batches = self._select("prunes", None, where, params, BATCH_ROWS)
+        return [row for batch in batches for row in batch.to_pylist()]
 
     # -- plumbing --------------------------------------------------------------------------
 

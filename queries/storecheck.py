@@ -74,6 +74,8 @@ class _StoreJob:
     stretch: tuple[int, int, str] | None = None
     #: ``(where, note)`` copies of this account's notes from outside the database.
     copies: tuple[tuple[str, str], ...] = field(default=())
+    #: Whole store: where the account's pruned prefix ends (last id, chain hash there).
+    tail: tuple[int, str] | None = None
 
 
 def _store_job(job: _StoreJob, chain: AccountChain | None = None) -> ChainCheck:
@@ -91,6 +93,8 @@ def _store_job(job: _StoreJob, chain: AccountChain | None = None) -> ChainCheck:
         else:
             check = replace(chain.check, problems=[])
             watch.update({row_id: chain.hash_at(row_id) for row_id in watch})
+        if job.tail is not None and job.tail[0] in watch:  # a state signed at the cut
+            watch[job.tail[0]] = (0, job.tail[1])
         pruned = [Pruned.of(row) for row in reader.prunes(job.account)]
         if job.day is None:  # the whole chain: say where its pruned ranges went
             check.pruned = pruned
@@ -117,6 +121,8 @@ def _stored_checkpoints(reader: StoreReader, job: _StoreJob) -> tuple[list[Signe
     if job.store_id is None:
         return [], [Finding("the store has no store_id: run `studio-recorder db upgrade`")]
     stretch = (job.stretch[0], job.stretch[1]) if job.stretch else None
+    if stretch is not None and job.tail is not None:  # and those signed at the cut
+        stretch = (job.tail[0], stretch[1])
     verifiers = job.trust.verifiers()
     signed: list[Signed] = []
     findings: list[Finding] = []
@@ -233,6 +239,8 @@ def verify_store(
             job = _StoreJob(url, account, day, trust, store_id,
                             copies=tuple(copies.get(account, ())))  # fmt: skip
             tail = tails.get(account)
+            if day is None:
+                job = replace(job, tail=tail)
             if account in ranges and (day is not None or tail is not None):
                 first, last, _ = ranges[account]
                 anchor = (

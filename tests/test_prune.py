@@ -20,6 +20,7 @@ from queries.storecheck import verify_store
 from recorder.appender import Appender
 from recorder.chain import GENESIS_HASH
 from recorder.prune import PruneError, Verified, apply, day_rows, prunable
+from recorder.records import LogRecord
 from recorder.schema import events, prunes
 from recorder.signing import write_new_key
 from recorder.simulator import SimConfig
@@ -364,3 +365,26 @@ def test_a_prune_the_archive_does_not_back_fails_verify(engine: Engine, tmp_path
     assert (
         f"pruned {DAYS[1]}, but the archive {tmp_path / 'archive'} does not hold" in forged.stdout
     )
+
+
+def test_signed_checkpoints_verify_across_a_prune_of_every_frame(tmp_path: Path) -> None:
+    """An account whose every frame was pruned keeps signing (its sessions go on) from the
+    recorded head and count: verify --public-key checks those checkpoints, log half too,
+    and the one made before the prune at its cut."""
+    from tests.test_attestation_edges import Signed, log_record
+
+    store = Signed(tmp_path)
+    at = NOON_NS + NS_PER_DAY
+    store.appender.append([frame(A, n, at_ns=NOON_NS + n, day=DAYS[0]) for n in range(1, 6)],
+                          [log_record(A, 0)], checkpoint_all=True)  # fmt: skip
+    store.appender.append([], [log_record(A, 10**9, "closed")], checkpoint_all=True)
+    assert apply(store.engine, _verified(store.engine, DAYS[1])) == 5
+    later = store.new_appender()  # a restarted recorder: heads and counts from the store
+    later.append([], [LogRecord(f"s-{A}", A, at, "opened")], checkpoint_all=True)
+    later.append([], [LogRecord(f"s-{A}", A, at + 1, "closed", "shutdown")], checkpoint_all=True)
+    code, accounts = store.verify("--db", store.url)
+    assert code == 0, accounts
+    assert accounts[A]["attested"]
+    assert accounts[A]["checkpoints"] >= 3  # the two after the prune, and the one at the cut
+    assert accounts[A]["rows"] == 0
+    assert [p["rows"] for p in accounts[A]["pruned"]] == [5]
