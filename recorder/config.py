@@ -85,7 +85,7 @@ class RecorderSettings:
     backoff_initial_s: float = 1.0
     backoff_max_s: float = 60.0
     batch_max_rows: int = 1000
-    batch_max_delay_ms: float = 50.0
+    batch_max_delay_ms: float = 20.0
     queue_max_frames: int = 100_000
 
     @property

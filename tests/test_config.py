@@ -34,7 +34,7 @@ def test_defaults(tmp_path: Path) -> None:
         "America/New_York", 60, 10,
     )  # fmt: skip
     assert (r.backoff_initial_s, r.backoff_max_s, r.batch_max_rows) == (1, 60, 1000)
-    assert (r.batch_max_delay_ms, r.queue_max_frames) == (50, 100_000)
+    assert (r.batch_max_delay_ms, r.queue_max_frames) == (20, 100_000)
     assert settings.metrics.address == ("127.0.0.1", 9464)
 
 

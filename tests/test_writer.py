@@ -97,9 +97,9 @@ async def test_a_batch_that_waited_through_a_commit_goes_at_once(
     state = WriterState()
     send, receive = trio.open_memory_channel[Record](1000)
     committed_at: list[float] = []
-    writer = Writer(Appender(engine), receive, state, max_rows=10, max_delay_s=30.0,
+    writer = Writer(Appender(engine), receive, state, max_rows=10, max_delay_s=300.0,
                     on_batch=lambda _s: committed_at.append(trio.current_time()))  # fmt: skip
-    with trio.fail_after(300):
+    with trio.fail_after(3000):
         async with trio.open_nursery() as nursery:
             nursery.start_soon(writer.run)
             async with send:
@@ -107,9 +107,9 @@ async def test_a_batch_that_waited_through_a_commit_goes_at_once(
                 await send.send(frame("100000", 1, at_ns=time.time_ns()))
                 while not committed_at:
                     await trio.sleep(1)
-                assert committed_at[0] - start >= 29.0  # waited for company
-                await send.send(frame("100000", 2, at_ns=time.time_ns() - 40 * 10**9))
+                assert committed_at[0] - start >= 250.0  # waited for company
+                await send.send(frame("100000", 2, at_ns=time.time_ns() - 400 * 10**9))
                 while len(committed_at) < 2:
                     await trio.sleep(0.001)
-                assert committed_at[1] - committed_at[0] < 1.0  # already waited 40 s
+                assert committed_at[1] - committed_at[0] < 100.0  # it waited 400 s already
     assert state.rows_written == 2
