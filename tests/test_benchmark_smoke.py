@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.benchmarks.burst import top_frames
+
 ROOT = Path(__file__).resolve().parents[1]
 FRAMES = 2_000
 ACCOUNTS = 2
@@ -45,6 +47,7 @@ def test_ingest_harness_reports_every_figure() -> None:
     assert sqlite["fps"] > 0
     assert sqlite["ratio"] == round(sqlite["fps"] / limit["fps"], 2)
     assert 10 < sqlite["rss_peak_mb"] < 2_000
+    _check_processes(sqlite)
     signed = result["recorder_sqlite_signed"]
     assert signed["rows"] == rows
     assert signed["exit_code"] == 0
@@ -81,6 +84,92 @@ def test_ingest_harness_reports_every_figure() -> None:
     measured = [t for t in targets.values() if t["value"] is not None]
     assert len(measured) == 6
     assert all(isinstance(t["met"], bool) for t in measured)
+
+
+def _check_processes(run: dict[str, object]) -> None:
+    """The recorder's CPU per process: today one, the ``run`` process, adding up to the total."""
+    processes = run["processes"]
+    assert isinstance(processes, list)
+    assert [p["role"] for p in processes] == ["recorder"]
+    (recorder,) = processes
+    assert recorder["cpu_s"] == run["cpu_s"]
+    assert recorder["cpu_us_per_frame"] == run["cpu_us_per_frame"]
+    assert recorder["cpu_us_per_frame"] >= 0
+    assert recorder["main_thread_us_per_frame"] >= 0
+    assert recorder["main_thread_us_per_frame"] + recorder[
+        "other_threads_us_per_frame"
+    ] == pytest.approx(recorder["cpu_us_per_frame"], abs=0.02)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_ingest_one_account_burst_reports_every_figure() -> None:
+    """``--one-account``: rounds of drain and recorder on one connection, the best of each."""
+    rounds = 2
+    args = [sys.executable, "-m", "tests.benchmarks.ingest", "--one-account", "--frames",
+            str(FRAMES), "--repeat", str(rounds), "--skip-pg", "--json-only"]  # fmt: skip
+    done = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=110, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = done.stdout.strip().splitlines()
+    assert len(lines) == 1, "--json-only prints one JSON object and nothing else"
+    result = json.loads(lines[0])
+
+    assert result["params"]["accounts"] == 1
+    assert result["params"]["one_account"] is True
+    assert result["params"]["repeat"] == rounds
+    assert 300 < result["params"]["frame_bytes_avg"] < 500
+    burst = result["one_account"]
+    assert len(burst["rounds"]) == rounds
+    for one in burst["rounds"]:
+        assert one["load_average_before"] >= 0
+        assert one["drain"]["frames"] == FRAMES
+        sqlite = one["sqlite"]
+        assert sqlite["rows"] == FRAMES + 2  # the frames, the ack and replay-complete
+        assert sqlite["exit_code"] == 0
+        assert sqlite["ratio"] == round(sqlite["fps"] / one["drain"]["fps"], 2)
+        _check_processes(sqlite)
+        assert "postgresql" not in one
+    drain = burst["drain"]
+    assert drain["fps_rounds"] == [r["drain"]["fps"] for r in burst["rounds"]]
+    assert drain["fps"] == max(drain["fps_rounds"])
+    assert drain["server_self_test_fps"] > 0
+    best = burst["sqlite"]
+    assert best["fps"] == max(r["sqlite"]["fps"] for r in burst["rounds"])
+    assert best["ratio"] == round(best["fps"] / drain["fps"], 2)
+    assert best["ratios"] == [r["sqlite"]["ratio"] for r in burst["rounds"]]
+    assert best["rss_peak_mb"] == max(r["sqlite"]["rss_peak_mb"] for r in burst["rounds"])
+    assert 10 < best["rss_peak_mb"] < 2_000
+    assert best["exit_codes"] == [0]
+    assert burst["postgresql"] is None
+    assert result["skipped"]["postgresql"] == "--skip-pg"
+    assert burst["profiles"] is None
+
+    targets = {t["name"]: t for t in result["targets"]}
+    assert targets["one account, SQLite / drain"]["value"] == best["ratio"]
+    assert targets["one account, PostgreSQL / drain"]["met"] is None
+    assert targets["peak RSS, recorder processes summed"]["value"] == best["rss_peak_mb"]
+
+
+def test_profile_summary_counts_functions_and_threads(tmp_path: Path) -> None:
+    """py-spy's collapsed stacks → shares per thread and the top functions (self time)."""
+    process = 'process 7:"python -m recorder run"'
+    stacks = tmp_path / "stacks.txt"
+    stacks.write_text(
+        f"{process};thread (7): MainThread;run (trio/_core/_run.py:10);"
+        "process_frame (wsproto/frame_protocol.py:330) 5\n"
+        f"{process};thread (7): MainThread;run (trio/_core/_run.py:10);"
+        "process_frame (wsproto/frame_protocol.py:341) 1\n"
+        f"{process};thread (9): writer;append (recorder/appender.py:365) 3\n"
+        f"{process};thread (7): MainThread 1\n"
+    )
+    summary = top_frames(stacks)
+    assert summary["samples"] == 10
+    assert summary["threads"] == {"process 7 MainThread": 0.7, "process 7 writer": 0.3}
+    assert summary["top_self"] == [
+        {"frame": "process_frame (wsproto/frame_protocol.py)", "share": 0.6},
+        {"frame": "append (recorder/appender.py)", "share": 0.3},
+        {"frame": "(no Python frame)", "share": 0.1},
+    ]
 
 
 @pytest.mark.slow

@@ -4,6 +4,7 @@ Run from the repository root::
 
     python -m tests.benchmarks.ingest                # 1,000,000 frames, 4 accounts
     python -m tests.benchmarks.ingest --quick        # 20,000 frames: a smoke run
+    python -m tests.benchmarks.ingest --one-account  # issue 16: one 200,000-frame burst, 3 rounds
 
 Steps (each process separate: server, client, recorder, harness):
 
@@ -22,6 +23,15 @@ Steps (each process separate: server, client, recorder, harness):
 5. **export / analytics** — over the SQLite day just recorded, with
    :mod:`tests.benchmarks.export_speed` (against DuckDB alone writing the same
    rows from an in-memory Arrow table) and :mod:`tests.benchmarks.analytics_speed`.
+
+``--one-account`` runs another measurement instead of these steps (issue 16;
+:mod:`tests.benchmarks.burst`): one account, one replay burst of ``--frames``
+(default 200,000) frames, and ``--repeat`` rounds (default 3) of the bare drain, the
+recorder on SQLite and the recorder on PostgreSQL, the fastest of each kept;
+``--profile DIR`` adds py-spy profiles of the recorder taking the same burst.
+
+The recorder's peak RSS is the sum over its processes (the ``run`` process and every
+process it starts), its CPU is reported per process (``processes``).
 
 Prints one JSON object (every figure; ``--json-only`` prints nothing else), then a
 table with the issue's targets, met or missed.
@@ -43,8 +53,8 @@ from typing import Any
 
 from recorder.signing import write_new_key
 
-from . import phases
-from .report import table, targets
+from . import burst, phases
+from .report import burst_table, burst_targets, table, targets
 from .stores import postgres_reachable, postgres_store, sqlite_store
 
 PG_ENV = "STUDIO_RECORDER_TEST_PG_URL"
@@ -66,8 +76,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         prog="python -m tests.benchmarks.ingest",
         description=__doc__.splitlines()[0] if __doc__ else None,
     )
-    parser.add_argument("--frames", type=int, default=None, help="default 1,000,000")
-    parser.add_argument("--accounts", type=int, default=4)
+    parser.add_argument(
+        "--frames", type=int, default=None, help="default 1,000,000 (--one-account: 200,000)"
+    )
+    parser.add_argument("--accounts", type=int, default=None, help="default 4")
+    parser.add_argument(
+        "--one-account",
+        action="store_true",
+        help="issue 16: one account's replay burst, drain against recorder, --repeat rounds",
+    )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="--one-account: py-spy profiles of the recorder (extra runs, not counted) into DIR",
+    )
     parser.add_argument("--frame-bytes", type=int, default=400, help="average frame size")
     parser.add_argument("--skip-pg", action="store_true", help="SQLite only")
     parser.add_argument(
@@ -83,7 +107,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--repeat",
         type=int,
         default=None,
-        help="export/analytics runs, best kept (default 3, quick: 1)",
+        help="export/analytics runs, or --one-account rounds; best kept (default 3, quick: 1)",
     )
     parser.add_argument(
         "--checkpoint-interval-s",
@@ -97,8 +121,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="comma-separated steps to skip: signing,latency,stall,export,analytics",
     )
     args = parser.parse_args(argv)
+    if args.one_account and args.accounts not in (None, 1):
+        parser.error("--one-account records one account: leave out --accounts")
+    if args.profile is not None and not args.one_account:
+        parser.error("--profile needs --one-account")
+    if args.accounts is None:
+        args.accounts = 1 if args.one_account else 4
     if args.frames is None:
-        args.frames = 20_000 if args.quick else 1_000_000
+        args.frames = 20_000 if args.quick else 200_000 if args.one_account else 1_000_000
     if args.latency_s is None:
         args.latency_s = 2.0 if args.quick else 15.0
     if args.stall_s is None:
@@ -107,12 +137,28 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.repeat = 1 if args.quick else 3
     if args.frames < args.accounts or args.accounts < 1 or args.frame_bytes < 1:
         parser.error("need --accounts >= 1, --frames >= --accounts and --frame-bytes >= 1")
+    if args.repeat < 1:
+        parser.error("need --repeat >= 1")
     args.skip = {s for s in args.skip.split(",") if s}
     return args
 
 
-def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
-    result: dict[str, Any] = {
+def _postgres(args: argparse.Namespace, skipped: dict[str, str], key: str) -> str | None:
+    """The PostgreSQL URL to record into, or None with the reason in ``skipped[key]``."""
+    pg_url = None if args.skip_pg else os.environ.get(PG_ENV)
+    if pg_url:
+        problem = postgres_reachable(pg_url)
+        if problem:
+            skipped[key] = f"PostgreSQL not reachable: {problem}"
+            return None
+    else:
+        skipped[key] = "--skip-pg" if args.skip_pg else f"{PG_ENV} unset"
+    return pg_url
+
+
+def _result(args: argparse.Namespace) -> dict[str, Any]:
+    """The machine, the parameters and an empty ``skipped``: the head of every result."""
+    return {
         "machine": {
             "cpus": os.cpu_count(),
             "cpu_model": cpu_model(),
@@ -126,9 +172,26 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             "frame_bytes": args.frame_bytes,
             "frame_bytes_avg": None,
             "quick": args.quick,
+            "one_account": args.one_account,
+            "repeat": args.repeat,
         },
         "skipped": {},
     }
+
+
+def run_one_account(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+    """``--one-account``: the burst rounds of :mod:`tests.benchmarks.burst` and their targets."""
+    result = _result(args)
+    say = (lambda _m: None) if args.json_only else (lambda m: print(m, file=sys.stderr))
+    pg_url = _postgres(args, result["skipped"], "postgresql")
+    result["one_account"] = burst.run(args, workdir, pg_url, say)
+    result["params"]["frame_bytes_avg"] = result["one_account"].pop("frame_bytes_avg")
+    result["targets"] = burst_targets(result)
+    return result
+
+
+def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+    result = _result(args)
     say = (lambda _m: None) if args.json_only else (lambda m: print(m, file=sys.stderr))
     frames, accounts, size = args.frames, args.accounts, args.frame_bytes
     timeout_s = max(120.0, frames / 2_000)
@@ -142,16 +205,7 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         run["ratio"] = round(run["fps"] / limit_fps, 2)
         return run
 
-    pg_url = None if args.skip_pg else os.environ.get(PG_ENV)
-    if pg_url:
-        problem = postgres_reachable(pg_url)
-        if problem:
-            result["skipped"]["recorder_postgresql"] = f"PostgreSQL not reachable: {problem}"
-            pg_url = None
-    else:
-        result["skipped"]["recorder_postgresql"] = (
-            "--skip-pg" if args.skip_pg else f"{PG_ENV} unset"
-        )
+    pg_url = _postgres(args, result["skipped"], "recorder_postgresql")
 
     say("recorder on SQLite ...")
     with sqlite_store(workdir, "ingest") as (url, watcher):
@@ -235,10 +289,10 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="ingest-bench-") as tmp:
-        result = run(args, Path(tmp))
+        result = (run_one_account if args.one_account else run)(args, Path(tmp))
     print(json.dumps(result), flush=True)
     if not args.json_only:
-        print(table(result))
+        print((burst_table if args.one_account else table)(result))
     return 0
 
 

@@ -14,7 +14,14 @@ from pathlib import Path
 from typing import Any
 
 from . import analytics_speed, export_speed
-from .processes import RecorderProcess, ServerProcess, run_drain, write_config
+from .processes import (
+    ProcessCpu,
+    Profiler,
+    RecorderProcess,
+    ServerProcess,
+    run_drain,
+    write_config,
+)
 from .stores import Watcher
 
 MB = 1024 * 1024
@@ -24,9 +31,12 @@ LATENCY_POLL_S = 0.005  # store polling while measuring latency
 EXTRA_ROWS_PER_ACCOUNT = 2
 
 
-def limit(frames: int, accounts: int, frame_bytes: int) -> dict[str, Any]:
-    """The drain client's rate over the same stream: the machine's limit."""
-    server = ServerProcess(frames, accounts, frame_bytes)
+def limit(
+    frames: int, accounts: int, frame_bytes: int, *, self_test: bool = True
+) -> dict[str, Any]:
+    """The drain client's rate over the same stream: the machine's limit (and the server's
+    own rate into a discarding socket, unless not ``self_test``)."""
+    server = ServerProcess(frames, accounts, frame_bytes, self_test=self_test)
     try:
         ready = server.ready
         per_account = ready["frames"] // accounts
@@ -81,6 +91,32 @@ def _wait_rows(
     return time.time_ns()
 
 
+def per_process(
+    before: dict[int, ProcessCpu], after: dict[int, ProcessCpu], frames: int
+) -> list[dict[str, Any]]:
+    """CPU of each recorder process between two readings, in all and per frame.
+
+    A process started in between counts from zero; one that ended in between is missing
+    (its CPU cannot be read any more), so the harness reads just before stopping the recorder.
+    """
+    out = []
+    for pid, end in after.items():
+        start = before.get(pid, ProcessCpu(end.role, 0.0, 0.0))
+        cpu_s = end.cpu_s - start.cpu_s
+        main_s = end.main_thread_cpu_s - start.main_thread_cpu_s
+        out.append(
+            {
+                "role": end.role,
+                "pid": pid,
+                "cpu_s": round(cpu_s, 2),
+                "cpu_us_per_frame": round(cpu_s / frames * 1e6, 2),
+                "main_thread_us_per_frame": round(main_s / frames * 1e6, 2),
+                "other_threads_us_per_frame": round((cpu_s - main_s) / frames * 1e6, 2),
+            }
+        )
+    return out
+
+
 def ingest(
     frames: int,
     accounts: int,
@@ -93,12 +129,20 @@ def ingest(
     *,
     signing_key: Path | None = None,
     checkpoint_interval_s: float | None = None,
+    profile: Path | None = None,
+    profile_gil: bool = False,
 ) -> dict[str, Any]:
-    """The recorder's rate from first frame sent to last row committed, CPU and peak RSS
-    (signing checkpoints with ``signing_key`` when given)."""
+    """The recorder's rate from first frame sent to last row committed, CPU per process and
+    the peak of the sum of its processes' RSS (signing checkpoints with ``signing_key`` when
+    given; sampled by py-spy into ``profile`` from the first commit on, when given).
+
+    CPU is read from the first row committed to the last (start-up and imports left out)
+    and divided by the rows committed in between.
+    """
     server = ServerProcess(frames, accounts, frame_bytes, self_test=False)
     recorder = _start(server, store_url, workdir, name, signing_key=signing_key,
                       checkpoint_interval_s=checkpoint_interval_s)  # fmt: skip
+    profiler = None
     try:
         sent = server.ready["frames"]
         expected = sent + EXTRA_ROWS_PER_ACCOUNT * accounts
@@ -106,22 +150,32 @@ def ingest(
             if not recorder.alive():
                 raise _fail(recorder, "the recorder exited before writing anything")
             time.sleep(0.002)
-        cpu_first = recorder.cpu_s()
+        cpu_first = recorder.cpu()
+        if profile is not None:
+            profiler = Profiler(recorder.proc.pid, profile, gil=profile_gil)
         committed_ns = _wait_rows(watcher, recorder, expected, timeout_s)
-        cpu = recorder.cpu_s() - cpu_first
+        cpu_last = recorder.cpu()
+        if profiler is not None:
+            profiler.stop()
         done = server.wait("done", timeout_s=60)
         exit_code = recorder.stop()
     finally:
+        if profiler is not None:
+            profiler.stop()
         recorder.stop()
         server.stop()
     seconds = (committed_ns - done["first_sent_ns"]) / 1e9
+    counted = max(1, expected - first)
+    processes = per_process(cpu_first, cpu_last, counted)
+    cpu = sum(p["cpu_s"] for p in processes)
     return {
         "frames": sent,
         "rows": watcher.max_id(),
         "seconds": round(seconds, 3),
         "fps": round(sent / seconds),
         "cpu_s": round(cpu, 2),
-        "cpu_us_per_frame": round(cpu / max(1, expected - first) * 1e6, 2),
+        "cpu_us_per_frame": round(cpu / counted * 1e6, 2),
+        "processes": processes,
         "rss_peak_mb": round(recorder.peak_rss / MB, 1),
         "exit_code": exit_code,
     }

@@ -3,11 +3,14 @@
 Each is a child process of the harness (``sys.executable -m ...``), so none of
 them shares a GIL with another or with the harness's store polling. The
 recorder is the real ``studio-recorder run --config`` (``python -m recorder``),
-its resident memory sampled by a thread while it runs.
+its resident memory sampled by a thread while it runs. "The recorder" is a process
+tree: the ``run`` process and every process it starts (today none; issue 16 moves
+the writer into one), so memory is the sum of their RSS and CPU is read per process.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
@@ -16,12 +19,16 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
 import psutil
 
 _SAMPLE_S = 0.05
+#: How often the sampler looks for new processes in the recorder's tree (a scan of /proc,
+#: a few ms: not every sample, so the harness stays off the cores it measures).
+_TREE_S = 1.0
 
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -32,6 +39,17 @@ def _repo_env() -> dict[str, str]:
     root = str(ROOT)
     env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     return env
+
+
+def _end(proc: subprocess.Popen[Any], sig: int, timeout_s: float) -> None:
+    """Send ``sig`` to ``proc`` if it still runs and wait for it; kill it after ``timeout_s``."""
+    if proc.poll() is None:
+        proc.send_signal(sig)
+        try:
+            proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 class ServerProcess:
@@ -88,13 +106,7 @@ class ServerProcess:
                 return message
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        _end(self.proc, signal.SIGTERM, timeout_s=10)
 
 
 def run_drain(url: str, accounts: list[str], per_account: int) -> dict[str, Any]:
@@ -150,8 +162,50 @@ def write_config(
     return path
 
 
+@dataclass(frozen=True)
+class ProcessCpu:
+    """CPU seconds (user + system) of one process of the recorder, at one moment."""
+
+    role: str
+    cpu_s: float
+    main_thread_cpu_s: float  # the thread that runs trio's event loop in the recorder
+
+
+def _role(proc: psutil.Process, root_pid: int) -> str:
+    """``recorder`` for the ``run`` process; a child by its ``-m`` module or its name."""
+    if proc.pid == root_pid:
+        return "recorder"
+    try:
+        cmdline = proc.cmdline()
+    except psutil.Error:
+        return f"child {proc.pid}"
+    if "-m" in cmdline[:-1]:
+        return f"{cmdline[cmdline.index('-m') + 1]} {proc.pid}"
+    return f"{proc.name()} {proc.pid}"
+
+
+def _rss_sum(procs: list[psutil.Process]) -> int:
+    """The sum of the RSS of ``procs``, those that ended since the list was made left out."""
+    total = 0
+    for proc in procs:
+        with contextlib.suppress(psutil.Error):
+            total += proc.memory_info().rss
+    return total
+
+
+def _cpu(proc: psutil.Process, role: str) -> ProcessCpu:
+    times = proc.cpu_times()
+    main = next((t for t in proc.threads() if t.id == proc.pid), None)
+    return ProcessCpu(
+        role=role,
+        cpu_s=times.user + times.system,
+        main_thread_cpu_s=0.0 if main is None else main.user_time + main.system_time,
+    )
+
+
 class RecorderProcess:
-    """The real recorder (``python -m recorder run --config``), RSS sampled every 50 ms."""
+    """The real recorder (``python -m recorder run --config``): the sum of the RSS of its
+    processes sampled every 50 ms (:attr:`peak_rss`), their CPU on demand."""
 
     def __init__(self, config: Path, log_path: Path) -> None:
         env = {**_repo_env(), "STUDIO_CLIENT_SECRET": "bench-secret"}
@@ -174,12 +228,21 @@ class RecorderProcess:
         self._sampler = threading.Thread(target=self._sample, daemon=True)
         self._sampler.start()
 
+    def processes(self) -> list[psutil.Process]:
+        """The ``run`` process and every live process it started (children, recursively)."""
+        try:
+            return [self.ps, *self.ps.children(recursive=True)]
+        except psutil.Error:
+            return [self.ps]
+
     def _sample(self) -> None:
+        tree, found_at = self.processes(), time.monotonic()
         while not self._stop.is_set():
-            try:
-                rss = self.ps.memory_info().rss
-            except psutil.Error:
+            if time.monotonic() - found_at > _TREE_S:
+                tree, found_at = self.processes(), time.monotonic()
+            if not self.ps.is_running():
                 return
+            rss = _rss_sum(tree)
             self.peak_rss = max(self.peak_rss, rss)
             self.window_peak_rss = max(self.window_peak_rss, rss)
             self._stop.wait(_SAMPLE_S)
@@ -188,11 +251,17 @@ class RecorderProcess:
         self.window_peak_rss = 0
 
     def rss(self) -> int:
-        return int(self.ps.memory_info().rss)
+        """The sum of the RSS of the recorder's processes now."""
+        return _rss_sum(self.processes())
 
-    def cpu_s(self) -> float:
-        times = self.ps.cpu_times()
-        return float(times.user + times.system)
+    def cpu(self) -> dict[int, ProcessCpu]:
+        """CPU seconds so far of each live process of the recorder, by pid."""
+        out = {}
+        for proc in self.processes():
+            # One that ended is left out: its CPU cannot be read any more (see phases).
+            with contextlib.suppress(psutil.Error):
+                out[proc.pid] = _cpu(proc, _role(proc, self.ps.pid))
+        return out
 
     def alive(self) -> bool:
         return self.proc.poll() is None
@@ -200,12 +269,45 @@ class RecorderProcess:
     def stop(self) -> int:
         """SIGTERM, then wait: the recorder's exit code (0 on a clean shutdown)."""
         self._stop.set()
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        _end(self.proc, signal.SIGTERM, timeout_s=60)
         self.log.close()
         return int(self.proc.returncode)
+
+
+class Profiler:
+    """py-spy sampling the recorder and its child processes into collapsed stacks.
+
+    ``py-spy record --format raw --threads --subprocesses --nonblocking``: one line per
+    distinct stack (thread and process included) with its sample count, readable with
+    ``flamegraph.pl`` or by counting frames. ``--gil`` keeps only samples of the thread
+    holding the GIL. Non-blocking sampling does not pause the recorder, but py-spy takes
+    CPU on the same machine: figures of a profiled run are not comparable with others.
+    """
+
+    def __init__(self, pid: int, out: Path, *, gil: bool = False, rate_hz: int = 100) -> None:
+        exe = Path(sys.executable).with_name("py-spy")
+        args = [
+            str(exe) if exe.exists() else "py-spy",
+            "record",
+            "--pid",
+            str(pid),
+            "--format",
+            "raw",
+            "--threads",
+            "--subprocesses",
+            "--nonblocking",
+            "--rate",
+            str(rate_hz),
+            "--output",
+            str(out),
+        ]
+        if gil:
+            args.append("--gil")
+        self.out = out
+        self.log = out.with_suffix(".log").open("w")
+        self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT)
+
+    def stop(self) -> None:
+        """SIGINT: py-spy writes its output and exits."""
+        _end(self.proc, signal.SIGINT, timeout_s=60)
+        self.log.close()

@@ -1,0 +1,151 @@
+"""One account, one replay burst: the recorder against the bare drain, round by round (issue 16).
+
+Run as ``python -m tests.benchmarks.ingest --one-account`` (see :mod:`tests.benchmarks.ingest`).
+Each round measures, one after the other on the same machine: the bare trio-websocket drain
+(:func:`tests.benchmarks.phases.limit`) on one connection, then the recorder on a fresh SQLite
+file and, when reachable, a fresh PostgreSQL schema (:func:`tests.benchmarks.phases.ingest`),
+every time the same ``--frames`` burst of one account sent as fast as the socket allows. The
+machine is shared, and other work only ever slows a run down, so the fastest of the rounds
+counts: ``ratio`` is the best recorder rate ÷ the best drain rate, and ``ratios`` are each
+round's own. Peak RSS (the sum over the recorder's processes) is the highest of any round.
+
+``--profile DIR`` adds, after the measured rounds, one recorder run per store under py-spy
+(not counted: the sampler takes CPU), once sampling every thread and once only the thread
+holding the GIL, written to ``DIR/STORE-cpu.txt`` and ``DIR/STORE-gil.txt`` as collapsed
+stacks; the top frames of each are in the JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from . import phases
+from .stores import postgres_store, sqlite_store
+
+PROFILE_TOP = 12  # frames listed per profile
+_LINE = re.compile(r":\d+\)$")
+
+
+def _remove_sqlite(workdir: Path, name: str) -> None:
+    for suffix in ("", "-wal", "-shm"):
+        (workdir / f"{name}.db{suffix}").unlink(missing_ok=True)
+
+
+def _record(
+    store: str, pg_url: str | None, args: argparse.Namespace, workdir: Path, name: str,
+    **profile: Any,
+) -> dict[str, Any]:  # fmt: skip
+    """One recorder run of the burst into a fresh store (``store``: sqlite or postgresql)."""
+    timeout_s = max(120.0, args.frames / 2_000)
+    if store == "sqlite":
+        try:
+            with sqlite_store(workdir, name) as (url, watcher):
+                return phases.ingest(args.frames, 1, args.frame_bytes, url, watcher, workdir,
+                                     name, timeout_s, **profile)  # fmt: skip
+        finally:
+            _remove_sqlite(workdir, name)
+    assert pg_url is not None
+    with postgres_store(pg_url) as (url, watcher):
+        return phases.ingest(args.frames, 1, args.frame_bytes, url, watcher, workdir, name,
+                             timeout_s, **profile)  # fmt: skip
+
+
+def _function(frame: str) -> str:
+    """``name (file:line)`` → ``name (file)``: samples of one function counted together."""
+    return _LINE.sub(")", frame)
+
+
+def top_frames(path: Path, top: int = PROFILE_TOP) -> dict[str, Any]:
+    """Where the samples of a py-spy collapsed-stack file fall: the share of each thread,
+    and the functions with the most samples at the top of the stack (self time; a thread
+    with no Python frame on its stack is counted as ``(no Python frame)``)."""
+    leaves: Counter[str] = Counter()
+    threads: Counter[str] = Counter()
+    total = 0
+    for line in path.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        frames = stack.split(";")
+        process = frames[0].partition(":")[0] if frames[0].startswith("process ") else ""
+        thread = next((f for f in frames if f.startswith("thread (")), "thread (?): ?")
+        samples = int(count)
+        total += samples
+        threads[f"{process} {thread.partition(': ')[2]}".strip()] += samples
+        leaf = frames[-1]
+        leaves["(no Python frame)" if leaf is thread else _function(leaf)] += samples
+    share = (lambda n: round(n / total, 3)) if total else (lambda n: 0.0)
+    return {
+        "samples": total,
+        "threads": {name: share(n) for name, n in threads.most_common()},
+        "top_self": [{"frame": f, "share": share(n)} for f, n in leaves.most_common(top)],
+    }
+
+
+def _best(runs: list[dict[str, Any]], drain_fps: int) -> dict[str, Any]:
+    best = max(runs, key=lambda r: r["fps"])
+    return {
+        "fps": best["fps"],
+        "ratio": round(best["fps"] / drain_fps, 2),
+        "ratios": [r["ratio"] for r in runs],
+        "cpu_us_per_frame": best["cpu_us_per_frame"],
+        "processes": best["processes"],
+        "rss_peak_mb": max(r["rss_peak_mb"] for r in runs),
+        "exit_codes": sorted({r["exit_code"] for r in runs}),
+    }
+
+
+def run(
+    args: argparse.Namespace, workdir: Path, pg_url: str | None, say: Callable[[str], None]
+) -> dict[str, Any]:
+    """``--repeat`` rounds of drain, SQLite, PostgreSQL (when ``pg_url``), then the summary."""
+    rounds: list[dict[str, Any]] = []
+    stores = ["sqlite"] + (["postgresql"] if pg_url else [])
+    for n in range(1, args.repeat + 1):
+        one: dict[str, Any] = {"load_average_before": round(os.getloadavg()[0], 2)}
+        say(f"round {n}/{args.repeat}: drain client (load {one['load_average_before']}) ...")
+        one["drain"] = phases.limit(args.frames, 1, args.frame_bytes, self_test=n == 1)
+        for store in stores:
+            say(f"round {n}/{args.repeat}: recorder on {store} ...")
+            run_ = _record(store, pg_url, args, workdir, f"burst-{store}-{n}")
+            run_["ratio"] = round(run_["fps"] / one["drain"]["fps"], 2)
+            one[store] = run_
+        rounds.append(one)
+
+    drain = max((r["drain"] for r in rounds), key=lambda d: d["fps"])
+    result: dict[str, Any] = {
+        "rounds": rounds,
+        "drain": {
+            "fps": drain["fps"],
+            "fps_rounds": [r["drain"]["fps"] for r in rounds],
+            "cpu_us_per_frame": drain["cpu_us_per_frame"],
+            "server_self_test_fps": rounds[0]["drain"]["server_self_test_fps"],
+        },
+        "frame_bytes_avg": rounds[0]["drain"]["frame_bytes_avg"],
+        "profiles": None,
+    }
+    for store in ("sqlite", "postgresql"):
+        runs = [r[store] for r in rounds if store in r]
+        result[store] = _best(runs, drain["fps"]) if runs else None
+
+    if args.profile:
+        args.profile.mkdir(parents=True, exist_ok=True)
+        result["profiles"] = {}
+        for store in stores:
+            for kind in ("cpu", "gil"):
+                say(f"profile ({kind}) of the recorder on {store} ...")
+                out = args.profile / f"{store}-{kind}.txt"
+                run_ = _record(store, pg_url, args, workdir, f"profile-{store}-{kind}",
+                               profile=out, profile_gil=kind == "gil")  # fmt: skip
+                result["profiles"][f"{store}-{kind}"] = {
+                    "file": str(out),
+                    "fps_while_profiled": run_["fps"],
+                    **top_frames(out),
+                }
+    return result
