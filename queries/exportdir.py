@@ -24,6 +24,7 @@ from pathlib import Path, PurePosixPath
 from typing import Final
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from recorder.errors import first_line
@@ -33,6 +34,8 @@ from .errors import QueryError
 from .layout import MANIFEST_DIR, manifest_path
 from .manifest import FileEntry, Manifest, ManifestError
 
+#: The account column as read for the check that a file holds its own account's rows only.
+_OWNER: Final = "__account_of_row"
 _MANIFEST_RE: Final = re.compile(r"^trading_day=(\d{4}-\d{2}-\d{2})\.json$")
 
 
@@ -174,13 +177,23 @@ class ExportDir:
                 partition_base_dir=str(self.root / entry.table),
             )
             projection = {f.name: ds.field(layout.source(f.name)).cast(f.type) for f in wanted}
+            # The account the manifest files it under must be the rows' own (a version 2 file
+            # holds it; renaming files and manifest entries must not move rows to another).
+            projection[_OWNER] = ds.field(layout.source("account_id")).cast(pa.string())
             where = (
                 None
                 if msg_types is None
                 else ds.field("msg_type").isin(pa.array(list(msg_types), pa.string()))
             )
             for batch in dataset.scanner(columns=projection, filter=where).to_batches():
-                if batch.num_rows:
-                    yield conform(batch, wanted)
+                if not batch.num_rows:
+                    continue
+                owners = batch.column(_OWNER)
+                if not pc.all(pc.equal(owners, entry.account_id)).as_py():
+                    raise QueryError(
+                        f"{path}: holds rows of another account than {entry.account_id!r}, "
+                        "the one the manifest files it under"
+                    )
+                yield conform(batch.drop_columns([_OWNER]), wanted)
         except (pa.ArrowInvalid, pa.ArrowTypeError, OSError, KeyError) as exc:
             raise QueryError(f"cannot read {path}: {first_line(exc)}") from None

@@ -117,6 +117,29 @@ def test_a_changed_row_is_named_even_when_the_manifest_was_updated(
     assert f"FAIL account {B}: row {victim}" in render_verify(verify_export(out))
 
 
+def test_rows_filed_under_another_account_are_found(exported: tuple[str, Path]) -> None:
+    """Two accounts' files swapped, and their manifest entries with them (every checksum
+    then holds): each file still names its rows' own account, which verify holds against the
+    account the manifest files it under."""
+    _, out = exported
+    a, b = events_file(out, A), events_file(out, B)
+    a_bytes, b_bytes = a.read_bytes(), b.read_bytes()
+    a.write_bytes(b_bytes)
+    b.write_bytes(a_bytes)
+    manifest = manifest_of(out)
+    entries = {e["account_id"]: e for e in manifest["files"] if e["table"] == "events"}
+    facts = ("bytes", "sha256", "rows")
+    swapped = {k: entries[B][k] for k in facts}, {k: entries[A][k] for k in facts}
+    entries[A].update(swapped[0])
+    entries[B].update(swapped[1])
+    accounts = manifest["accounts"]
+    accounts[A], accounts[B] = accounts[B], accounts[A]
+    save_manifest(out, manifest)
+    found = problems(out)
+    assert {account for account, _, _ in found} == {A, B}
+    assert all("holds rows of another account" in what for _, _, what in found), found
+
+
 def test_a_changed_file_fails_its_checksum(exported: tuple[str, Path]) -> None:
     _, out = exported
     path = events_file(out, A)
