@@ -123,8 +123,11 @@ class DataSource:
         if self.export_dir is not None:
             return open_export(self.export_dir, day=None, accounts=accounts, days=days)
         assert self.url is not None
-        copies = {day: copy for day in days if (copy := self.archived(day)) is not None}
+        copies: dict[dt.date, tuple[Path, Callable[[], None]]] = {}
         try:
+            for day in days:  # inside the try: a failed fetch removes the ones before it
+                if (copy := self.archived(day)) is not None:
+                    copies[day] = copy
             ws = open_store(self.url, day=None, accounts=accounts, configured=self.configured,
                             timezone=self.timezone, days=days,
                             archived={day: copy[0] for day, copy in copies.items()})  # fmt: skip

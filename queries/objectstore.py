@@ -33,6 +33,7 @@ from recorder.objectstore import (
     ObjectArchive,
     ObjectStoreError,
     S3Location,
+    endpoint_of,
 )
 
 from .errors import QueryError
@@ -57,7 +58,7 @@ class ArchiveReader:
         self.url = self.location.url
         try:
             self._fs: Any = fs.S3FileSystem(
-                endpoint_override=settings.endpoint_url or None,
+                endpoint_override=endpoint_of(settings),
                 region=settings.region or None,
                 connect_timeout=CONNECT_TIMEOUT_S,
                 request_timeout=READ_TIMEOUT_S,

@@ -15,6 +15,7 @@ The query side reads an archived day's files through pyarrow's S3 filesystem ins
 from __future__ import annotations
 
 import datetime as dt
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -53,6 +54,19 @@ class S3Location:
         return "/".join(part for part in (self.prefix, str(relative)) if part)
 
 
+#: Where the AWS SDKs look for an endpoint when none is configured (the service's own first).
+ENDPOINT_VARIABLES: Final = ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL")
+
+
+def endpoint_of(settings: ArchiveSettings) -> str | None:
+    """The endpoint both the writer (boto3) and the reader (pyarrow) talk to: ``endpoint_url``,
+    else the AWS SDKs' environment variables (pyarrow ignores them on its own), else None
+    (AWS itself)."""
+    if settings.endpoint_url:
+        return settings.endpoint_url
+    return next((os.environ[n] for n in ENDPOINT_VARIABLES if os.environ.get(n)), None)
+
+
 class ObjectArchive:
     """``s3://bucket/prefix`` of an ``[archive]``: put, get and test keys under the prefix."""
 
@@ -65,7 +79,7 @@ class ObjectArchive:
         self.settings = settings
         self._client: Any = boto3.client(
             "s3",
-            endpoint_url=settings.endpoint_url or None,
+            endpoint_url=endpoint_of(settings),
             region_name=settings.region or None,
             # Bounded: the writer copies checkpoint notes between commits, so an endpoint that
             # does not answer must cost it seconds, not boto3's default minutes.

@@ -138,6 +138,13 @@ def test_the_archive_on_s3_is_locked_read_back_and_never_rewritten(
         fresh = _config(empty, migrated(f"sqlite:///{empty / 'store.db'}"), settings)
         archived = run("queries", "gaps", "--config", fresh, "--day", DAY, "--json", env=env)
         assert json.loads(archived.stdout) == gaps_when_archived
+        # The endpoint from the AWS SDKs' variable alone: the reader goes there too.
+        by_env = empty / "by-env.toml"
+        by_env.write_text(fresh.read_text().replace(f'endpoint_url = "{server.endpoint}"\n', ""))
+        assert "endpoint_url" not in by_env.read_text()
+        answer = run("queries", "gaps", "--config", by_env, "--day", DAY, "--json",
+                     env={**env, "AWS_ENDPOINT_URL": server.endpoint})  # fmt: skip
+        assert json.loads(answer.stdout) == gaps_when_archived, answer.stderr
         checked = run("queries", "verify", "--config", fresh, "--day", DAY, "--json", env=env)
         assert checked.returncode == 0, checked.stdout
         assert [c["rows"] for c in json.loads(checked.stdout)["accounts"]] == [14, 57]
