@@ -79,7 +79,12 @@ class ArchiveReader:
         except OSError as exc:
             raise self._error(relative, exc) from None
         into.parent.mkdir(parents=True, exist_ok=True)
-        with source, into.open("wb") as out:
+        try:
+            out = into.open("wb")
+        except OSError as exc:
+            source.close()
+            raise QueryError(f"cannot write {into}: {first_line(exc)}") from None
+        with source, out:
             while stop is None or not stop.is_set():
                 try:
                     chunk = source.read(CHUNK_BYTES)
@@ -87,7 +92,10 @@ class ArchiveReader:
                     raise self._error(relative, exc) from None
                 if not chunk:
                     break
-                out.write(chunk)
+                try:
+                    out.write(chunk)
+                except OSError as exc:
+                    raise QueryError(f"cannot write {into}: {first_line(exc)}") from None
         return True
 
     def _error(self, relative: str, exc: OSError) -> ObjectStoreError:
@@ -123,6 +131,11 @@ def fetch_day(
     if missing:
         raise QueryError(f"archive {reader.url}: {day}: the manifest lists {missing[0]}, "
                          "which the bucket does not hold")  # fmt: skip
+    sizes = {entry.path: entry.bytes for entry in export.manifest(day).files}
+    for name, path in wanted:  # a short read is never taken for the file (verify checks more)
+        if path.stat().st_size != sizes[name]:
+            raise QueryError(f"archive {reader.url}: {name}: {path.stat().st_size} bytes "
+                             f"fetched, the manifest says {sizes[name]}")  # fmt: skip
     return True
 
 

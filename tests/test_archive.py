@@ -200,6 +200,8 @@ def test_reading_a_day_from_s3_fails_in_one_line_and_leaves_no_scratch(
         key = f"studio/manifest/trading_day={DAY}.json"
         manifest = json.loads(s3.get_object(Bucket="open", Key=key)["Body"].read())
         victim = manifest["files"][-1]["path"]
+        s3.put_object(Bucket="open", Key=f"studio/{victim}", Body=b"PAR1")  # cut short
+        assert f"{victim}: 4 bytes fetched, the manifest says" in gaps(env)
         s3.delete_object(Bucket="open", Key=f"studio/{victim}")
         assert f"the manifest lists {victim}, which the bucket does not hold" in gaps(env)
 
