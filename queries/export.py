@@ -164,9 +164,9 @@ def _write_day(
         for account in sorted(files.parts):
             events_file = files.close(account)
             log_file = _write_log(root, day, account, plan.log)
-            manifest.accounts[account] = _account_entry(
-                reader, day, files, account, events_file, log_file
-            )
+            entry = _account_entry(reader, day, files, account, events_file, log_file)
+            log_resume = _log_chain_resume(reader, account, plan.log)
+            manifest.accounts[account] = dataclasses.replace(entry, log_chain_resume=log_resume)
             manifest.files.extend([events_file, log_file])
     finally:
         files.abandon()
@@ -308,6 +308,32 @@ def _chain_resume(
             if row_day == day and previous is not None and not previous[0]:
                 resume.append((row_id, previous[1]))
             previous = (row_day == day, chain_hash)
+    return tuple(resume)
+
+
+def _log_chain_resume(
+    reader: StoreReader, account: str, log: pa.Table
+) -> tuple[tuple[int, str], ...]:
+    """The account's journal rows in ``log`` whose chain predecessor is not the row before
+    them there (the first always), with the predecessor's hash (genesis for none)."""
+    ids = log.filter(pc.equal(log.column("account_id"), account)).column("id").to_pylist()
+    if not ids:
+        return ()
+    # The account's whole journal chain (a handful of rows per session): each row's
+    # predecessor id and hash.
+    before: dict[int, tuple[int | None, str]] = {}
+    last: tuple[int | None, str] = (None, GENESIS_HASH)
+    for batch in reader.connection_log(accounts=[account]):
+        for row_id, chain_hash in zip(
+            batch["id"].to_pylist(), batch["chain_hash"].to_pylist(), strict=True
+        ):
+            before[row_id] = last
+            last = (row_id, chain_hash)
+    resume = []
+    for n, row_id in enumerate(ids):
+        predecessor, previous_hash = before[row_id]
+        if n == 0 or predecessor != ids[n - 1]:
+            resume.append((row_id, previous_hash))
     return tuple(resume)
 
 

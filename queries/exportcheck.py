@@ -18,7 +18,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from recorder.chain import GENESIS_HASH
+from recorder.chain import GENESIS_HASH, canonical_log_bytes, verify_chain
 
 from .attested import (
     NO_TRUST,
@@ -29,12 +29,12 @@ from .attested import (
     open_signed,
     sequence_findings,
 )
-from .contract import EVENTS_SCHEMA
+from .contract import CONNECTION_LOG_SCHEMA, EVENTS_SCHEMA
 from .errors import QueryError
 from .exportdir import ExportDir
 from .layout import TABLES, day_dir
 from .manifest import FileEntry, Manifest
-from .verify import ChainCheck, Problem, VerifyReport, check_rows
+from .verify import CHANGED, ChainCheck, Problem, VerifyReport, check_rows
 
 
 def _manifest_checkpoints(
@@ -203,6 +203,27 @@ def _unlisted_of(export: ExportDir, day: dt.date) -> list[Problem]:
     return _unlisted(export, day, {entry.path for entry in export.manifest(day).files})
 
 
+def _log_chain(export: ExportDir, manifest: Manifest, entry: FileEntry) -> list[Problem]:
+    """The account's journal file recomputed from the manifest's ``log_chain_resume`` (not
+    checked for a manifest written before it was recorded)."""
+    resume = manifest.accounts[entry.account_id].log_chain_resume
+    if resume is None:
+        return []
+    names = CONNECTION_LOG_SCHEMA.names
+    try:
+        rows = [r for b in export.read(manifest.trading_day, entry, names) for r in b.to_pylist()]
+    except QueryError as exc:
+        return [Problem(str(exc), path=entry.path)]
+    if rows and rows[0]["id"] not in dict(resume):
+        what = f"connection_log {CHANGED}: the file does not start where log_chain_resume does"
+        return [Problem(what, row_id=rows[0]["id"], path=entry.path)]
+    broken, _, _ = verify_chain(rows, GENESIS_HASH, dict(resume), canonical_log_bytes)
+    if broken is None:
+        return []
+    return [Problem(f"connection_log {CHANGED}", broken.row_id, broken.expected, broken.stored,
+                    path=entry.path)]  # fmt: skip
+
+
 def _verify_export_day(
     export: ExportDir, manifest: Manifest, wanted: set[str] | None, trust: Trust
 ) -> list[ChainCheck]:
@@ -219,6 +240,10 @@ def _verify_export_day(
             checks.setdefault(account, ChainCheck(account, day)).problems.extend(problems)
         if entry.table == "events":
             events_files[account] = entry
+        elif account in manifest.accounts and not problems:
+            problems = _log_chain(export, manifest, entry)
+            if problems:
+                checks.setdefault(account, ChainCheck(account, day)).problems.extend(problems)
     for account, facts in sorted(manifest.accounts.items()):
         if wanted is not None and account not in wanted:
             continue

@@ -106,6 +106,11 @@ class AccountEntry:
     chain_resume: tuple[tuple[int, str], ...] = ()
     #: The signed checkpoint notes whose last ``events`` row is one of the day's rows.
     checkpoints: tuple[str, ...] = ()
+    #: The ``connection_log`` rows of the file whose predecessor in the account's journal
+    #: chain is not the row before them in the file (its first row always), with that
+    #: predecessor's hash: what the journal's chain is recomputed from. None in a manifest
+    #: written before it was recorded (the journal's chain is then not checked).
+    log_chain_resume: tuple[tuple[int, str], ...] | None = None
 
     def document(self) -> dict[str, Any]:
         return {
@@ -118,6 +123,9 @@ class AccountEntry:
             "last_chain_hash": self.last_chain_hash,
             "chain_resume": [{"id": i, "previous_hash": h} for i, h in self.chain_resume],
             "checkpoints": list(self.checkpoints),
+            "log_chain_resume": None
+            if self.log_chain_resume is None
+            else [{"id": i, "previous_hash": h} for i, h in self.log_chain_resume],
         }
 
     @classmethod
@@ -125,15 +133,11 @@ class AccountEntry:
         """An account entry as read from a manifest; ManifestError when mistyped."""
         if not isinstance(facts, dict):
             raise ManifestError(f"manifest entry of account {account!r} is not an object")
-        resume = []
-        for point in facts.get("chain_resume") or ():
-            if not isinstance(point, dict):
-                raise ManifestError(f"manifest chain_resume of {account!r} holds {point!r}")
-            row_id = _int_or_none(point.get("id"), "chain_resume id")
-            previous = _str_or_none(point.get("previous_hash"), "chain_resume previous_hash")
-            if row_id is None or previous is None:
-                raise ManifestError(f"manifest chain_resume of {account!r} holds {point!r}")
-            resume.append((row_id, previous))
+        resume = _resume_points(facts.get("chain_resume") or (), "chain_resume", account)
+        log_points = facts.get("log_chain_resume")
+        log_resume = (
+            None if log_points is None else _resume_points(log_points, "log_chain_resume", account)
+        )
         notes = facts.get("checkpoints") or []
         if not isinstance(notes, list) or not all(isinstance(n, str) for n in notes):
             raise ManifestError(f"manifest checkpoints of {account!r} are not a list of notes")
@@ -147,7 +151,24 @@ class AccountEntry:
             first_chain_hash=_str_or_none(facts.get("first_chain_hash"), "first_chain_hash"),
             last_chain_hash=_str_or_none(facts.get("last_chain_hash"), "last_chain_hash"),
             chain_resume=tuple(resume),
+            log_chain_resume=None if log_resume is None else tuple(log_resume),
         )
+
+
+def _resume_points(points: object, name: str, account: str) -> list[tuple[int, str]]:
+    """``[{"id", "previous_hash"}, …]`` of a manifest as pairs; ManifestError when mistyped."""
+    if not isinstance(points, list | tuple):
+        raise ManifestError(f"manifest {name} of {account!r} is not a list")
+    found = []
+    for point in points:
+        if not isinstance(point, dict):
+            raise ManifestError(f"manifest {name} of {account!r} holds {point!r}")
+        row_id = _int_or_none(point.get("id"), f"{name} id")
+        previous = _str_or_none(point.get("previous_hash"), f"{name} previous_hash")
+        if row_id is None or previous is None:
+            raise ManifestError(f"manifest {name} of {account!r} holds {point!r}")
+        found.append((row_id, previous))
+    return found
 
 
 @dataclass(frozen=True, slots=True)

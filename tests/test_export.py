@@ -228,6 +228,7 @@ def test_manifest_matches_the_files_and_the_chain_verifies_from_the_export(
 
     all_0042 = stores.rows(engine, events, events.c.account_id == "0042")
     day_0042 = [r for r in all_0042 if r["trading_day"] == DAY]
+    log_0042 = stores.rows(engine, connection_log, connection_log.c.account_id == "0042")
     account = document["accounts"]["0042"]
     assert account == {
         "events": 5,
@@ -240,6 +241,8 @@ def test_manifest_matches_the_files_and_the_chain_verifies_from_the_export(
         # The late frame of the day before sits between the 2nd and 3rd frame of the day.
         "chain_resume": [{"id": day_0042[2]["id"], "previous_hash": all_0042[4]["chain_hash"]}],
         "checkpoints": [],  # the store was recorded without a signing key
+        # Its journal: the day's sessions are the account's first, so its chain from genesis.
+        "log_chain_resume": [{"id": log_0042[0]["id"], "previous_hash": GENESIS_HASH}],
     }
     assert all_0042[4]["trading_day"] == DAY - dt.timedelta(days=1)
     assert all_0042[4]["id"] == day_0042[2]["id"] - 1

@@ -80,9 +80,9 @@ def events_file(out: Path, account: str) -> Path:
     return out / file_path("events", DAY, account)
 
 
-def rewrite(out: Path, account: str, table: pa.Table) -> None:
-    """Replace an account's events file and make the manifest's file entry agree with it."""
-    path = events_file(out, account)
+def rewrite(out: Path, account: str, table: pa.Table, kind: str = "events") -> None:
+    """Replace an account's file of table ``kind`` and make its manifest entry agree."""
+    path = out / file_path(kind, DAY, account)
     pq.write_table(table, path, compression="zstd")
     manifest = manifest_of(out)
     data = path.read_bytes()
@@ -137,7 +137,25 @@ def test_rows_filed_under_another_account_are_found(exported: tuple[str, Path]) 
     save_manifest(out, manifest)
     found = problems(out)
     assert {account for account, _, _ in found} == {A, B}
-    assert all("holds rows of another account" in what for _, _, what in found), found
+    named = {account for account, _, what in found if "holds rows of another account" in what}
+    assert named == {A, B}, found
+
+
+def test_a_changed_journal_row_is_named_even_when_the_manifest_was_updated(
+    exported: tuple[str, Path],
+) -> None:
+    """The sessions' journal is chained too: an outage hidden by editing a `closed` row's
+    detail (file and manifest entry rewritten together) is found offline."""
+    _, out = exported
+    table = pq.read_table(out / file_path("connection_log", DAY, B))
+    details = table["detail"].to_pylist()
+    index = table["event"].to_pylist().index("closed")
+    details[index] = "shutdown"
+    column = table.schema.get_field_index("detail")
+    rewrite(out, B, table.set_column(column, "detail", pa.array(details, pa.string())),
+            "connection_log")  # fmt: skip
+    victim = table["id"][index].as_py()
+    assert problems(out) == [(B, victim, f"connection_log {CHANGED}")]
 
 
 def test_a_changed_file_fails_its_checksum(exported: tuple[str, Path]) -> None:
