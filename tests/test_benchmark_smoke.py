@@ -197,3 +197,15 @@ def test_archive_read_benchmark_reports_every_figure() -> None:
     assert result["ratio"] == round(s3["seconds"] / local["seconds"], 3)
     assert result["target"] == 1.5
     assert result["met"] is (result["ratio"] <= result["target"])
+
+
+def test_handoff_benchmark_reports_every_figure() -> None:
+    """The issue-16 design measurement: every record arrives rebuilt, every figure is there."""
+    from tests.benchmarks.handoff import measure
+
+    figures = measure(2_000, 500)
+    assert set(figures) == {"frames", "batch", "sender_cpu_us_per_frame",
+                            "sender_wall_us_per_frame", "receiver_cpu_us_per_frame",
+                            "wire_bytes_per_frame"}  # fmt: skip
+    assert figures["frames"] == 2_000
+    assert figures["wire_bytes_per_frame"] > 400  # the frames' text, and the other fields
