@@ -35,10 +35,9 @@ from .datasource import DataSource
 from .errors import QueryError, UsageError
 from .export import export_day
 from .exportcheck import verify_export
-from .exportdir import ExportDir
 from .layout import manifest_path
 from .manifest import Manifest
-from .objectstore import ArchiveReader, fetch_day
+from .objectstore import ArchiveReader, archive_target, archived_manifest, fetch_day
 from .render import table
 from .source import StoreReader
 from .verify import VerifyReport
@@ -90,7 +89,7 @@ def archive(
             f"--through {through}: a day is complete only after it ends "
             f"(the last complete day is {last_complete})"
         )
-    target = ObjectArchive(settings) if settings.is_s3 else Path(settings.url)
+    target = archive_target(settings)
     with StoreReader(source.url) as reader:
         days = [day for day in reader.days() if day <= through]
     done: list[ArchivedDay] = []
@@ -103,8 +102,8 @@ def archive(
 
 def _one(source: DataSource, target: Path | ObjectArchive, day: dt.date) -> ArchivedDay:
     assert source.url is not None
-    archived = _archived_manifest(target, day)
-    if archived is not None:  # held against the store, and read back again
+    if (held := archived_manifest(target, day)) is not None:  # against the store, read back
+        _, archived = held
         differ = differences(source.url, day, archived)
         with archived_day(target, day) as back:
             checked = None if back is None else verify_export(back, day=day, trust=source.trust)
@@ -149,20 +148,6 @@ def failures(report: VerifyReport) -> list[str]:
     """What a verification of an archived day found, each naming its file where it has one."""
     found = [*(p for c in report.accounts for p in c.problems), *report.problems]
     return [f"{p.path}: {p.what}" if p.path else p.what for p in found]
-
-
-def _archived_manifest(target: Path | ObjectArchive, day: dt.date) -> Manifest | None:
-    """The archived manifest of ``day``, or None when the archive does not hold it."""
-    relative = manifest_path(day)
-    if isinstance(target, Path):
-        return ExportDir(target).manifest(day) if (target / relative).is_file() else None
-    if not target.exists(relative):
-        return None
-    with tempfile.TemporaryDirectory(prefix="studio-archive-") as scratch:
-        local = Path(scratch) / relative
-        local.parent.mkdir(parents=True)
-        local.write_bytes(target.get(relative))  # the manifest alone: what it says is enough
-        return ExportDir(scratch).manifest(day)
 
 
 def differences(url: str, day: dt.date, archived: Manifest) -> list[str]:

@@ -16,6 +16,7 @@ stays bounded whatever the size of the files.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import shutil
 import tempfile
 import threading
@@ -39,6 +40,7 @@ from recorder.objectstore import (
 from .errors import QueryError
 from .exportdir import ExportDir, manifest_day
 from .layout import MANIFEST_DIR, manifest_path
+from .manifest import Manifest, ManifestError
 
 #: Files of a day fetched at once (one connection each).
 FETCH_WORKERS: Final = 8
@@ -170,3 +172,26 @@ def archived_days(settings: ArchiveSettings) -> list[dt.date]:
         return ExportDir(root).days() if (root / MANIFEST_DIR).is_dir() else []
     names = (key.rsplit("/", 1)[-1] for key in ObjectArchive(settings).keys(MANIFEST_DIR))
     return sorted(day for day in map(manifest_day, names) if day is not None)
+
+
+def archive_target(settings: ArchiveSettings) -> Path | ObjectArchive:
+    """Where ``[archive] url`` points: a local directory, or object storage."""
+    assert settings.url is not None
+    return ObjectArchive(settings) if settings.is_s3 else Path(settings.url)
+
+
+def archived_manifest(target: Path | ObjectArchive, day: dt.date) -> tuple[str, Manifest] | None:
+    """The SHA-256 and content of the archive's manifest of ``day`` (read alone: what it says
+    is enough), None when the archive lacks one; QueryError for one that is not a manifest."""
+    relative = manifest_path(day)
+    if isinstance(target, Path):
+        path = target / relative
+        data = path.read_bytes() if path.is_file() else None
+    else:
+        data = target.get(relative) if target.exists(relative) else None
+    if data is None:
+        return None
+    try:
+        return hashlib.sha256(data).hexdigest(), Manifest.from_json(data.decode("utf-8"), day)
+    except (UnicodeDecodeError, ManifestError) as exc:
+        raise QueryError(f"archive {target}: {relative}: {exc}") from None

@@ -16,15 +16,12 @@ would go without deleting anything.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any, Final
 
 from recorder.errors import ConfigError
 from recorder.migrate import require_schema
-from recorder.objectstore import ObjectArchive
 from recorder.prune import DayRows, Verified, apply, day_rows, prunable
 from recorder.store import open_engine
 
@@ -32,8 +29,7 @@ from .archive import archived_day, differences, failures
 from .datasource import DataSource
 from .errors import QueryError, UsageError
 from .exportcheck import verify_export
-from .exportdir import ExportDir
-from .layout import manifest_path
+from .objectstore import archive_target, archived_manifest
 from .render import table
 
 PRUNED: Final = "pruned"
@@ -112,22 +108,22 @@ def _verified(source: DataSource, day: dt.date, rows: Sequence[DayRows]) -> list
     settings = source.archive
     assert settings.url is not None
     assert source.url is not None
-    target = ObjectArchive(settings) if settings.is_s3 else Path(settings.url)
+    target = archive_target(settings)
     with archived_day(target, day) as back:
         if back is None:
             raise PruneRefused(f"{day}: not in the archive {settings.url}: run `studio-query "
                                "archive` first; nothing was deleted")  # fmt: skip
-        manifest_bytes = (back / manifest_path(day)).read_bytes()
         problems = failures(verify_export(back, day=day, trust=source.trust))
         if problems:
             raise PruneRefused(f"{day}: the archived copy does not verify: {problems[0]}; "
                                "nothing was deleted")  # fmt: skip
-        manifest = ExportDir(back).manifest(day)
+        read_back = archived_manifest(back, day)  # the very bytes just verified
+        assert read_back is not None
+        digest, manifest = read_back
     differ = differences(source.url, day, manifest)
     if differ:
         raise PruneRefused(f"{day}: the archived copy differs from the store: {differ[0]}; "
                            "nothing was deleted")  # fmt: skip
-    digest = hashlib.sha256(manifest_bytes).hexdigest()
     return [
         Verified(r, manifest.accounts[r.account_id].last_chain_hash or "", digest) for r in rows
     ]

@@ -10,15 +10,11 @@ must be there, under that very manifest, naming those rows.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-from pathlib import Path
 
 from recorder.config import ArchiveSettings
-from recorder.objectstore import ObjectArchive
 
-from .errors import QueryError
-from .layout import manifest_path
-from .manifest import Manifest, ManifestError
+from .manifest import Manifest
+from .objectstore import archive_target, archived_manifest
 from .verify import Problem, VerifyReport
 
 
@@ -29,13 +25,13 @@ def hold_pruned_against_archive(settings: ArchiveSettings, report: VerifyReport)
     ``prunes`` row written by hand to hide a deletion is found here."""
     if settings.url is None:
         return
-    target = ObjectArchive(settings) if settings.is_s3 else Path(settings.url)
+    target = archive_target(settings)
     manifests: dict[dt.date, tuple[str, Manifest] | None] = {}
     for check in report.accounts:
         for gone in check.pruned:
             day = gone.trading_day
             if day not in manifests:
-                manifests[day] = _archived_manifest(target, day)
+                manifests[day] = archived_manifest(target, day)
             found = manifests[day]
             what = None
             if found is None:
@@ -51,19 +47,3 @@ def hold_pruned_against_archive(settings: ArchiveSettings, report: VerifyReport)
                     what = f"pruned {day}, but the archived manifest does not hold those rows"
             if what is not None:
                 check.problems.append(Problem(what))
-
-
-def _archived_manifest(target: Path | ObjectArchive, day: dt.date) -> tuple[str, Manifest] | None:
-    """The SHA-256 and content of the archive's manifest of ``day``, None when it lacks one."""
-    relative = manifest_path(day)
-    if isinstance(target, Path):
-        path = target / relative
-        data = path.read_bytes() if path.is_file() else None
-    else:
-        data = target.get(relative) if target.exists(relative) else None
-    if data is None:
-        return None
-    try:
-        return hashlib.sha256(data).hexdigest(), Manifest.from_json(data.decode("utf-8"), day)
-    except (UnicodeDecodeError, ManifestError) as exc:
-        raise QueryError(f"archive {target}: {relative}: {exc}") from None

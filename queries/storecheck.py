@@ -109,7 +109,7 @@ def _store_job(job: _StoreJob, chain: AccountChain | None = None) -> ChainCheck:
         findings += chain_findings(signed, "events", watch, offset)
         findings += chain_findings(signed, "log", log_watch, 0)
         if job.trust.notes_dir is not None:
-            findings += _copy_findings(reader, job, signed)
+            findings += _copy_findings(reader, job, signed, sum(p.rows for p in pruned))
         check.attest(signed, watch, findings, log=(log_rows, log_watch))
         return check
 
@@ -155,8 +155,11 @@ def _log_chain(reader: StoreReader, account: str, seen: Watch, check: ChainCheck
     return count
 
 
-def _copy_findings(reader: StoreReader, job: _StoreJob, signed: list[Signed]) -> list[Finding]:
-    """The copies of the account's notes outside the database against the store's."""
+def _copy_findings(
+    reader: StoreReader, job: _StoreJob, signed: list[Signed], pruned: int
+) -> list[Finding]:
+    """The copies of the account's notes outside the database against the store's
+    (``pruned``: the account's rows pruned, which its chain's counts still include)."""
     stored = {s.note for s in signed}
     if job.stretch is not None:  # the stretch's checkpoints: the copies may hold others
         stored |= {str(row["note"]) for row in reader.checkpoints(job.account)}
@@ -167,7 +170,6 @@ def _copy_findings(reader: StoreReader, job: _StoreJob, signed: list[Signed]) ->
         if isinstance(opened := open_signed(note, where, verifiers, job.store_id, job.account),
                       Signed)
     ]  # fmt: skip
-    pruned = sum(int(p["row_count"]) for p in reader.prunes(job.account))
     rows = (reader.count_events(accounts=[job.account]) + pruned, reader.count_log(job.account))
     forks = fork_findings([*signed, *(c for c in copies if c.note not in stored)])
     return forks + copy_findings(copies, stored, rows)

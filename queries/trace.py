@@ -29,7 +29,7 @@ from .datasource import DataSource
 from .duck import check_accounts, open_rows, zone
 from .errors import UsageError
 from .exportdir import ExportDir
-from .objectstore import archived_days
+from .objectstore import archived_copy, archived_days
 from .render import cell, table
 from .source import StoreReader
 
@@ -137,10 +137,12 @@ def _candidates(
     with StoreReader(source.url) as reader:
         check_accounts(reader, accounts, source.configured)
         stored = set(reader.days())
-        archived = set(archived_days(source.archive)) - stored  # pruned, or never stored here
-        asked: list[dt.date | None] = [*days] if days is not None else [None, *sorted(archived)]
+        if days is not None:
+            asked: list[dt.date | None] = [*days]
+        else:  # every day: the store's, and the archive's it no longer (or never) held
+            asked = [None, *sorted(set(archived_days(source.archive)) - stored)]
         for day in asked:
-            copy = None if day is None or day in stored else source.archived(day)
+            copy = None if day is None or day in stored else archived_copy(source.archive, day)
             if day is None or copy is None:
                 yield from reader.events(day=day, accounts=wanted, msg_types=TYPES,
                                          containing=order_id)  # fmt: skip

@@ -32,7 +32,7 @@ from sqlalchemy import Connection, Engine, insert, select, text
 
 from .attestation import Attestation, Note
 from .chain import GENESIS_HASH, LOG_CHAIN_FIELDS, canonical_frame, chain_log_rows
-from .heads import chain_lock_key, stored_head
+from .heads import PG_CHAIN_LOCKS, chain_lock_key, stored_head
 from .records import FrameRecord, LogRecord
 from .schema import checkpoints, connection_log, events
 
@@ -59,11 +59,6 @@ _SQLITE_INSERT_MANY: Final = f"INSERT INTO events ({_COLUMN_LIST}) VALUES " + ",
 )
 _DAY_INDEX: Final = EVENT_COLUMNS.index("trading_day")
 _PG_COPY: Final = f"COPY events ({_COLUMN_LIST}) FROM STDIN"
-#: Every account of a batch locked in one statement, in the (sorted) order given.
-_PG_CHAIN_LOCKS: Final = text(
-    "SELECT pg_advisory_xact_lock(hashtextextended(t.key, 0)) "
-    "FROM unnest(CAST(:keys AS text[])) WITH ORDINALITY AS t(key, n) ORDER BY t.n"
-)
 #: Every account's chain heads (the end of its pruned prefix when every frame of it was
 #: pruned: :mod:`recorder.heads`), and the day of its last frame, in one query (each through
 #: an (account_id, id) index).
@@ -228,7 +223,7 @@ class Appender:
         if not accounts:
             return
         keys = [chain_lock_key(account) for account in accounts]
-        conn.execute(_PG_CHAIN_LOCKS, {"keys": keys})
+        conn.execute(PG_CHAIN_LOCKS, {"keys": keys})
         result = conn.execute(_PG_HEADS, {"accounts": accounts})
         for account, events_head, log_head, day in result:
             self._heads[account] = events_head or GENESIS_HASH

@@ -12,13 +12,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
-from sqlalchemy import Connection, Table, func, select
+from sqlalchemy import Connection, Table, func, select, text
 
 from .chain import GENESIS_HASH
 from .schema import events, prunes
 
 #: The PostgreSQL advisory lock key of an account's chain, before the account id.
 CHAIN_LOCK_PREFIX: Final = "studio-recorder:chain:"
+
+
+#: PostgreSQL: the chain locks of every account of ``:keys`` (:func:`chain_lock_key`, in the
+#: sorted order given), taken in one statement, held to the end of the transaction.
+PG_CHAIN_LOCKS: Final = text(
+    "SELECT pg_advisory_xact_lock(hashtextextended(t.key, 0)) "
+    "FROM unnest(CAST(:keys AS text[])) WITH ORDINALITY AS t(key, n) ORDER BY t.n"
+)
 
 
 def chain_lock_key(account_id: str) -> str:

@@ -29,10 +29,10 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, Engine, and_, delete, func, insert, select, text
+from sqlalchemy import Connection, Engine, and_, delete, func, insert, select
 
 from .errors import RecorderError
-from .heads import chain_lock_key, head_before
+from .heads import PG_CHAIN_LOCKS, chain_lock_key, head_before
 from .schema import events, prunes
 
 
@@ -136,9 +136,7 @@ def apply(engine: Engine, verified: Sequence[Verified], at_ns: int | None = None
     deleted = 0
     with engine.begin() as conn:
         if conn.dialect.name == "postgresql":  # hold off the writers of these chains
-            for account in accounts:
-                conn.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
-                             {"key": chain_lock_key(account)})  # fmt: skip
+            conn.execute(PG_CHAIN_LOCKS, {"keys": [chain_lock_key(a) for a in accounts]})
         records = []
         for v in sorted(verified, key=lambda v: (v.rows.account_id, v.rows.first_id)):
             r = v.rows

@@ -80,16 +80,11 @@ def pg_function_ddl(*, replace: bool = False, name: str = PG_FUNCTION) -> str:
     return f"{verb} FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $${PG_FUNCTIONS[name]}$$"
 
 
-def refuses_replace(table: str) -> bool:
-    """Whether ``table`` also refuses ``INSERT OR REPLACE`` on SQLite (:data:`NO_REPLACE`)."""
-    return table in NO_REPLACE
-
-
 def sqlite_triggers(table: str, *, prunable: bool = False) -> dict[str, str]:
     """Trigger name → its statement, for one table on SQLite (``prunable``: a DELETE that a
     ``prunes`` row covers passes)."""
     found = {}
-    if refuses_replace(table):
+    if table in NO_REPLACE:
         found[f"{table}_no_replace"] = (
             f"CREATE TRIGGER {table}_no_replace BEFORE INSERT ON {table} "
             f"WHEN EXISTS (SELECT 1 FROM {table} WHERE id = NEW.id) "
