@@ -27,7 +27,7 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Final
+from typing import Annotated, Any, Final, Literal
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
@@ -77,6 +77,9 @@ class StoreSettings:
     url: str = DEFAULT_STORE_URL
 
 
+WriterMode = Literal["process", "thread"]
+
+
 @dataclass(frozen=True)
 class RecorderSettings:
     trading_day_timezone: str = DEFAULT_TIMEZONE
@@ -87,6 +90,10 @@ class RecorderSettings:
     batch_max_rows: int = 1000
     batch_max_delay_ms: float = 20.0
     queue_max_frames: int = 100_000
+    #: ``process``: the writer runs in a process of its own (its own interpreter, so a
+    #: second core); ``thread``: in a worker thread of the recorder's process (one core;
+    #: what in-process tests, which drive time with a fake clock, need).
+    writer: WriterMode = "process"
 
     @property
     def tz(self) -> ZoneInfo:
@@ -239,6 +246,7 @@ class _Recorder(Table):
     batch_max_rows: Annotated[int, msgspec.Meta(ge=1)] = RecorderSettings.batch_max_rows
     batch_max_delay_ms: Annotated[float, finite(0)] = RecorderSettings.batch_max_delay_ms
     queue_max_frames: Annotated[int, msgspec.Meta(ge=1)] = RecorderSettings.queue_max_frames
+    writer: WriterMode = RecorderSettings.writer
 
 
 class _Metrics(Table):

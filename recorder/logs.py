@@ -72,3 +72,15 @@ def setup_logging(level: str = "INFO", log_format: LogFormat = "auto") -> None:
     # Library chatter (one line per HTTP request, alembic plugins) is noise at INFO.
     for noisy in ("httpx", "httpcore", "alembic", "trio-websocket"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+
+
+def current_logging() -> tuple[str, LogFormat]:
+    """The level and format :func:`setup_logging` set (what a child process is given)."""
+    root = logging.getLogger()
+    level = logging.getLevelName(root.level)
+    for handler in root.handlers:
+        if isinstance(handler.formatter, JsonFormatter):
+            return level, "json"
+        if isinstance(handler.formatter, TextFormatter):
+            return level, "text"
+    return level, "auto"

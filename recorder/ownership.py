@@ -203,6 +203,11 @@ class SqliteFileLock:
         os.pwrite(fd, str(os.getpid()).encode(), 0)
         self._fd = fd
 
+    def fileno(self) -> int | None:
+        """The locked descriptor (None when not held): a writer process inherits it, so the
+        store stays locked until the writer, too, has exited."""
+        return self._fd
+
     def release(self) -> None:
         if self._fd is not None:
             os.close(self._fd)  # closing the descriptor releases the flock

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 import trio
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, Histogram
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -33,13 +33,15 @@ from .dberrors import db_error_line
 from .errors import RecorderError
 from .metrics import MetricsServer, build_registry
 from .ownership import Ownership, ownership_for
-from .records import Record
+from .recordqueue import RecordQueue
+from .signing import Signer
 from .state import RecorderState
 from .store import open_engine
 from .supervisor import supervise_account
 from .systemd import Notifier, notify_systemd
 from .tradingday import TradingDayCache
 from .writer import Writer
+from .writerprocess import WriterFailed, WriterProcess, split_queue
 
 log = logging.getLogger(__name__)
 
@@ -115,47 +117,63 @@ async def run_recorder(
 
     r = settings.recorder
     state = RecorderState.for_accounts(settings.studio.accounts)
-    send, receive = trio.open_memory_channel[Record](r.queue_max_frames)
-    state.queue_depth = lambda: send.statistics().current_buffer_used
-    state.queue_capacity = r.queue_max_frames
+    in_process = r.writer == "thread"
+    capacity, window = (r.queue_max_frames, 0) if in_process else split_queue(r.queue_max_frames)
+    queue = RecordQueue(capacity)
     registry, batch_seconds = build_registry(state)
     ownership, file_lock = ownership_for(engine)
     if file_lock is not None:
         file_lock.acquire()
+    writer: Writer | WriterProcess | None = None
     try:
-        attestation = await trio.to_thread.run_sync(attestation_for, settings, signer, engine)
-        appender = Appender(engine, attestation)
-        await trio.to_thread.run_sync(appender.seed_unattested, settings.studio.accounts)
-        writer = Writer(
-            appender,
-            receive,
-            state.writer,
-            max_rows=r.batch_max_rows,
-            max_delay_s=r.batch_max_delay_ms / 1000,
-            on_batch=batch_seconds.observe,
-            checkpoint_interval_s=settings.signing.checkpoint_interval_s,
-        )
+        if in_process:
+            writer = await _writer_thread(settings, signer, engine, queue, state, batch_seconds)
+            state.queue_depth = queue.__len__
+        else:
+            held = [] if file_lock is None else [file_lock.fileno()]
+            writer = WriterProcess(
+                settings,
+                queue,
+                state.writer,
+                window=window,
+                on_batch=batch_seconds.observe,
+                inherit_fds=[fd for fd in held if fd is not None],
+            )
+            await writer.start()
+            process = writer
+            state.queue_depth = lambda: len(queue) + process.in_flight
+        state.queue_capacity = r.queue_max_frames
         metrics = start_metrics(settings, registry, state)
     except BaseException:
+        if isinstance(writer, WriterProcess):
+            await writer.aclose()
         if file_lock is not None:
             file_lock.release()
         raise
     port = metrics.port if metrics else None
     recorder = Recorder(state, tokens, metrics_port=port, ownership=ownership)
-    accounts = _account_contexts(settings, recorder, connect, send, rng)
+    accounts = _account_contexts(settings, recorder, connect, queue, rng)
     try:
         await _run(
             recorder,
             writer,
-            send,
+            queue,
             accounts,
             engine=engine,
             handle_signals=handle_signals,
             notifier=notifier,
             task_status=task_status,
         )
+    except BaseExceptionGroup as group:
+        # The writer process died or failed: that one line is the recorder's error.
+        failed = group.subgroup(WriterFailed)
+        if failed is None:
+            raise
+        raise _first(failed) from None
     finally:
         with trio.CancelScope(shield=True):
+            if isinstance(writer, WriterProcess):
+                await writer.aclose()
             await ownership.close()
             if metrics is not None:
                 await trio.to_thread.run_sync(metrics.stop)
@@ -166,6 +184,38 @@ async def run_recorder(
         state.writer.rows_written,
         extra={"event": "stopped", "rows_written": state.writer.rows_written},
     )
+
+
+async def _writer_thread(
+    settings: Settings,
+    signer: Signer | None,
+    engine: Engine,
+    queue: RecordQueue,
+    state: RecorderState,
+    batch_seconds: Histogram,
+) -> Writer:
+    """The writer in a worker thread of this process (``[recorder] writer = "thread"``)."""
+    attestation = await trio.to_thread.run_sync(attestation_for, settings, signer, engine)
+    appender = Appender(engine, attestation)
+    await trio.to_thread.run_sync(appender.seed_unattested, settings.studio.accounts)
+    r = settings.recorder
+    return Writer(
+        appender,
+        queue,
+        state.writer,
+        max_rows=r.batch_max_rows,
+        max_delay_s=r.batch_max_delay_ms / 1000,
+        on_batch=batch_seconds.observe,
+        checkpoint_interval_s=settings.signing.checkpoint_interval_s,
+    )
+
+
+def _first(group: BaseExceptionGroup[WriterFailed]) -> WriterFailed:
+    leaf: BaseException = group
+    while isinstance(leaf, BaseExceptionGroup):
+        leaf = leaf.exceptions[0]
+    assert isinstance(leaf, WriterFailed)
+    return leaf
 
 
 def start_metrics(
@@ -214,8 +264,8 @@ def _account_contexts(
 
 async def _run(
     recorder: Recorder,
-    writer: Writer,
-    send: trio.MemorySendChannel[Record],
+    writer: Writer | WriterProcess,
+    queue: RecordQueue,
     accounts: list[AccountContext],
     *,
     engine: Engine,
@@ -243,9 +293,9 @@ async def _run(
         # stops the session.
         nursery.start_soon(recorder.ownership.watch, name="ownership-watch")
         with reading:
-            # ``send`` is every account's sink: closed once they all stopped, it tells the
+            # ``queue`` is every account's sink: closed once they all stopped, it tells the
             # writer that nothing more will come.
-            async with send, trio.open_nursery() as supervisors:
+            async with queue, trio.open_nursery() as supervisors:
                 for context in accounts:
                     supervisors.start_soon(
                         supervise_account, context, name=f"account {context.account.account_id}"

@@ -43,6 +43,11 @@ log = logging.getLogger(__name__)
 #: How long shutdown waits to record a session's ``closed`` row and close its socket.
 SHUTDOWN_GRACE_S: Final = 5.0
 
+#: Frames closer together than this (a replay burst) are read in runs: the session sleeps
+#: BURST_GATHER_S while trio-websocket queues a run (at most MESSAGE_QUEUE_SIZE frames).
+BURST_GAP_S: Final = 0.0002
+BURST_GATHER_S: Final = 0.001
+
 #: Close codes that mean a frame broke the WebSocket protocol (RFC 6455 §7.4.1): protocol
 #: error, invalid payload data (a text frame that is not UTF-8), message too big.
 PROTOCOL_ERROR_CLOSE_CODES: Final = frozenset({1002, 1007, 1009})
@@ -285,13 +290,24 @@ class _Conversation:
         time_ns = time.time_ns
         current_time = trio.current_time
         new_record = tuple.__new__  # FrameRecord is a NamedTuple: skip its Python __new__
+        last_rx = self.last_rx
         while True:
             try:
                 message = queued()  # already received: no trip through the scheduler
             except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
-                message = await ws.get_message()  # waits, or raises ConnectionClosed
+                if current_time() - last_rx < BURST_GAP_S:
+                    # Frames are coming fast: let trio-websocket's reader queue a run of
+                    # them, then take the run in one go, rather than waking this task (and
+                    # the writer's forwarder) once per frame.
+                    await trio.sleep(BURST_GATHER_S)
+                    try:
+                        message = queued()
+                    except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+                        message = await ws.get_message()
+                else:
+                    message = await ws.get_message()  # waits, or raises ConnectionClosed
+                last_rx = self.last_rx = current_time()
             received_at_ns = time_ns()
-            self.last_rx = current_time()
             envelope = parse_envelope(message)
             replayed = tracker.observe(envelope)
             if type(message) is str and "\x00" not in message:

@@ -1,16 +1,18 @@
-"""The single writer task: batches records from the channel into one transaction each.
+"""The single writer task: batches records from its intake into one transaction each.
 
 Connection tasks send :class:`~recorder.records.FrameRecord` and
-:class:`~recorder.records.LogRecord` values into a bounded trio memory channel
-(when it is full they wait: memory never grows without bound). The writer takes
+:class:`~recorder.records.LogRecord` values into a bounded
+:class:`~recorder.recordqueue.RecordQueue` (when it is full they wait: memory never
+grows without bound); in a writer process the intake is the batches the recorder sent
+(:mod:`recorder.writermain`). The writer takes
 up to ``batch_max_rows`` records, or what arrived within ``batch_max_delay_ms`` of
 the first's receipt, and appends them in one transaction in a worker thread, never
-on the event loop; while a batch commits the next one gathers in the channel, and
+on the event loop; while a batch commits the next one gathers in the queue, and
 goes as soon as the commit ends if its delay has passed meanwhile. A transient
 database error (locked, disk full, read-only, connection lost) is retried with
 backoff on the same batch until it commits: nothing is dropped, and
 :meth:`Appender.resync` makes sure nothing is written twice. Any other error is a
-bug and propagates. When every sender has closed the channel,
+bug and propagates. When the intake is closed (every sender done),
 the writer commits what is left and returns.
 
 With attestation (an appender that signs), the writer also asks for a checkpoint of
@@ -34,6 +36,7 @@ from .backoff import Backoff
 from .config import SigningSettings
 from .dberrors import describe_db_error, is_transient
 from .instants import NS_PER_S
+from .recordqueue import Intake
 from .records import FrameRecord, LogRecord, Record, stamped_ns
 from .state import WriterState
 
@@ -44,12 +47,12 @@ RETRY_MAX_S: Final = 10.0
 
 
 class Writer:
-    """Drains the records channel into the store in batches."""
+    """Drains the records intake into the store in batches."""
 
     def __init__(
         self,
         appender: Appender,
-        receive: trio.MemoryReceiveChannel[Record],
+        intake: Intake,
         state: WriterState,
         *,
         max_rows: int,
@@ -57,69 +60,65 @@ class Writer:
         retry: Backoff | None = None,
         on_batch: Callable[[float], None] | None = None,
         checkpoint_interval_s: float = SigningSettings.checkpoint_interval_s,
+        on_change: Callable[[], None] | None = None,
     ) -> None:
         self.appender = appender
-        self.receive = receive
+        self.intake = intake
         self.state = state
         self.max_rows = max_rows
         self.max_delay_s = max_delay_s
         self.retry = retry or Backoff(RETRY_INITIAL_S, RETRY_MAX_S)
         self.on_batch = on_batch
         self.checkpoint_interval_s = checkpoint_interval_s
+        #: Called whenever ``state`` changed (a transaction began, failed or committed): a
+        #: writer process reports its state to the recorder from it.
+        self.on_change = on_change or _nothing
         self.done = trio.Event()
         self._next_checkpoint = math.inf
 
     async def run(self) -> None:
-        """Write batches until the channel is closed by every sender and drained."""
+        """Write batches until the intake is closed by its senders and drained."""
         attested = self.appender.attestation is not None
         if attested:
             self._next_checkpoint = trio.current_time() + self.checkpoint_interval_s
         try:
-            async with self.receive:
-                while True:
-                    batch = await self._collect()
-                    if batch is None:
-                        break
-                    due = trio.current_time() >= self._next_checkpoint
-                    await self._commit(batch, checkpoint=due)
+            while True:
+                batch = await self._collect()
+                if batch is None:
+                    break
+                due = trio.current_time() >= self._next_checkpoint
+                await self._commit(batch, checkpoint=due)
             if attested:  # shutdown: attest every account to its last row
                 await self._commit([], checkpoint=True)
         finally:
             self.done.set()
 
     async def _collect(self) -> list[Record] | None:
-        """Up to ``max_rows`` records: the first one, then whatever arrives before the delay.
+        """Up to ``max_rows`` records: the first ones, then whatever arrives before the delay.
 
-        None once the channel is closed and drained; an empty batch when a checkpoint is
+        None once the intake is closed and drained; an empty batch when a checkpoint is
         due and no record came.
         """
-        receive = self.receive
-        batch: list[Record] = []
+        intake = self.intake
+        max_rows = self.max_rows
         with trio.move_on_at(self._next_checkpoint if self.appender.unattested else math.inf):
-            try:
-                batch.append(await receive.receive())
-            except trio.EndOfChannel:
+            if not await intake.wait():
                 return None
+        batch = intake.take(max_rows)
         if not batch:
             return []  # no record came, and a checkpoint is due
         # The delay runs from when the first record was taken (its receipt), not from now:
         # records that queued while the previous batch committed go at once, so a slow
-        # commit does not add to the next batch's wait (the channel is the pipeline).
+        # commit does not add to the next batch's wait (the queue is the pipeline).
         waited_s = max(0, time.time_ns() - stamped_ns(batch[0])) / NS_PER_S
         deadline = trio.current_time() + max(0.0, self.max_delay_s - waited_s)
-        max_rows = self.max_rows
         while len(batch) < max_rows:
-            try:
-                batch.append(receive.receive_nowait())
+            more = intake.take(max_rows - len(batch))
+            if more:
+                batch += more
                 continue
-            except trio.WouldBlock:
-                pass
-            except trio.EndOfChannel:
-                break
             with trio.move_on_at(deadline) as scope:
-                try:
-                    batch.append(await receive.receive())
-                except trio.EndOfChannel:
+                if not await intake.wait():
                     break
             if scope.cancelled_caught:
                 break
@@ -133,6 +132,7 @@ class Writer:
         append = functools.partial(self.appender.append, checkpoint_all=checkpoint)
         while True:
             state.busy_since = time.monotonic()
+            self.on_change()
             try:
                 notes = await trio.to_thread.run_sync(append, frames, logs)
                 break
@@ -152,6 +152,7 @@ class Writer:
                     state.failing,
                     extra={"event": "store-write-failed"},
                 )
+                self.on_change()
                 await trio.sleep(delay)
                 if await self._committed_after_all(frames, logs):
                     notes = self.appender.published_notes
@@ -181,6 +182,7 @@ class Writer:
         state.rows_written += len(frames)
         state.log_rows_written += len(logs)
         state.last_commit_at = now
+        self.on_change()
 
     async def _committed_after_all(self, frames: list[FrameRecord], logs: list[LogRecord]) -> bool:
         """Whether the failed batch did commit (its acknowledgement lost).
@@ -197,3 +199,7 @@ class Writer:
                 self.state.retries += 1
                 self.state.failing = describe_db_error(exc)
                 await trio.sleep(self.retry.next())
+
+
+def _nothing() -> None:
+    pass

@@ -99,6 +99,9 @@ async def test_kill_9_mid_stream_then_restart_refills_the_day(tmp_path: Path) ->
                 assert running["recorder"]["pid"] == first.pid
                 assert running["accounts"][0]["session_state"] in ("subscribed", "replay-complete")
                 await first.kill9()  # mid-stream: frames in flight and in its queue are gone
+                # Its writer process commits what it holds and exits on its own, and only
+                # then is the store's lock free (it shares the recorder's).
+                await first.writer_exit()
             # status knows nobody records any more: the session ended uncleanly.
             killed_status = status(config)
             assert killed_status["recorder"]["running"] is False
@@ -107,46 +110,19 @@ async def test_kill_9_mid_stream_then_restart_refills_the_day(tmp_path: Path) ->
             with sqlite3.connect(tmp_path / "store.db") as db:
                 assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
             assert query("verify", "--db", url).returncode == 0  # what the killed one left
-            await trio.sleep(1.0)  # the day goes on while nobody records it
-            sent_before_restart = len(sim.day_log(A))
-            async with recorder_process(config, tmp_path / "second.log") as second:
-                await wait_for(
-                    lambda: (
-                        max(r["sequence"] or 0 for r in stores.frames(engine, A))
-                        >= sent_before_restart + 200
-                    ),
-                    timeout_s=60,
-                )
-                assert await second.terminate() == 0
+            sent_before_restart = await _restart_until_refilled(config, engine, sim, tmp_path)
             nursery.cancel_scope.cancel()
-    stored = stores.frames(engine, A)
-    last = max(r["sequence"] or 0 for r in stored)
-    assert_no_loss_no_duplicates(stored, sim.day_log(A), upto=last)
     # What the killed process had not stored (in its memory, in flight, or sent while nobody
     # recorded) came back with the restart's day replay. What it stored is taken from its own
     # session's rows in the final store, not from a read right after the kill: under load that
     # read once ended at sequence 307 while the killed session's rows end at 312 (a commit cut
     # short by SIGKILL can reach other connections late; nothing is lost or doubled).
-    stored_by_first = max(
-        r["sequence"] or 0 for r in stored if r["session_id"] == stored[0]["session_id"]
-    )
-    missed = range(stored_by_first + 1, sent_before_restart + 1)
-    refilled = [r for r in stored if r["sequence"] in missed]
-    assert len(refilled) == len(missed) > 0
-    assert all(r["replayed"] for r in refilled)
+    _assert_refilled_after_a_kill(engine, sim, url, sent_before_restart)
+    stored = stores.frames(engine, A)
     sent = set(sim.sent_log(A))
     assert all(decode_raw(r["raw_kind"], r["raw"]) in sent for r in stored)  # no half rows
-    log = stores.log(engine, A)
-    sessions = list(dict.fromkeys(r["session_id"] for r in log))
-    assert len(sessions) == 2
-    killed = [r["event"] for r in log if r["session_id"] == sessions[0]]
-    assert "subscribed" in killed
-    assert "closed" not in killed  # the unclean end, as the journal shows it
-    assert [r["event"] for r in log if r["session_id"] == sessions[1]][-1] == "closed"
-
+    sessions = list(dict.fromkeys(r["session_id"] for r in stores.log(engine, A)))
     day = str(stored[0]["trading_day"])
-    verify = query("verify", "--db", url, "--json")
-    assert verify.returncode == 0, verify.stdout + verify.stderr
     gaps = json.loads(query("gaps", "--db", url, "--day", day, "--json").stdout)
     coverage = gaps["accounts"][0]["coverage_gaps"]
     unclean = [g for g in coverage if g["reason"] == "unclean end"]
@@ -159,6 +135,77 @@ async def test_kill_9_mid_stream_then_restart_refills_the_day(tmp_path: Path) ->
     assert account["chain_ok"] is True
     assert [s["clean"] for s in account["session_list"]] == [False, True]
     engine.dispose()
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.slow
+async def test_kill_9_of_the_writer_process_stops_the_recorder_then_restart_refills_the_day(
+    tmp_path: Path,
+) -> None:
+    sim = Simulator(SimConfig(accounts=(A,), client_secret=SECRET, rate_per_s=100))
+    url, engine = sqlite_store(tmp_path)
+    with trio.fail_after(120):
+        async with trio.open_nursery() as nursery:
+            endpoints = await nursery.start(sim.serve)
+            config = fault_config(tmp_path, endpoints, url)
+            async with recorder_process(config, tmp_path / "first.log") as first:
+                writer = await first.writer()
+                await wait_for(lambda: len(stores.frames(engine, A)) >= 300, timeout_s=60)
+                writer.kill()  # SIGKILL, mid-stream: its batch in flight is gone
+                with trio.fail_after(10):  # the recorder stops at once, non-zero
+                    assert await first.process.wait() == 1
+            stderr = first.log_text().splitlines()
+            assert stderr[-1] == (
+                "studio-recorder: error: the writer process ended (killed by SIGKILL); stopping "
+                "the recorder (frames not yet committed come back with the day's replay on the "
+                "next start)"
+            )
+            assert "Traceback" not in first.log_text()
+            assert status(config)["recorder"]["running"] is False
+            with sqlite3.connect(tmp_path / "store.db") as db:
+                assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+            assert query("verify", "--db", url).returncode == 0  # what the killed one left
+            sent_before_restart = await _restart_until_refilled(config, engine, sim, tmp_path)
+            nursery.cancel_scope.cancel()
+    _assert_refilled_after_a_kill(engine, sim, url, sent_before_restart)
+    engine.dispose()
+
+
+async def _restart_until_refilled(
+    config: Path, engine: Engine, sim: Simulator, tmp_path: Path
+) -> int:
+    """After a kill: a second's pause (the day goes on while nobody records it), then a
+    second recorder until it stored 200 frames past what was sent meanwhile, stopped with
+    SIGTERM (exit 0). Returns how many frames the day had when it started."""
+    await trio.sleep(1.0)
+    sent_before_restart = len(sim.day_log(A))
+    async with recorder_process(config, tmp_path / "second.log") as second:
+        await wait_for(lambda: _max_sequence(engine) >= sent_before_restart + 200, timeout_s=60)
+        assert await second.terminate() == 0
+    return sent_before_restart
+
+
+def _assert_refilled_after_a_kill(
+    engine: Engine, sim: Simulator, url: str, sent_before_restart: int
+) -> None:
+    """Two sessions, the first cut by a kill: nothing lost or doubled, what the first had not
+    committed came back replayed, the first's end is unclean, and the chains verify."""
+    stored = stores.frames(engine, A)
+    assert_no_loss_no_duplicates(stored, sim.day_log(A), upto=_max_sequence(engine))
+    first_session = stored[0]["session_id"]
+    stored_by_first = max(r["sequence"] or 0 for r in stored if r["session_id"] == first_session)
+    missed = range(stored_by_first + 1, sent_before_restart + 1)
+    refilled = [r for r in stored if r["sequence"] in missed]
+    assert len(refilled) == len(missed) > 0
+    assert all(r["replayed"] for r in refilled)
+    log = stores.log(engine, A)
+    sessions = list(dict.fromkeys(r["session_id"] for r in log))
+    assert sessions[0] == first_session
+    assert len(sessions) == 2
+    assert "closed" not in [r["event"] for r in log if r["session_id"] == first_session]
+    assert [r["event"] for r in log if r["session_id"] == sessions[1]][-1] == "closed"
+    verify = query("verify", "--db", url, "--json")
+    assert verify.returncode == 0, verify.stdout + verify.stderr
 
 
 async def _healthy(recorder: RecorderProcess) -> bool:

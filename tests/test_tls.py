@@ -113,7 +113,8 @@ def tls_settings(
     studio = {} if ca_file is None else {"ca_file": str(ca_file)}
     return settings_for(
         tmp_path, [A], f"sqlite:///{tmp_path}/store.db", url=ws_url, token_url=token_url,
-        recorder={"backoff_initial_s": 1, "backoff_max_s": 60, **recorder}, **studio,
+        recorder={"backoff_initial_s": 1, "backoff_max_s": 60, "writer": "thread", **recorder},
+        **studio,
     )  # fmt: skip
 
 

@@ -13,7 +13,8 @@ from sqlalchemy import func, select
 from recorder import migrate
 from recorder.appender import Appender
 from recorder.chain import verify_chain
-from recorder.records import LogRecord, Record
+from recorder.recordqueue import RecordQueue
+from recorder.records import LogRecord
 from recorder.schema import connection_log, events
 from recorder.state import WriterState
 from recorder.store import open_engine
@@ -25,8 +26,8 @@ async def test_batches_respect_max_rows_and_drain_on_close(tmp_path: Path) -> No
     engine = open_engine(f"sqlite:///{tmp_path}/w.db")
     migrate.upgrade(engine)
     state = WriterState()
-    send, receive = trio.open_memory_channel[Record](1000)
-    writer = Writer(Appender(engine), receive, state, max_rows=10, max_delay_s=0.05)
+    send = RecordQueue(1000)
+    writer = Writer(Appender(engine), send, state, max_rows=10, max_delay_s=0.05)
     with trio.fail_after(30):
         async with trio.open_nursery() as nursery:
             nursery.start_soon(writer.run)
@@ -34,7 +35,7 @@ async def test_batches_respect_max_rows_and_drain_on_close(tmp_path: Path) -> No
                 for n in range(95):
                     await send.send(frame("100000", n))
                 await send.send(LogRecord("s-1", "100000", 1, "opened"))
-        # closing the channel drained everything
+        # closing the queue drained everything
     assert state.rows_written == 95
     assert state.log_rows_written == 1
     assert state.batches >= 10  # max_rows=10 → at least ten transactions
@@ -60,8 +61,8 @@ async def test_retries_while_sqlite_is_locked_by_another_connection(tmp_path: Pa
         released.set()
 
     state = WriterState()
-    send, receive = trio.open_memory_channel[Record](1000)
-    writer = Writer(Appender(engine), receive, state, max_rows=100, max_delay_s=0.01)
+    send = RecordQueue(1000)
+    writer = Writer(Appender(engine), send, state, max_rows=100, max_delay_s=0.01)
     with trio.fail_after(60):
         async with trio.open_nursery() as nursery:
             nursery.start_soon(writer.run)
@@ -95,9 +96,9 @@ async def test_a_batch_that_waited_through_a_commit_goes_at_once(
     engine = open_engine(f"sqlite:///{tmp_path}/w.db")
     migrate.upgrade(engine)
     state = WriterState()
-    send, receive = trio.open_memory_channel[Record](1000)
+    send = RecordQueue(1000)
     committed_at: list[float] = []
-    writer = Writer(Appender(engine), receive, state, max_rows=10, max_delay_s=300.0,
+    writer = Writer(Appender(engine), send, state, max_rows=10, max_delay_s=300.0,
                     on_batch=lambda _s: committed_at.append(trio.current_time()))  # fmt: skip
     with trio.fail_after(3000):
         async with trio.open_nursery() as nursery:

@@ -143,9 +143,11 @@ def run(
                 out = args.profile / f"{store}-{kind}.txt"
                 run_ = _record(store, pg_url, args, workdir, f"profile-{store}-{kind}",
                                profile=out, profile_gil=kind == "gil")  # fmt: skip
-                result["profiles"][f"{store}-{kind}"] = {
-                    "file": str(out),
-                    "fps_while_profiled": run_["fps"],
-                    **top_frames(out),
-                }
+                for process in run_["processes"]:
+                    path = phases.profile_path(out, process["role"])
+                    result["profiles"][path.stem] = {
+                        "file": str(path),
+                        "fps_while_profiled": run_["fps"],
+                        **top_frames(path),
+                    }
     return result

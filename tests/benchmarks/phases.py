@@ -117,6 +117,11 @@ def per_process(
     return out
 
 
+def profile_path(profile: Path, role: str) -> Path:
+    """Where the profile of the recorder's process ``role`` goes: ``PROFILE-ROLE.txt``."""
+    return profile.with_name(f"{profile.stem}-{role.replace(' ', '-')}{profile.suffix}")
+
+
 def ingest(
     frames: int,
     accounts: int,
@@ -142,7 +147,7 @@ def ingest(
     server = ServerProcess(frames, accounts, frame_bytes, self_test=False)
     recorder = _start(server, store_url, workdir, name, signing_key=signing_key,
                       checkpoint_interval_s=checkpoint_interval_s)  # fmt: skip
-    profiler = None
+    profilers: list[Profiler] = []
     try:
         sent = server.ready["frames"]
         expected = sent + EXTRA_ROWS_PER_ACCOUNT * accounts
@@ -151,16 +156,19 @@ def ingest(
                 raise _fail(recorder, "the recorder exited before writing anything")
             time.sleep(0.002)
         cpu_first = recorder.cpu()
-        if profile is not None:
-            profiler = Profiler(recorder.proc.pid, profile, gil=profile_gil)
+        if profile is not None:  # one per process: PROFILE-ROLE.txt (recorder, writer)
+            profilers = [
+                Profiler(pid, profile_path(profile, cpu.role), gil=profile_gil)
+                for pid, cpu in cpu_first.items()
+            ]
         committed_ns = _wait_rows(watcher, recorder, expected, timeout_s)
         cpu_last = recorder.cpu()
-        if profiler is not None:
+        for profiler in profilers:
             profiler.stop()
         done = server.wait("done", timeout_s=60)
         exit_code = recorder.stop()
     finally:
-        if profiler is not None:
+        for profiler in profilers:
             profiler.stop()
         recorder.stop()
         server.stop()

@@ -172,7 +172,8 @@ class ProcessCpu:
 
 
 def _role(proc: psutil.Process, root_pid: int) -> str:
-    """``recorder`` for the ``run`` process; a child by its ``-m`` module or its name."""
+    """``recorder`` for the ``run`` process, ``writer`` for its writer process; another
+    child by its ``-m`` module or its name."""
     if proc.pid == root_pid:
         return "recorder"
     try:
@@ -180,6 +181,8 @@ def _role(proc: psutil.Process, root_pid: int) -> str:
     except psutil.Error:
         return f"child {proc.pid}"
     if "-m" in cmdline[:-1]:
+        if cmdline[cmdline.index("-m") + 1] == "recorder.writermain":
+            return "writer"
         return f"{cmdline[cmdline.index('-m') + 1]} {proc.pid}"
     return f"{proc.name()} {proc.pid}"
 
@@ -275,13 +278,15 @@ class RecorderProcess:
 
 
 class Profiler:
-    """py-spy sampling the recorder and its child processes into collapsed stacks.
+    """py-spy sampling one process of the recorder into collapsed stacks.
 
-    ``py-spy record --format raw --threads --subprocesses --nonblocking``: one line per
-    distinct stack (thread and process included) with its sample count, readable with
+    ``py-spy record --format raw --threads --nonblocking``: one line per distinct stack
+    (thread included) with its sample count, readable with
     ``flamegraph.pl`` or by counting frames. ``--gil`` keeps only samples of the thread
     holding the GIL. Non-blocking sampling does not pause the recorder, but py-spy takes
-    CPU on the same machine: figures of a profiled run are not comparable with others.
+    CPU on the same machine: figures of a profiled run are not comparable with others. One
+    profiler per process (``--subprocesses`` merges a child's samples into its parent's
+    process and thread names, so the writer process's time could not be told apart).
     """
 
     def __init__(self, pid: int, out: Path, *, gil: bool = False, rate_hz: int = 100) -> None:
@@ -294,7 +299,6 @@ class Profiler:
             "--format",
             "raw",
             "--threads",
-            "--subprocesses",
             "--nonblocking",
             "--rate",
             str(rate_hz),

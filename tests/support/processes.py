@@ -9,7 +9,7 @@ import signal
 import socket
 import sys
 from collections.abc import AsyncIterator, Mapping, Sequence
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -68,8 +68,35 @@ async def http_get(url: str) -> httpx.Response:
 
 
 def rss_bytes(pid: int) -> int:
-    """Resident memory of one process (not its children)."""
-    return int(psutil.Process(pid).memory_info().rss)
+    """Resident memory of a process and its children (the recorder and its writer)."""
+    process = psutil.Process(pid)
+    total = 0
+    for each in [process, *process.children(recursive=True)]:
+        with suppress(psutil.NoSuchProcess):
+            total += each.memory_info().rss
+    return total
+
+
+def _alive(process: psutil.Process) -> bool:
+    try:
+        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def writer_of(pid: int) -> psutil.Process | None:
+    """The writer process (``python -m recorder.writermain``) of the recorder ``pid``."""
+    try:
+        children = psutil.Process(pid).children()
+    except psutil.NoSuchProcess:
+        return None
+    for child in children:
+        try:
+            if "recorder.writermain" in child.cmdline():
+                return child
+        except psutil.NoSuchProcess:
+            continue
+    return None
 
 
 @dataclass
@@ -79,6 +106,7 @@ class RecorderProcess:
     process: trio.Process
     log_path: Path
     metrics_port: int | None
+    _writer: psutil.Process | None = None
 
     @classmethod
     async def start(
@@ -124,9 +152,30 @@ class RecorderProcess:
                 samples[name] = float(value)
         return samples
 
+    async def writer(self, timeout_s: float = 30) -> psutil.Process:
+        """The recorder's writer process (waits until it has started)."""
+        with trio.fail_after(timeout_s):
+            while (found := writer_of(self.pid)) is None:
+                assert self.process.returncode is None, "the recorder exited"
+                await trio.sleep(0.05)
+        self._writer = found
+        return found
+
     async def kill9(self) -> None:
+        """SIGKILL the recorder (the reading process) alone; its writer lives on, commits
+        what it holds and exits by itself (see :meth:`writer_exit`)."""
+        if self._writer is None:
+            self._writer = writer_of(self.pid)
         self.process.send_signal(signal.SIGKILL)
         await self.process.wait()
+
+    async def writer_exit(self, timeout_s: float = 30) -> None:
+        """Wait until the writer process is gone (TooSlowError after ``timeout_s``)."""
+        writer = self._writer
+        assert writer is not None, "no writer process was seen"
+        with trio.fail_after(timeout_s):
+            while _alive(writer):
+                await trio.sleep(0.05)
 
     async def terminate(self, timeout_s: float = 60) -> int:
         """SIGTERM, then the exit code (a clean shutdown is 0)."""
@@ -135,10 +184,19 @@ class RecorderProcess:
             return await self.process.wait()
 
     async def ensure_dead(self) -> None:
+        if self._writer is None and self.process.returncode is None:
+            self._writer = writer_of(self.pid)
         if self.process.returncode is None:
             self.process.kill()
             with trio.CancelScope(shield=True):
                 await self.process.wait()
+        if self._writer is not None:  # it exits once the recorder is gone; never leave it
+            try:
+                self._writer.wait(10)
+            except psutil.TimeoutExpired:
+                self._writer.kill()
+            except psutil.NoSuchProcess:
+                pass
 
 
 @asynccontextmanager

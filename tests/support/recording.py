@@ -18,8 +18,11 @@ from recorder.simulator import SimConfig, SimEndpoints, Simulator
 from . import stores
 from .config import SECRET, settings_for
 
-#: What an in-process recorder is configured with unless a test says otherwise.
+#: What an in-process recorder is configured with unless a test says otherwise (the writer
+#: in a thread: most of these tests drive time with trio's autojump clock, which a writer
+#: process's real time would not follow; ``writer="process"`` where a test means it).
 RECORDER_DEFAULTS = {
+    "writer": "thread",
     "liveness_timeout_s": 60,
     "subscribe_timeout_s": 10,
     "backoff_initial_s": 1,
