@@ -150,7 +150,7 @@ class Unframer:
         while len(buffer) - start >= HEADER_BYTES:
             size = int.from_bytes(buffer[start : start + HEADER_BYTES], "big")
             if size > MAX_MESSAGE_BYTES:
-                raise ValueError(f"a message of {size} bytes is not from the recorder")
+                raise ValueError(f"a message of {size} bytes, over the limit")
             end = start + HEADER_BYTES + size
             if len(buffer) < end:
                 break

@@ -45,6 +45,7 @@ class RecordQueue:
         self.capacity = capacity
         self._items: list[Record] = []
         self._closed = False
+        self._broken = False
         self._consumer = trio.lowlevel.ParkingLot()
         self._senders = trio.lowlevel.ParkingLot()
 
@@ -52,7 +53,11 @@ class RecordQueue:
         return len(self._items)
 
     def send_nowait(self, record: Record) -> None:
-        """Put ``record`` in, or raise trio.WouldBlock (nothing put in) when full."""
+        """Put ``record`` in, or raise trio.WouldBlock (nothing put in) when full.
+
+        Raises trio.BrokenResourceError once the consumer is gone (:meth:`consumer_gone`)."""
+        if self._broken:
+            raise trio.BrokenResourceError("the writer is gone")
         if self._closed:
             raise trio.ClosedResourceError("the record queue is closed")
         items = self._items
@@ -98,6 +103,12 @@ class RecordQueue:
         self._closed = True
         self._consumer.unpark_all()
         self._senders.unpark_all()  # a sender still waiting learns it is closed
+
+    def consumer_gone(self) -> None:
+        """The writer stopped for good (it failed): senders, waiting or not, get
+        trio.BrokenResourceError instead of waiting for room that will never come."""
+        self._broken = True
+        self._senders.unpark_all()
 
     async def __aenter__(self) -> RecordQueue:
         return self

@@ -145,8 +145,9 @@ async def run_recorder(
         state.queue_capacity = r.queue_max_frames
         metrics = start_metrics(settings, registry, state)
     except BaseException:
-        if isinstance(writer, WriterProcess):
-            await writer.aclose()
+        with trio.CancelScope(shield=True):
+            if isinstance(writer, WriterProcess):
+                await writer.aclose()
         if file_lock is not None:
             file_lock.release()
         raise
@@ -165,9 +166,10 @@ async def run_recorder(
             task_status=task_status,
         )
     except BaseExceptionGroup as group:
-        # The writer process died or failed: that one line is the recorder's error.
-        failed = group.subgroup(WriterFailed)
-        if failed is None:
+        # The writer process died or failed: that one line is the recorder's error (unless
+        # something else failed as well: then every error shows).
+        failed, rest = group.split(WriterFailed)
+        if failed is None or rest is not None:
             raise
         raise _first(failed) from None
     finally:
@@ -274,7 +276,7 @@ async def _run(
     task_status: trio.TaskStatus[Recorder],
 ) -> None:
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(writer.run, name="writer")
+        nursery.start_soon(_write, writer, queue, name="writer")
         nursery.start_soon(_watch_append_only, engine, recorder.state, name="append-only-watch")
         if handle_signals:
             nursery.start_soon(_shutdown_on_signal, recorder, name="signals")
@@ -322,6 +324,16 @@ async def _run(
                 SHUTDOWN_WRITER_GRACE_S,
             )
         nursery.cancel_scope.cancel()
+
+
+async def _write(writer: Writer | WriterProcess, queue: RecordQueue) -> None:
+    """Run the writer; if it fails, the sessions must not wait for it (they would hold the
+    recorder up, shielded, recording their ``closed`` rows into a queue nobody empties)."""
+    try:
+        await writer.run()
+    except BaseException:
+        queue.consumer_gone()
+        raise
 
 
 def _claim_zone(engine: Engine, settings: Settings) -> None:

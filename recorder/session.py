@@ -209,17 +209,23 @@ class _Conversation:
             storable_text(self.detail),
         )
         self.account.last_close = self.detail
+        stuck = "stuck"
         with trio.CancelScope(shield=True):
             while True:
                 with trio.move_on_after(SHUTDOWN_GRACE_S):
-                    await self._flush()
-                    await self.sink.send(record)
+                    try:
+                        await self._flush()
+                        await self.sink.send(record)
+                    except trio.BrokenResourceError:  # the writer failed: nothing to wait for
+                        stuck = "gone"
+                        break
                     return
                 if shutdown.is_set():
                     break
         log.error(
-            "could not record the end of session %s: the writer is stuck",
+            "could not record the end of session %s: the writer is %s",
             self.session_id,
+            stuck,
             extra={"account": self.account.account_id},
         )
 

@@ -67,6 +67,7 @@ class _Reporter:
         self.stream = stream
         self.state = state
         self.gone = False
+        self._stopping = False
         self._changed = trio.Event()
         self._durations: list[float] = []
         self._lock = trio.Lock()
@@ -78,10 +79,15 @@ class _Reporter:
         self._durations.append(seconds)
 
     async def run(self) -> None:
-        while True:
+        """Report every change until :meth:`stop` (never cut off in the middle of a send)."""
+        while not self._stopping:
             await self._changed.wait()
             self._changed = trio.Event()
             await self.send()
+
+    def stop(self) -> None:
+        self._stopping = True
+        self._changed.set()
 
     async def send(self) -> None:
         durations, self._durations = self._durations, []
@@ -195,10 +201,13 @@ async def serve(sock: socket.socket, setup: Setup) -> int:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_intake, stream, received)
             nursery.start_soon(reporter.run)
-            with trio.CancelScope() as writing:
-                nursery.start_soon(_give_up_when_left, received, writing)
+            writing = trio.CancelScope()
+            watch = trio.CancelScope()
+            nursery.start_soon(_give_up_when_left, received, writing, watch)
+            with writing:
                 await writer.run()
-            nursery.cancel_scope.cancel()
+            watch.cancel()
+            reporter.stop()  # its last report goes out whole; the final one follows
         if writing.cancelled_caught:
             return 1
     except Exception as exc:  # a bug, or a store error that is not an outage: loudly
@@ -211,11 +220,16 @@ async def serve(sock: socket.socket, setup: Setup) -> int:
     return 0
 
 
-async def _give_up_when_left(received: _Received, writing: trio.CancelScope) -> None:
+async def _give_up_when_left(
+    received: _Received, writing: trio.CancelScope, watch: trio.CancelScope
+) -> None:
     """Once the recorder is gone, finish within :data:`FINISH_GRACE_S` or give up: a store
     that stays down must not keep an orphan (holding the SQLite store's lock) forever."""
-    await received.closed.wait()
-    await trio.sleep(FINISH_GRACE_S)
+    with watch:
+        await received.closed.wait()
+        await trio.sleep(FINISH_GRACE_S)
+    if watch.cancelled_caught:
+        return
     log.error(
         "the store took more than %g s to take the last records after the recorder ended; "
         "giving up on them (the day's replay re-delivers sequenced frames)",

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import signal
 import socket
 import subprocess
@@ -33,9 +34,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Final
 
+import msgspec
 import trio
 
-from .config import Settings
+from .config import CLIENT_SECRET_ENV, Settings
 from .errors import RecorderError
 from .handoff import (
     Fatal,
@@ -136,6 +138,8 @@ class WriterProcess:
                 [sys.executable, "-m", "recorder.writermain", str(theirs.fileno())],
                 stdin=subprocess.DEVNULL,
                 pass_fds=(theirs.fileno(), *self.inherit_fds),
+                # The writer needs no client secret: not in its settings, nor its environment.
+                env={k: v for k, v in os.environ.items() if k != CLIENT_SECRET_ENV},
             )
         except OSError as exc:
             ours.close()
@@ -188,12 +192,12 @@ class WriterProcess:
     async def aclose(self) -> None:
         """Close our end (the writer commits what it holds and exits); wait for it a grace
         period, then kill it. Safe to call more than once."""
-        if self._stream is not None:
-            await self._stream.aclose()
-        process = self._process
-        if process is None or process.returncode is not None:
-            return
         with trio.CancelScope(shield=True):
+            if self._stream is not None:
+                await self._stream.aclose()
+            process = self._process
+            if process is None or process.returncode is not None:
+                return
             with trio.move_on_after(WRITER_EXIT_GRACE_S):
                 await process.wait()
             if process.returncode is None:
@@ -225,8 +229,13 @@ class WriterProcess:
         stream = self._stream
         assert stream is not None
         while True:
-            for body in self._pending_bodies():
-                reply = decode_reply(body)
+            while self._bodies:
+                body = self._bodies.pop(0)
+                try:
+                    reply = decode_reply(body)
+                except msgspec.DecodeError as exc:
+                    raise WriterFailed(f"the writer process sent a message that is not one: "
+                                       f"{exc}") from None  # fmt: skip
                 if isinstance(reply, Progress):
                     self._progressed(reply)
                 else:
@@ -237,11 +246,10 @@ class WriterProcess:
                 data = b""
             if not data:
                 return None
-            self._bodies = self._unframer.feed(data)
-
-    def _pending_bodies(self) -> list[bytes]:
-        bodies, self._bodies = self._bodies, []
-        return bodies
+            try:
+                self._bodies = self._unframer.feed(data)
+            except ValueError as exc:
+                raise WriterFailed(f"the writer process sent {exc}") from None
 
     def _progressed(self, progress: Progress) -> None:
         apply_state(self.state, progress.state)

@@ -28,6 +28,7 @@ from tests.support.processes import (
     http_get,
     recorder_env,
     recorder_process,
+    writer_of,
 )
 from tests.support.stores import migrated
 
@@ -63,6 +64,10 @@ async def test_service_notifies_systemd_and_serves_metrics_and_health(tmp_path: 
                 base = f"http://127.0.0.1:{port}"
                 while not any(n.get("READY") == "1" for n in notes):
                     await trio.sleep(0.05)
+                # READY only once both processes are up: the writer had opened the store.
+                writer = writer_of(process.pid)
+                assert writer is not None
+                assert writer.is_running()
                 # Healthy once both accounts are subscribed.
                 while (await get(f"{base}/healthz")).status_code != 200:
                     await trio.sleep(0.1)

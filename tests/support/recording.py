@@ -68,13 +68,15 @@ async def start(
     engine: Engine | None = None,
     signing: dict[str, Any] | None = None,
     wall_clock_ms: Callable[[], int] | None = None,
+    failed: list[BaseException] | None = None,
     **recorder: Any,
 ) -> Running:
     """Start a simulator and a recorder in ``nursery``; returns once both run.
 
     The store is a fresh SQLite file in ``tmp_path`` unless ``engine`` names one; ``recorder``
     overrides :data:`RECORDER_DEFAULTS`; ``wall_clock_ms`` is the simulator's clock (its
-    frames' server timestamps, hence their trading days).
+    frames' server timestamps, hence their trading days). With ``failed``, a recorder that
+    raises puts its error there (and its task ends) instead of failing the nursery.
     """
     config = sim_config or SimConfig(accounts=accounts, client_secret=SECRET)
     sim = Simulator(config, wall_clock_ms=wall_clock_ms)
@@ -102,6 +104,10 @@ async def start(
             await run_recorder(
                 settings, engine=engine, rng=random.Random(7), task_status=task_status
             )
+        except Exception as exc:
+            if failed is None:
+                raise
+            failed.append(exc)
         finally:
             done.set()
 
