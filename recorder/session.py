@@ -43,9 +43,10 @@ log = logging.getLogger(__name__)
 #: How long shutdown waits to record a session's ``closed`` row and close its socket.
 SHUTDOWN_GRACE_S: Final = 5.0
 
-#: Frames closer together than this (a replay burst) are read in runs: the session sleeps
-#: BURST_GATHER_S while trio-websocket queues a run (at most MESSAGE_QUEUE_SIZE frames).
-BURST_GAP_S: Final = 0.0002
+#: Frames coming faster than this on one connection (a replay burst) are read in runs: the
+#: session sleeps BURST_GATHER_S while trio-websocket queues a run (at most
+#: recorder.connection.MESSAGE_QUEUE_SIZE frames), then takes the run in one go.
+BURST_FRAMES_PER_S: Final = 5000.0
 BURST_GATHER_S: Final = 0.001
 
 #: Close codes that mean a frame broke the WebSocket protocol (RFC 6455 §7.4.1): protocol
@@ -296,12 +297,16 @@ class _Conversation:
         time_ns = time.time_ns
         current_time = trio.current_time
         new_record = tuple.__new__  # FrameRecord is a NamedTuple: skip its Python __new__
-        last_rx = self.last_rx
+        # Frames taken since the last time none was queued, and when that was.
+        run, run_began = 0, current_time()
         while True:
             try:
                 message = queued()  # already received: no trip through the scheduler
             except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
-                if current_time() - last_rx < BURST_GAP_S:
+                now = current_time()
+                burst = run > 0 and run >= (now - run_began) * BURST_FRAMES_PER_S
+                run, run_began = 0, now
+                if burst:
                     # Frames are coming fast: let trio-websocket's reader queue a run of
                     # them, then take the run in one go, rather than waking this task (and
                     # the writer's forwarder) once per frame.
@@ -312,7 +317,8 @@ class _Conversation:
                         message = await ws.get_message()
                 else:
                     message = await ws.get_message()  # waits, or raises ConnectionClosed
-                last_rx = self.last_rx = current_time()
+                self.last_rx = current_time()
+            run += 1
             received_at_ns = time_ns()
             envelope = parse_envelope(message)
             replayed = tracker.observe(envelope)

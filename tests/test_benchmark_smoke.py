@@ -96,8 +96,9 @@ def _check_processes(run: dict[str, object]) -> None:
     assert sum(p["cpu_us_per_frame"] for p in processes) == pytest.approx(
         run["cpu_us_per_frame"], abs=0.05
     )
+    assert run["cpu_us_per_frame"] > 0  # (one process's share of 2,000 frames may round to 0)
     for process in processes:
-        assert process["cpu_us_per_frame"] > 0
+        assert process["cpu_us_per_frame"] >= 0
         assert process["main_thread_us_per_frame"] >= 0
         assert process["main_thread_us_per_frame"] + process[
             "other_threads_us_per_frame"
