@@ -47,7 +47,11 @@ async def test_run_records_and_sigterm_exits_0_with_nothing_lost(tmp_path: Path)
                 while len(sim.sent_log("0042")) < 300 or len(sim.sent_log("100000")) < 300:
                     await trio.sleep(0.05)
                 sim.drop_connections("100000", clean=False)  # one reconnect mid-run
-                await trio.sleep(1.0)
+                while [r["event"] for r in log(engine) if r["account_id"] == "100000"].count(
+                    "subscribed"
+                ) < 2:  # back (the backoff's jitter can take a second; more under load)
+                    await trio.sleep(0.05)
+                await trio.sleep(0.5)
                 signalled = time.monotonic()
                 code = await process.terminate()
                 elapsed = time.monotonic() - signalled
