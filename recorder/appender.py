@@ -10,7 +10,8 @@ retried batch is never written twice.
 Rows go in through the driver's fastest bulk path: multi-row ``INSERT … VALUES
 (…), (…), …`` statements on SQLite, binary ``COPY … FROM STDIN`` on PostgreSQL (several
 times faster than SQLAlchemy's generic executemany; binary rather than text COPY cut
-the writer's CPU per frame by about a fifth: measured in the benchmark harness). On SQLite, one statement per :data:`SQLITE_ROWS_PER_INSERT` rows rather
+the writer's CPU per frame by about a fifth: measured in the benchmark harness). On
+SQLite, one statement per :data:`SQLITE_ROWS_PER_INSERT` rows rather
 than ``executemany`` matters because the append runs in a thread beside the busy
 event loop: sqlite3 releases the GIL around every statement step, and with one step
 per row the writer had to win the GIL back once per row (about 3x slower under
