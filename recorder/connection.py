@@ -116,6 +116,10 @@ def default_connect(ssl_context: ssl.SSLContext | None) -> Connect:
     return connect
 
 
+#: What a :func:`queued_messages` function raises when it has no message to give.
+NOTHING_QUEUED: Final = (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError)
+
+
 def _nothing_queued() -> str | bytes:
     raise trio.WouldBlock
 

@@ -23,6 +23,14 @@ class AuthError(RecorderError):
     """The token endpoint refused the credentials or answered something unusable."""
 
 
+def first_leaf(exc: BaseException) -> BaseException:
+    """The first error inside ``exc`` (itself unless it is an exception group, as trio's
+    nurseries raise): the one whose line is told."""
+    while isinstance(exc, BaseExceptionGroup):
+        exc = exc.exceptions[0]
+    return exc
+
+
 def first_line(exc: BaseException) -> str:
     """The first line of ``exc``'s message, or its type's name when it has none.
 

@@ -17,30 +17,27 @@ from dataclasses import dataclass, field
 from typing import Final
 
 import trio
-from prometheus_client import CollectorRegistry, Histogram
+from prometheus_client import CollectorRegistry
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from . import migrate, storemeta
-from .appender import Appender
-from .attestation import attestation_for
 from .auth import TokenSource
 from .backoff import Backoff
 from .config import Settings
 from .connection import Connect, default_connect
 from .context import AccountContext, SessionSettings, Sink
 from .dberrors import db_error_line
-from .errors import RecorderError
+from .errors import RecorderError, first_leaf
 from .metrics import MetricsServer, build_registry
 from .ownership import Ownership, ownership_for
 from .recordqueue import RecordQueue
-from .signing import Signer
 from .state import RecorderState
 from .store import open_engine
 from .supervisor import supervise_account
 from .systemd import Notifier, notify_systemd
 from .tradingday import TradingDayCache
-from .writer import Writer
+from .writer import Writer, appender_for
 from .writerprocess import WriterFailed, WriterProcess, split_queue
 
 log = logging.getLogger(__name__)
@@ -127,17 +124,20 @@ async def run_recorder(
     writer: Writer | WriterProcess | None = None
     try:
         if in_process:
-            writer = await _writer_thread(settings, signer, engine, queue, state, batch_seconds)
+            appender = await trio.to_thread.run_sync(appender_for, settings, signer, engine)
+            writer = Writer.for_settings(
+                settings, appender, queue, state.writer, on_batch=batch_seconds.observe
+            )
             state.queue_depth = queue.__len__
         else:
-            held = [] if file_lock is None else [file_lock.fileno()]
+            lock_fd = None if file_lock is None else file_lock.fileno()
             writer = WriterProcess(
                 settings,
                 queue,
                 state.writer,
                 window=window,
                 on_batch=batch_seconds.observe,
-                inherit_fds=[fd for fd in held if fd is not None],
+                inherit_fds=() if lock_fd is None else (lock_fd,),
             )
             await writer.start()
             process = writer
@@ -171,7 +171,7 @@ async def run_recorder(
         failed, rest = group.split(WriterFailed)
         if failed is None or rest is not None:
             raise
-        raise _first(failed) from None
+        raise first_leaf(failed) from None
     finally:
         with trio.CancelScope(shield=True):
             if isinstance(writer, WriterProcess):
@@ -186,38 +186,6 @@ async def run_recorder(
         state.writer.rows_written,
         extra={"event": "stopped", "rows_written": state.writer.rows_written},
     )
-
-
-async def _writer_thread(
-    settings: Settings,
-    signer: Signer | None,
-    engine: Engine,
-    queue: RecordQueue,
-    state: RecorderState,
-    batch_seconds: Histogram,
-) -> Writer:
-    """The writer in a worker thread of this process (``[recorder] writer = "thread"``)."""
-    attestation = await trio.to_thread.run_sync(attestation_for, settings, signer, engine)
-    appender = Appender(engine, attestation)
-    await trio.to_thread.run_sync(appender.seed_unattested, settings.studio.accounts)
-    r = settings.recorder
-    return Writer(
-        appender,
-        queue,
-        state.writer,
-        max_rows=r.batch_max_rows,
-        max_delay_s=r.batch_max_delay_ms / 1000,
-        on_batch=batch_seconds.observe,
-        checkpoint_interval_s=settings.signing.checkpoint_interval_s,
-    )
-
-
-def _first(group: BaseExceptionGroup[WriterFailed]) -> WriterFailed:
-    leaf: BaseException = group
-    while isinstance(leaf, BaseExceptionGroup):
-        leaf = leaf.exceptions[0]
-    assert isinstance(leaf, WriterFailed)
-    return leaf
 
 
 def start_metrics(

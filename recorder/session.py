@@ -15,6 +15,7 @@ import json
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final, Literal
 
@@ -22,7 +23,7 @@ import trio
 from trio_websocket import ConnectionClosed, HandshakeError, WebSocketConnection
 
 from .auth import Token
-from .connection import DISCONNECT_TIMEOUT_S, describe_error, queued_messages
+from .connection import DISCONNECT_TIMEOUT_S, NOTHING_QUEUED, describe_error, queued_messages
 from .context import AccountContext
 from .envelope import (
     ACK_TYPE,
@@ -302,21 +303,15 @@ class _Conversation:
         while True:
             try:
                 message = queued()  # already received: no trip through the scheduler
-            except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+            except NOTHING_QUEUED:
                 now = current_time()
-                burst = run > 0 and run >= (now - run_began) * BURST_FRAMES_PER_S
-                run, run_began = 0, now
-                if burst:
+                if run > 0 and run >= (now - run_began) * BURST_FRAMES_PER_S:
                     # Frames are coming fast: let trio-websocket's reader queue a run of
                     # them, then take the run in one go, rather than waking this task (and
                     # the writer's forwarder) once per frame.
                     await trio.sleep(BURST_GATHER_S)
-                    try:
-                        message = queued()
-                    except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
-                        message = await ws.get_message()
-                else:
-                    message = await ws.get_message()  # waits, or raises ConnectionClosed
+                run, run_began = 0, now
+                message = await _next_message(ws, queued)
                 self.last_rx = current_time()
             run += 1
             received_at_ns = time_ns()
@@ -397,6 +392,14 @@ class _Conversation:
             "%s", detail, extra={"account": self.account.account_id, "session": self.session_id}
         )
         raise _Ended("rejected", detail)
+
+
+async def _next_message(ws: WebSocketConnection, queued: Callable[[], str | bytes]) -> str | bytes:
+    """A message already queued, else the next one to arrive (or ConnectionClosed)."""
+    try:
+        return queued()
+    except NOTHING_QUEUED:
+        return await ws.get_message()
 
 
 # Types that need no action beyond being stored (checked first: they are most frames).

@@ -30,14 +30,17 @@ from collections.abc import Callable, Sequence
 from typing import Final
 
 import trio
+from sqlalchemy import Engine
 
 from .appender import Appender
+from .attestation import attestation_for
 from .backoff import Backoff
-from .config import SigningSettings
+from .config import Settings, SigningSettings
 from .dberrors import describe_db_error, is_transient
 from .instants import NS_PER_S
 from .recordqueue import Intake
 from .records import FrameRecord, LogRecord, Record, stamped_ns
+from .signing import Signer
 from .state import WriterState
 
 log = logging.getLogger(__name__)
@@ -75,6 +78,30 @@ class Writer:
         self.on_change = on_change or _nothing
         self.done = trio.Event()
         self._next_checkpoint = math.inf
+
+    @classmethod
+    def for_settings(
+        cls,
+        settings: Settings,
+        appender: Appender,
+        intake: Intake,
+        state: WriterState,
+        *,
+        on_batch: Callable[[float], None] | None = None,
+        on_change: Callable[[], None] | None = None,
+    ) -> Writer:
+        """The writer ``[recorder]`` and ``[signing]`` configure (batches, checkpoints)."""
+        r = settings.recorder
+        return cls(
+            appender,
+            intake,
+            state,
+            max_rows=r.batch_max_rows,
+            max_delay_s=r.batch_max_delay_ms / 1000,
+            on_batch=on_batch,
+            checkpoint_interval_s=settings.signing.checkpoint_interval_s,
+            on_change=on_change,
+        )
 
     async def run(self) -> None:
         """Write batches until the intake is closed by its senders and drained."""
@@ -199,6 +226,14 @@ class Writer:
                 self.state.retries += 1
                 self.state.failing = describe_db_error(exc)
                 await trio.sleep(self.retry.next())
+
+
+def appender_for(settings: Settings, signer: Signer | None, engine: Engine) -> Appender:
+    """The store's appender, signing as ``[signing]`` says, told which accounts have rows no
+    checkpoint covers yet (database work: call it from a thread, or a writer process)."""
+    appender = Appender(engine, attestation_for(settings, signer, engine))
+    appender.seed_unattested(settings.studio.accounts)
+    return appender
 
 
 def _nothing() -> None:

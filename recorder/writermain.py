@@ -29,10 +29,8 @@ from collections import deque
 import trio
 from sqlalchemy.exc import SQLAlchemyError
 
-from .appender import Appender
-from .attestation import attestation_for
 from .dberrors import db_error_line
-from .errors import RecorderError, first_line
+from .errors import RecorderError, first_leaf, first_line
 from .handoff import (
     HEADER_BYTES,
     Fatal,
@@ -48,7 +46,7 @@ from .logs import setup_logging
 from .records import Record
 from .state import WriterState
 from .store import open_engine
-from .writer import Writer
+from .writer import Writer, appender_for
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +109,6 @@ class _Received:
         self._bodies: deque[bytes] = deque()
         self._records: list[Record] = []  # decoded, from ``_at`` on not yet taken
         self._at = 0
-        self._closed = False
         self._consumer = trio.lowlevel.ParkingLot()
         #: Set once nothing more will come (the recorder closed its end, or died).
         self.closed = trio.Event()
@@ -122,13 +119,12 @@ class _Received:
             self._consumer.unpark_all()
 
     def close(self) -> None:
-        self._closed = True
-        self._consumer.unpark_all()
         self.closed.set()
+        self._consumer.unpark_all()
 
     async def wait(self) -> bool:
         while self._at >= len(self._records) and not self._bodies:
-            if self._closed:
+            if self.closed.is_set():
                 return False
             await self._consumer.park()
         return True
@@ -177,24 +173,14 @@ async def serve(sock: socket.socket, setup: Setup) -> int:
     settings = setup.settings
     try:
         engine = open_engine(settings.store.url, must_exist=True)
-        attestation = attestation_for(settings, settings.require_signer(), engine)
-        appender = Appender(engine, attestation)
-        appender.seed_unattested(settings.studio.accounts)
+        appender = appender_for(settings, settings.require_signer(), engine)
     except (RecorderError, SQLAlchemyError) as exc:
         line = db_error_line(exc) if isinstance(exc, SQLAlchemyError) else str(exc)
         await reporter.say(Fatal(f"the writer could not start: {line}"))
         return 1
-    r = settings.recorder
     received = _Received()
-    writer = Writer(
-        appender,
-        received,
-        state,
-        max_rows=r.batch_max_rows,
-        max_delay_s=r.batch_max_delay_ms / 1000,
-        on_batch=reporter.batch,
-        checkpoint_interval_s=settings.signing.checkpoint_interval_s,
-        on_change=reporter.changed,
+    writer = Writer.for_settings(
+        settings, appender, received, state, on_batch=reporter.batch, on_change=reporter.changed
     )
     await reporter.say(Ready(os.getpid()))
     try:
@@ -212,7 +198,7 @@ async def serve(sock: socket.socket, setup: Setup) -> int:
             return 1
     except Exception as exc:  # a bug, or a store error that is not an outage: loudly
         log.exception("the writer failed", extra={"event": "writer-failed"})
-        await reporter.say(Fatal(f"the writer failed: {first_line(_leaf(exc))}"))
+        await reporter.say(Fatal(f"the writer failed: {first_line(first_leaf(exc))}"))
         return 1
     finally:
         engine.dispose()
@@ -237,12 +223,6 @@ async def _give_up_when_left(
         extra={"event": "writer-gave-up"},
     )
     writing.cancel()
-
-
-def _leaf(exc: BaseException) -> BaseException:
-    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
-        exc = exc.exceptions[0]
-    return exc
 
 
 def _read_setup(sock: socket.socket) -> Setup:

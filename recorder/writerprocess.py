@@ -61,9 +61,10 @@ log = logging.getLogger(__name__)
 WRITER_START_TIMEOUT_S: Final = 120.0
 #: How long a writer process left behind (the recorder failing) gets before it is killed.
 WRITER_EXIT_GRACE_S: Final = 30.0
-#: Most records per message, and the most bytes (a batch of huge frames goes in parts).
+#: Most records per message; a message of more bytes (huge frames) is sent in parts, well
+#: below the wire's limit (recorder.handoff.MAX_MESSAGE_BYTES).
 MESSAGE_MAX_RECORDS: Final = 4096
-MESSAGE_MAX_BYTES: Final = 64 * 1024 * 1024
+MESSAGE_SPLIT_BYTES: Final = 64 * 1024 * 1024
 #: How long the forwarder lets records gather when fewer than FORWARD_MIN_RECORDS are queued.
 FORWARD_DELAY_S: Final = 0.002
 FORWARD_MIN_RECORDS: Final = 512
@@ -267,7 +268,7 @@ class WriterProcess:
         queue = self.queue
         window = self.window
         while True:
-            while self._sent - self._committed >= window:
+            while self.in_flight >= window:
                 await self._progress.wait()
             if not await queue.wait():
                 break
@@ -276,7 +277,7 @@ class WriterProcess:
                 # at every frame when the rate is high) costs the event loop more than the
                 # frames themselves.
                 await trio.sleep(FORWARD_DELAY_S)
-            room = window - (self._sent - self._committed)
+            room = window - self.in_flight
             records = queue.take(min(room, MESSAGE_MAX_RECORDS))
             self._sent += len(records)
             await self._send(records)
@@ -287,7 +288,7 @@ class WriterProcess:
     async def _send(self, records: list[Record]) -> None:
         assert self._stream is not None
         message = encode(batch_of(records))
-        if len(message) > MESSAGE_MAX_BYTES and len(records) > 1:  # huge frames: in parts
+        if len(message) > MESSAGE_SPLIT_BYTES and len(records) > 1:  # huge frames: in parts
             half = len(records) // 2
             await self._send(records[:half])
             await self._send(records[half:])
