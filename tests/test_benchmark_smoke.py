@@ -120,9 +120,10 @@ def test_ingest_one_account_burst_reports_every_figure() -> None:
 
     assert result["params"]["accounts"] == 1
     assert result["params"]["one_account"] is True
+    assert result["params"]["burst"] is True
     assert result["params"]["repeat"] == rounds
     assert 300 < result["params"]["frame_bytes_avg"] < 500
-    burst = result["one_account"]
+    burst = result["burst"]
     assert len(burst["rounds"]) == rounds
     for one in burst["rounds"]:
         assert one["load_average_before"] >= 0

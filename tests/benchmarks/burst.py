@@ -1,13 +1,15 @@
-"""One account, one replay burst: the recorder against the bare drain, round by round (issue 16).
+"""One replay burst: the recorder against the bare drain, round by round (issue 16).
 
-Run as ``python -m tests.benchmarks.ingest --one-account`` (see :mod:`tests.benchmarks.ingest`).
-Each round measures, one after the other on the same machine: the bare trio-websocket drain
-(:func:`tests.benchmarks.phases.limit`) on one connection, then the recorder on a fresh SQLite
-file and, when reachable, a fresh PostgreSQL schema (:func:`tests.benchmarks.phases.ingest`),
-every time the same ``--frames`` burst of one account sent as fast as the socket allows. The
-machine is shared, and other work only ever slows a run down, so the fastest of the rounds
-counts: ``ratio`` is the best recorder rate ÷ the best drain rate, and ``ratios`` are each
-round's own. Peak RSS (the sum over the recorder's processes) is the highest of any round.
+Run as ``python -m tests.benchmarks.ingest --burst`` (``--accounts`` connections, default 4)
+or ``--one-account`` (see :mod:`tests.benchmarks.ingest`). Each round measures, one after
+the other on the same machine: the bare trio-websocket drain
+(:func:`tests.benchmarks.phases.limit`) on the same connections, then the recorder on a
+fresh SQLite file and, when reachable, a fresh PostgreSQL schema
+(:func:`tests.benchmarks.phases.ingest`), every time the same ``--frames`` burst, split
+over the accounts, sent as fast as the socket allows. The machine is shared, and other
+work only ever slows a run down, so the fastest of the rounds counts: ``ratio`` is the
+best recorder rate ÷ the best drain rate, and ``ratios`` are each round's own. Peak RSS
+(the sum over the recorder's processes) is the highest of any round.
 
 ``--profile DIR`` adds, after the measured rounds, one recorder run per store under py-spy
 (not counted: the sampler takes CPU), once sampling every thread and once only the thread
@@ -43,17 +45,16 @@ def _record(
 ) -> dict[str, Any]:  # fmt: skip
     """One recorder run of the burst into a fresh store (``store``: sqlite or postgresql)."""
     timeout_s = max(120.0, args.frames / 2_000)
+    shape = (args.frames, args.accounts, args.frame_bytes)
     if store == "sqlite":
         try:
             with sqlite_store(workdir, name) as (url, watcher):
-                return phases.ingest(args.frames, 1, args.frame_bytes, url, watcher, workdir,
-                                     name, timeout_s, **profile)  # fmt: skip
+                return phases.ingest(*shape, url, watcher, workdir, name, timeout_s, **profile)
         finally:
             _remove_sqlite(workdir, name)
     assert pg_url is not None
     with postgres_store(pg_url) as (url, watcher):
-        return phases.ingest(args.frames, 1, args.frame_bytes, url, watcher, workdir, name,
-                             timeout_s, **profile)  # fmt: skip
+        return phases.ingest(*shape, url, watcher, workdir, name, timeout_s, **profile)
 
 
 def _function(frame: str) -> str:
@@ -110,7 +111,7 @@ def run(
     for n in range(1, args.repeat + 1):
         one: dict[str, Any] = {"load_average_before": round(os.getloadavg()[0], 2)}
         say(f"round {n}/{args.repeat}: drain client (load {one['load_average_before']}) ...")
-        one["drain"] = phases.limit(args.frames, 1, args.frame_bytes, self_test=n == 1)
+        one["drain"] = phases.limit(args.frames, args.accounts, args.frame_bytes, self_test=n == 1)
         for store in stores:
             say(f"round {n}/{args.repeat}: recorder on {store} ...")
             run_ = _record(store, pg_url, args, workdir, f"burst-{store}-{n}")

@@ -5,6 +5,7 @@ Run from the repository root::
     python -m tests.benchmarks.ingest                # 1,000,000 frames, 4 accounts
     python -m tests.benchmarks.ingest --quick        # 20,000 frames: a smoke run
     python -m tests.benchmarks.ingest --one-account  # issue 16: one 200,000-frame burst, 3 rounds
+    python -m tests.benchmarks.ingest --burst        # the same burst on 4 connections
 
 Steps (each process separate: server, client, recorder, harness):
 
@@ -24,11 +25,12 @@ Steps (each process separate: server, client, recorder, harness):
    :mod:`tests.benchmarks.export_speed` (against DuckDB alone writing the same
    rows from an in-memory Arrow table) and :mod:`tests.benchmarks.analytics_speed`.
 
-``--one-account`` runs another measurement instead of these steps (issue 16;
-:mod:`tests.benchmarks.burst`): one account, one replay burst of ``--frames``
-(default 200,000) frames, and ``--repeat`` rounds (default 3) of the bare drain, the
-recorder on SQLite and the recorder on PostgreSQL, the fastest of each kept;
-``--profile DIR`` adds py-spy profiles of the recorder taking the same burst.
+``--burst`` runs another measurement instead of these steps (issue 16;
+:mod:`tests.benchmarks.burst`): one replay burst of ``--frames`` (default 200,000)
+frames over ``--accounts`` connections (default 4), and ``--repeat`` rounds (default 3)
+of the bare drain, the recorder on SQLite and the recorder on PostgreSQL, the fastest of
+each kept; ``--one-account`` is ``--burst --accounts 1``. ``--profile DIR`` adds py-spy
+profiles of the recorder taking the same burst.
 
 The recorder's peak RSS is the sum over its processes (the ``run`` process and every
 process it starts), its CPU is reported per process (``processes``).
@@ -77,20 +79,26 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         description=__doc__.splitlines()[0] if __doc__ else None,
     )
     parser.add_argument(
-        "--frames", type=int, default=None, help="default 1,000,000 (--one-account: 200,000)"
+        "--frames", type=int, default=None, help="default 1,000,000 (--burst: 200,000)"
     )
     parser.add_argument("--accounts", type=int, default=None, help="default 4")
     parser.add_argument(
         "--one-account",
         action="store_true",
-        help="issue 16: one account's replay burst, drain against recorder, --repeat rounds",
+        help="issue 16: one account's replay burst (--burst --accounts 1)",
+    )
+    parser.add_argument(
+        "--burst",
+        action="store_true",
+        help="issue 16: a replay burst on --accounts connections, drain against recorder, "
+        "--repeat rounds",
     )
     parser.add_argument(
         "--profile",
         type=Path,
         default=None,
         metavar="DIR",
-        help="--one-account: py-spy profiles of the recorder (extra runs, not counted) into DIR",
+        help="--burst: py-spy profiles of the recorder (extra runs, not counted) into DIR",
     )
     parser.add_argument("--frame-bytes", type=int, default=400, help="average frame size")
     parser.add_argument("--skip-pg", action="store_true", help="SQLite only")
@@ -107,7 +115,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--repeat",
         type=int,
         default=None,
-        help="export/analytics runs, or --one-account rounds; best kept (default 3, quick: 1)",
+        help="export/analytics runs, or --burst rounds; best kept (default 3, quick: 1)",
     )
     parser.add_argument(
         "--checkpoint-interval-s",
@@ -123,12 +131,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.one_account and args.accounts not in (None, 1):
         parser.error("--one-account records one account: leave out --accounts")
-    if args.profile is not None and not args.one_account:
-        parser.error("--profile needs --one-account")
+    args.burst = args.burst or args.one_account
+    if args.profile is not None and not args.burst:
+        parser.error("--profile needs --burst or --one-account")
     if args.accounts is None:
         args.accounts = 1 if args.one_account else 4
     if args.frames is None:
-        args.frames = 20_000 if args.quick else 200_000 if args.one_account else 1_000_000
+        args.frames = 20_000 if args.quick else 200_000 if args.burst else 1_000_000
     if args.latency_s is None:
         args.latency_s = 2.0 if args.quick else 15.0
     if args.stall_s is None:
@@ -173,19 +182,20 @@ def _result(args: argparse.Namespace) -> dict[str, Any]:
             "frame_bytes_avg": None,
             "quick": args.quick,
             "one_account": args.one_account,
+            "burst": args.burst,
             "repeat": args.repeat,
         },
         "skipped": {},
     }
 
 
-def run_one_account(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
-    """``--one-account``: the burst rounds of :mod:`tests.benchmarks.burst` and their targets."""
+def run_burst(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+    """``--burst``: the rounds of :mod:`tests.benchmarks.burst` and their targets."""
     result = _result(args)
     say = (lambda _m: None) if args.json_only else (lambda m: print(m, file=sys.stderr))
     pg_url = _postgres(args, result["skipped"], "postgresql")
-    result["one_account"] = burst.run(args, workdir, pg_url, say)
-    result["params"]["frame_bytes_avg"] = result["one_account"].pop("frame_bytes_avg")
+    result["burst"] = burst.run(args, workdir, pg_url, say)
+    result["params"]["frame_bytes_avg"] = result["burst"].pop("frame_bytes_avg")
     result["targets"] = burst_targets(result)
     return result
 
@@ -289,10 +299,10 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="ingest-bench-") as tmp:
-        result = (run_one_account if args.one_account else run)(args, Path(tmp))
+        result = (run_burst if args.burst else run)(args, Path(tmp))
     print(json.dumps(result), flush=True)
     if not args.json_only:
-        print((burst_table if args.one_account else table)(result))
+        print((burst_table if args.burst else table)(result))
     return 0
 
 
