@@ -38,6 +38,7 @@ from .config import Settings, config_path_from, load_config
 from .dberrors import db_error_line
 from .demo import render_summary, run_demo
 from .errors import ConfigError, RecorderError, StoreError
+from .heap import freeze_startup_heap
 from .logs import LogFormat, setup_logging
 from .presence import Presence, ask_health, describe_presence, store_presence
 from .runtime import run_recorder
@@ -220,6 +221,7 @@ def run_command(config_path: str | None, log_level: str, log_format: LogFormat) 
     setup_logging(log_level, log_format)
     engine = open_engine(settings.store.url, must_exist=True)  # never create it empty
     notifier = Notifier()
+    freeze_startup_heap()  # a long-running process: collections skip what start-up left
     try:
         trio.run(
             functools.partial(

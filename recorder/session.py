@@ -23,6 +23,7 @@ import trio
 from trio_websocket import ConnectionClosed, HandshakeError, WebSocketConnection
 
 from .auth import Token
+from .burst import gather_s
 from .connection import DISCONNECT_TIMEOUT_S, NOTHING_QUEUED, describe_error, queued_messages
 from .context import AccountContext
 from .envelope import (
@@ -43,12 +44,6 @@ log = logging.getLogger(__name__)
 
 #: How long shutdown waits to record a session's ``closed`` row and close its socket.
 SHUTDOWN_GRACE_S: Final = 5.0
-
-#: Frames coming faster than this on one connection (a replay burst) are read in runs: the
-#: session sleeps BURST_GATHER_S while trio-websocket queues a run (at most
-#: recorder.connection.MESSAGE_QUEUE_SIZE frames), then takes the run in one go.
-BURST_FRAMES_PER_S: Final = 5000.0
-BURST_GATHER_S: Final = 0.001
 
 #: Close codes that mean a frame broke the WebSocket protocol (RFC 6455 §7.4.1): protocol
 #: error, invalid payload data (a text frame that is not UTF-8), message too big.
@@ -305,11 +300,12 @@ class _Conversation:
                 message = queued()  # already received: no trip through the scheduler
             except NOTHING_QUEUED:
                 now = current_time()
-                if run > 0 and run >= (now - run_began) * BURST_FRAMES_PER_S:
+                pause_s = gather_s(run, now - run_began)
+                if pause_s:
                     # Frames are coming fast: let trio-websocket's reader queue a run of
-                    # them, then take the run in one go, rather than waking this task (and
-                    # the writer's forwarder) once per frame.
-                    await trio.sleep(BURST_GATHER_S)
+                    # them, then take the run in one go (recorder.burst), rather than
+                    # waking this task (and the writer's forwarder) once per frame.
+                    await trio.sleep(pause_s)
                 run, run_began = 0, now
                 message = await _next_message(ws, queued)
                 self.last_rx = current_time()

@@ -42,6 +42,7 @@ from .handoff import (
     encode,
     state_fields,
 )
+from .heap import freeze_startup_heap
 from .logs import setup_logging
 from .records import Record
 from .state import WriterState
@@ -182,6 +183,7 @@ async def serve(sock: socket.socket, setup: Setup) -> int:
     writer = Writer.for_settings(
         settings, appender, received, state, on_batch=reporter.batch, on_change=reporter.changed
     )
+    freeze_startup_heap()
     await reporter.say(Ready(os.getpid()))
     try:
         async with trio.open_nursery() as nursery:
