@@ -131,6 +131,8 @@ def test_ingest_one_account_burst_reports_every_figure() -> None:
         sqlite = one["sqlite"]
         assert sqlite["rows"] == FRAMES + 2  # the frames, the ack and replay-complete
         assert sqlite["exit_code"] == 0
+        assert sqlite["settled_s"] >= 0
+        assert one["drain"]["settled_s"] >= 0
         assert sqlite["ratio"] == round(sqlite["fps"] / one["drain"]["fps"], 2)
         _check_processes(sqlite)
         assert "postgresql" not in one
