@@ -8,8 +8,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 
-from tests.benchmarks.burst import top_frames
+from recorder.store import open_engine
+from tests.benchmarks.burst import postgres_server_cpu_s, top_frames
 
 ROOT = Path(__file__).resolve().parents[1]
 FRAMES = 2_000
@@ -216,3 +218,21 @@ def test_handoff_benchmark_reports_every_figure() -> None:
                             "wire_bytes_per_frame"}  # fmt: skip
     assert figures["frames"] == 2_000
     assert figures["wire_bytes_per_frame"] > 400  # the frames' text, and the other fields
+
+
+@pytest.mark.timeout(60)
+def test_postgres_server_cpu_counts_a_backend_that_has_gone(pg_url: str) -> None:
+    """The burst's PostgreSQL server CPU includes backends that exited during the run (the
+    postmaster's children's times), not only the processes alive at the end."""
+    before = postgres_server_cpu_s()
+    if before is None:
+        pytest.skip("no PostgreSQL server process on this machine")
+    engine = open_engine(pg_url)
+    try:
+        with engine.connect() as conn:  # about half a second of the backend's CPU
+            conn.execute(text("SELECT count(*) FROM generate_series(1, 5000000)")).scalar()
+    finally:
+        engine.dispose()  # the backend exits; its CPU moves to the postmaster's children
+    after = postgres_server_cpu_s(settled=True)
+    assert after is not None
+    assert after - before >= 0.1

@@ -241,6 +241,9 @@ def burst_table(result: dict[str, Any]) -> str:
             f"{q['main_thread_us_per_frame']:.1f}, others {q['other_threads_us_per_frame']:.1f})"
             for q in r["processes"]
         )
+        server = r.get("server_cpu_us_per_frame")
+        if server is not None:
+            per += f", PostgreSQL server {server:.1f}"
         lines.append(
             f"{label}: {_fmt(r['fps'])} frames/s, ratio {r['ratio']:.2f} (rounds "
             f"{', '.join(format(x, '.2f') for x in r['ratios'])}); peak RSS summed "
