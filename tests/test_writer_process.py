@@ -2,8 +2,9 @@
 
 The real-process faults (kill -9 of either process, SIGTERM) are in test_faults.py and
 test_cli_recorder.py; here: the hand-over keeps every record and its order, the writer's
-reports reach the recorder's state, signed checkpoints are made in the writer process,
-and a writer that fails stops the recorder with its one line.
+reports reach the recorder's state, signed checkpoints are made in the writer process
+(which runs at a lower CPU priority than the reader), and a writer that fails stops the
+recorder with its one line.
 """
 
 from __future__ import annotations
@@ -13,11 +14,13 @@ import os
 import sqlite3
 from pathlib import Path
 
+import psutil
 import pytest
 import trio
 from sqlalchemy import Engine, text
 
 from recorder.signing import write_new_key
+from recorder.writermain import WRITER_NICE
 from recorder.writerprocess import WriterFailed
 from tests.support.cli import run
 from tests.support.processes import writer_of
@@ -40,6 +43,10 @@ async def test_a_signed_recording_through_the_writer_process_is_whole_and_attest
                 signing={"key_file": str(tmp_path / "signing-key"), "checkpoint_interval_s": 1},
             )  # fmt: skip
             state = running.recorder.state
+            # The writer yields a busy CPU to the reader: it runs at a lower priority.
+            writer = writer_of(os.getpid())
+            assert writer is not None
+            assert writer.nice() == min(19, psutil.Process().nice() + WRITER_NICE)
             await wait_until(lambda: min(len(running.frames(a)) for a in (A, B)) > 40)
             running.sim.drop_connections(A)  # a session ends: its closed row, a checkpoint
             await wait_until(lambda: running.events_of(A).count("subscribed") >= 2)
