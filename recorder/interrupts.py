@@ -17,6 +17,8 @@ import threading
 from collections.abc import Callable
 from typing import Any, Final, NoReturn
 
+from .heap import claim_process
+
 #: The exit code of a command stopped by SIGINT (128 + 2, as shells report it).
 INTERRUPTED_EXIT: Final = 130
 NOTHING_CHANGED: Final = "interrupted; nothing was changed"
@@ -43,6 +45,7 @@ def completed() -> None:
 def console(module: str, prog: str) -> None:
     """Run ``module``'s ``main()`` as the console script ``prog``: importing the command line
     (DuckDB, pyarrow, SQLAlchemy: about a second) is interruptible like the command."""
+    claim_process()  # the whole interpreter is this command's (recorder.heap)
     try:
         run: Callable[[], Any] = importlib.import_module(module).main
     except KeyboardInterrupt:

@@ -19,7 +19,6 @@ process with exit code 1.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import signal
@@ -44,7 +43,7 @@ from .handoff import (
     encode,
     state_fields,
 )
-from .heap import freeze_startup_heap
+from .heap import claim_process, freeze_startup_heap
 from .logs import setup_logging
 from .records import Record
 from .state import WriterState
@@ -256,11 +255,17 @@ def main(argv: list[str] | None = None) -> int:
     # group) or a SIGTERM must not cut the writer off before the recorder's last records.
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    with contextlib.suppress(OSError):  # lowering one's own priority needs no privilege
-        os.nice(WRITER_NICE)
+    claim_process()  # started by the recorder, for this alone (recorder.heap)
+    try:
+        os.nice(WRITER_NICE)  # lowering one's own priority needs no privilege
+        nice_error = None
+    except OSError as exc:
+        nice_error = exc
     sock = socket.socket(fileno=int(args[0]))
     setup = _read_setup(sock)
     setup_logging(setup.log_level, setup.log_format)
+    if nice_error is not None:
+        log.warning("the writer runs at the recorder's CPU priority: %s", nice_error)
     return trio.run(serve, sock, setup)
 
 

@@ -11,6 +11,8 @@ from recorder.burst import (
     BURST_GATHER_MAX_S,
     BURST_GATHER_MIN_S,
     BURST_RUN_FRAMES,
+    BURST_WINDOW_S,
+    BurstMeter,
     gather_s,
 )
 from recorder.connection import MESSAGE_QUEUE_SIZE
@@ -20,8 +22,7 @@ from recorder.connection import MESSAGE_QUEUE_SIZE
     ("frames", "elapsed_s"),
     [(0, 0.0), (0, 1.0), (1, 1.0), (10, 0.5), (4_999, 1.0), (2_000, 15.0)],
 )
-def test_slower_streams_are_read_frame_by_frame(frames: int, elapsed_s: float) -> None:
-    """Live trading (or an empty run) never waits: each frame is stamped as it comes."""
+def test_rates_below_a_burst_gather_nothing(frames: int, elapsed_s: float) -> None:
     assert gather_s(frames, elapsed_s) == 0.0
 
 
@@ -50,9 +51,39 @@ def test_a_gather_is_bounded_and_shorter_the_faster_frames_come(
         assert gather_s(frames, elapsed_s / faster) <= pause
 
 
-def test_a_run_fits_trio_websockets_queue_with_room_to_spare() -> None:
-    """While the session gathers, trio-websocket's reader must not stall on a full queue:
-    at any burst rate a gather aims at BURST_RUN_FRAMES, half the queue at most."""
-    assert BURST_RUN_FRAMES * 2 <= MESSAGE_QUEUE_SIZE
-    # and the slowest burst still gathers more than one frame in the longest pause
-    assert BURST_FRAMES_PER_S * BURST_GATHER_MAX_S > 1
+def test_frames_arriving_together_in_live_trading_are_not_delayed() -> None:
+    """An order update, its fill and the position, microseconds apart, then quiet: each
+    taken as it comes (the meter needs a whole window before it calls anything a burst)."""
+    meter = BurstMeter(now=100.0)
+    t = 100.0
+    for _second in range(5):
+        for _frame in range(3):
+            t += 0.00002
+            assert meter.pause_s(1, t) == 0.0
+        t += 1.0  # the next cluster a second later
+        assert meter.pause_s(0, t) == 0.0
+
+
+def test_a_burst_is_recognised_within_a_window_and_left_when_it_ends() -> None:
+    meter = BurstMeter(now=0.0)
+    t, pauses = 0.0, []
+    for _ in range(200):  # 60,000 frames a second, taken one at a time at first
+        t += 1 / 60_000
+        pauses.append(meter.pause_s(1, t))
+    assert pauses[0] == 0.0  # no decision on the first frames
+    assert t >= BURST_WINDOW_S
+    assert pauses[-1] == pytest.approx(BURST_RUN_FRAMES / 60_000, rel=0.05)
+    # The burst ends: the next window shows a trickle, and gathering stops.
+    t += 0.5
+    meter.pause_s(1, t)
+    assert meter.pause_s(0, t + 0.001) == 0.0
+
+
+@pytest.mark.parametrize("per_s", [5_000, 15_000, 60_000, 128_000])
+def test_a_gathered_run_fits_half_of_trio_websockets_queue(per_s: int) -> None:
+    """Up to 128,000 frames a second on one connection (twice the fastest measured), what
+    queues during a gather stays within half the queue, so trio-websocket's reader does
+    not stall on it. (Above 256,000 a second it would: a brief stall, nothing lost.)"""
+    pause = gather_s(per_s, 1.0)
+    assert pause > 0
+    assert per_s * pause <= MESSAGE_QUEUE_SIZE / 2

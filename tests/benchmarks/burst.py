@@ -39,9 +39,9 @@ from .stores import postgres_store, sqlite_store
 
 PROFILE_TOP = 12  # frames listed per profile
 #: Before each measured run the machine settles: the previous run's writes flushed (the
-#: page cache, PostgreSQL's checkpoint) and the CPUs this idle, or the wait given up.
+#: page cache, PostgreSQL's checkpoint) and the CPUs this idle, or the wait given up after
+#: ``--settle-max-s`` (default 20 s).
 SETTLED_BUSY_PERCENT = 10.0
-SETTLE_MAX_S = 20.0
 _LINE = re.compile(r":\d+\)$")
 
 
@@ -110,7 +110,7 @@ def _postgres_cpu_reading() -> float | None:
     return total if found else None
 
 
-def settle(pg_url: str | None) -> float:
+def settle(pg_url: str | None, max_s: float) -> float:
     """Let the last run's after-effects pass, so every run starts alike: without this the
     second round on PostgreSQL measured 0.61-0.65 where the first measured 0.83-0.86 in
     three commands out of three, likely against the checkpoint of the first round's 100 MB
@@ -125,7 +125,7 @@ def settle(pg_url: str | None) -> float:
                     conn.execute(text("CHECKPOINT"))
             finally:
                 engine.dispose()
-    while time.monotonic() - began < SETTLE_MAX_S:
+    while time.monotonic() - began < max_s:
         if psutil.cpu_percent(interval=0.5) < SETTLED_BUSY_PERCENT:
             break
     return round(time.monotonic() - began, 1)
@@ -184,13 +184,13 @@ def run(
     rounds: list[dict[str, Any]] = []
     stores = ["sqlite"] + (["postgresql"] if pg_url else [])
     for n in range(1, args.repeat + 1):
-        settled_s = settle(pg_url)
+        settled_s = settle(pg_url, args.settle_max_s)
         one: dict[str, Any] = {"load_average_before": round(os.getloadavg()[0], 2)}
         say(f"round {n}/{args.repeat}: drain client (load {one['load_average_before']}) ...")
         one["drain"] = phases.limit(args.frames, args.accounts, args.frame_bytes, self_test=n == 1)
         one["drain"]["settled_s"] = settled_s
         for store in stores:
-            settled_s = settle(pg_url)
+            settled_s = settle(pg_url, args.settle_max_s)
             say(f"round {n}/{args.repeat}: recorder on {store} ...")
             run_ = _record(store, pg_url, args, workdir, f"burst-{store}-{n}")
             run_["settled_s"] = settled_s

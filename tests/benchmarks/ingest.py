@@ -118,6 +118,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="export/analytics runs, or --burst rounds; best kept (default 3, quick: 1)",
     )
     parser.add_argument(
+        "--settle-max-s",
+        type=float,
+        default=20.0,
+        help="--burst: longest wait for a quiet machine before each measured run (0: none)",
+    )
+    parser.add_argument(
         "--checkpoint-interval-s",
         type=float,
         default=None,
@@ -148,6 +154,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("need --accounts >= 1, --frames >= --accounts and --frame-bytes >= 1")
     if args.repeat < 1:
         parser.error("need --repeat >= 1")
+    if args.settle_max_s < 0:
+        parser.error("need --settle-max-s >= 0")
     args.skip = {s for s in args.skip.split(",") if s}
     return args
 
