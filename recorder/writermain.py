@@ -61,9 +61,9 @@ log = logging.getLogger(__name__)
 WRITER_NICE: Final = 5
 
 #: Bytes read from the socket at a time.
-READ_BYTES: int = 1 << 20
+READ_BYTES: Final = 1 << 20
 #: How long the writer may take to commit what it holds once the recorder has ended.
-FINISH_GRACE_S: float = 30.0
+FINISH_GRACE_S: Final = 30.0
 
 
 class _Reporter:
