@@ -5,7 +5,8 @@ wss:// connection is preceded by a TLS pre-handshake (:func:`check_tls`) so that
 certificate that does not verify fails at once and says why. The connect function
 is a seam (:data:`Connect`): tests pass one to reach an in-process server.
 :func:`queued_messages` reads what the connection has already received without a
-trip through the scheduler. What happens on an open connection is
+trip through the scheduler, and :func:`deliver_in_runs` makes the connection queue every
+message of a network read before its reader task yields. What happens on an open connection is
 :mod:`recorder.session`'s business.
 """
 
@@ -139,6 +140,50 @@ def queued_messages(ws: WebSocketConnection) -> Callable[[], str | bytes]:
     channel = getattr(ws, "_recv_channel", None)
     receive_nowait = getattr(channel, "receive_nowait", None)
     return receive_nowait if callable(receive_nowait) else _nothing_queued
+
+
+class _RunSender:
+    """trio-websocket's sending end of its message queue, minus the scheduler trip.
+
+    trio-websocket's reader task hands each message over with ``await
+    channel.send(message)``, which passes through trio's scheduler once per message
+    even when the queue has room: a 64 KiB read of a replay burst (about 150 frames)
+    costs 150 scheduler passes before the session sees any of it. This sender puts the
+    message in the queue at once when there is room and waits (backpressure, as
+    before) only when the queue is full; the reader task still yields at every
+    network read. Everything else (closing, statistics) is the channel's own.
+    """
+
+    __slots__ = ("_channel",)
+
+    def __init__(self, channel: trio.MemorySendChannel[str | bytes]) -> None:
+        self._channel = channel
+
+    async def send(self, message: str | bytes) -> None:
+        try:
+            self._channel.send_nowait(message)
+        except trio.WouldBlock:
+            await self._channel.send(message)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._channel, name)
+
+
+def deliver_in_runs(ws: WebSocketConnection) -> bool:
+    """Make ``ws``'s reader queue every message of a network read before it yields.
+
+    Reaches into trio-websocket 0.12's ``_send_channel`` (a ``trio.MemorySendChannel``;
+    ``tests/test_session_queue.py`` fails if an upgrade moves it). Returns whether it
+    did; when the attribute is missing, nothing changes and messages come one
+    scheduler pass at a time, as with stock trio-websocket.
+    """
+    channel = getattr(ws, "_send_channel", None)
+    if isinstance(channel, _RunSender):
+        return True
+    if not isinstance(channel, trio.MemorySendChannel):
+        return False
+    ws._send_channel = _RunSender(channel)  # type: ignore[assignment]
+    return True
 
 
 def describe_error(exc: BaseException) -> str:

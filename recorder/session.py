@@ -24,7 +24,13 @@ from trio_websocket import ConnectionClosed, HandshakeError, WebSocketConnection
 
 from .auth import Token
 from .burst import BurstMeter
-from .connection import DISCONNECT_TIMEOUT_S, NOTHING_QUEUED, describe_error, queued_messages
+from .connection import (
+    DISCONNECT_TIMEOUT_S,
+    NOTHING_QUEUED,
+    deliver_in_runs,
+    describe_error,
+    queued_messages,
+)
 from .context import AccountContext
 from .envelope import (
     ACK_TYPE,
@@ -289,6 +295,7 @@ class _Conversation:
         emit = self._emit
         send_nowait = self.sink.send_nowait
         by_type = account.frames_by_type
+        deliver_in_runs(ws)
         queued = queued_messages(ws)
         time_ns = time.time_ns
         current_time = trio.current_time

@@ -1,8 +1,10 @@
-"""The session reads messages trio-websocket has already queued without a scheduler pass.
+"""The session reads messages trio-websocket has already queued without a scheduler pass,
+and trio-websocket's reader queues every message of a network read before it yields.
 
-That fast path reaches into trio-websocket's receive queue (``_recv_channel``); if an
-upgrade renames it, the recorder silently falls back to one ``get_message()`` per
-frame and loses throughput. These tests make such an upgrade fail loudly instead.
+Those fast paths reach into trio-websocket's message queue (``_recv_channel`` and
+``_send_channel``); if an upgrade renames or reroutes them, the recorder silently falls
+back to a scheduler pass per frame and loses throughput. These tests make such an
+upgrade fail loudly instead.
 """
 
 from __future__ import annotations
@@ -11,9 +13,16 @@ import functools
 
 import pytest
 import trio
-from trio_websocket import WebSocketRequest, open_websocket, serve_websocket
+import trio.testing
+from trio_websocket import ConnectionClosed, WebSocketRequest, open_websocket, serve_websocket
 
-from recorder.connection import MESSAGE_QUEUE_SIZE, _nothing_queued, queued_messages
+from recorder.connection import (
+    MESSAGE_QUEUE_SIZE,
+    _nothing_queued,
+    _RunSender,
+    deliver_in_runs,
+    queued_messages,
+)
 
 pytestmark = pytest.mark.timeout(20)
 
@@ -46,3 +55,82 @@ async def test_queued_messages_come_in_order_without_waiting() -> None:
             with pytest.raises(trio.WouldBlock):
                 queued()
         nursery.cancel_scope.cancel()
+
+
+class _CountingSender(_RunSender):
+    __slots__ = ("sent",)
+
+    def __init__(self, channel: trio.MemorySendChannel[str | bytes]) -> None:
+        super().__init__(channel)
+        self.sent = 0
+
+    async def send(self, message: str | bytes) -> None:
+        self.sent += 1
+        await super().send(message)
+
+
+MANY = [f"frame {i}" for i in range(3 * MESSAGE_QUEUE_SIZE)]
+
+
+async def _serve_many(request: WebSocketRequest) -> None:
+    ws = await request.accept()
+    for message in MANY:
+        await ws.send_message(message)
+    await ws.aclose()
+
+
+async def test_the_reader_hands_every_message_to_the_run_sender() -> None:
+    """More messages than the queue holds, read slowly: all arrive, in order, through
+    the run sender (backpressure when the queue is full), then the close."""
+    async with trio.open_nursery() as nursery:
+        server = await nursery.start(
+            functools.partial(serve_websocket, _serve_many, "127.0.0.1", 0, ssl_context=None)
+        )
+        async with open_websocket(
+            "127.0.0.1", server.port, "/", use_ssl=False, message_queue_size=MESSAGE_QUEUE_SIZE
+        ) as ws:
+            assert deliver_in_runs(ws), "trio-websocket's send channel moved"
+            assert deliver_in_runs(ws)  # a second call changes nothing
+            assert isinstance(ws._send_channel, _RunSender)
+            counting = _CountingSender(ws._send_channel._channel)
+            ws._send_channel = counting  # type: ignore[assignment]
+            got = []
+            with trio.fail_after(10):
+                while len(got) < len(MANY):
+                    got.append(await ws.get_message())
+                    if len(got) == MESSAGE_QUEUE_SIZE:
+                        # The queue is full by now: the reader waits, nothing is dropped.
+                        await trio.sleep(0.2)
+                        assert ws._recv_channel.statistics().current_buffer_used == (
+                            MESSAGE_QUEUE_SIZE
+                        )
+                with pytest.raises(ConnectionClosed):
+                    await ws.get_message()
+            assert got == MANY
+            assert counting.sent == len(MANY), "trio-websocket no longer sends through it"
+            await trio.aclose_forcefully(ws._stream)  # as recorder.connection does
+        nursery.cancel_scope.cancel()
+
+
+async def test_the_run_sender_yields_only_when_the_queue_is_full() -> None:
+    send, receive = trio.open_memory_channel[str | bytes](2)
+    sender = _RunSender(send)
+    with trio.testing.assert_no_checkpoints():
+        await sender.send("a")
+        await sender.send("b")
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(sender.send, "c")  # waits for room
+        await trio.testing.wait_all_tasks_blocked()
+        assert send.statistics().tasks_waiting_send == 1
+        assert [receive.receive_nowait() for _ in range(2)] == ["a", "b"]
+    assert receive.receive_nowait() == "c"
+    await sender.aclose()  # the channel's own
+    with pytest.raises(trio.EndOfChannel):
+        receive.receive_nowait()
+
+
+async def test_a_connection_without_the_channel_is_left_alone() -> None:
+    class Elsewhere:
+        _send_channel = None
+
+    assert not deliver_in_runs(Elsewhere())  # type: ignore[arg-type]
