@@ -25,11 +25,11 @@ from trio_websocket import WebSocketConnection, open_websocket_url
 MAX_FRAME_BYTES: Final = 64 * 1024 * 1024
 RECEIVE_BUFFER_BYTES: Final = 64 * 1024
 #: Messages trio-websocket may hold for a session that is busy (its default is 1, which
-#: wakes the reading task once per message). In a burst the session lets a run of them
-#: queue (recorder.burst: about BURST_RUN_FRAMES, 128), so the queue must hold more than
-#: a run or its reader stalls on it; at 64 it did, and the recorder read a replay burst at
-#: 0.62-0.66 of the drain, at 256 at 0.89-1.09 (tests/benchmarks/README.md). Memory: at
-#: most this many frames.
+#: wakes the reading task once per message). Its reader queues every message of a network
+#: read (up to RECEIVE_BUFFER_BYTES, about 150 frames of a replay burst) before it yields
+#: (deliver_in_runs), and the session takes them all when it wakes; at 64 the reader
+#: stalled on a full queue and the recorder read a replay burst at 0.62-0.66 of the drain,
+#: at 256 at 0.89-1.09 (tests/benchmarks/README.md). Memory: at most this many frames.
 MESSAGE_QUEUE_SIZE: Final = 256
 CONNECT_TIMEOUT_S: Final = 20.0
 DISCONNECT_TIMEOUT_S: Final = 3.0

@@ -23,7 +23,6 @@ import trio
 from trio_websocket import ConnectionClosed, HandshakeError, WebSocketConnection
 
 from .auth import Token
-from .burst import BurstMeter
 from .connection import (
     DISCONNECT_TIMEOUT_S,
     NOTHING_QUEUED,
@@ -300,22 +299,17 @@ class _Conversation:
         time_ns = time.time_ns
         current_time = trio.current_time
         new_record = tuple.__new__  # FrameRecord is a NamedTuple: skip its Python __new__
-        meter = BurstMeter(current_time())
         run = 0  # frames taken since the last time none was queued
         while True:
             try:
-                message = queued()  # already received: no trip through the scheduler
+                # Already received: no trip through the scheduler. trio-websocket queues a
+                # network read's messages in one go (deliver_in_runs), so in a burst this
+                # takes a run of them per wake-up.
+                message = queued()
             except NOTHING_QUEUED:
-                now = current_time()
                 if run:
-                    self.last_rx = now  # (a backlog that never empties is no silence)
-                pause_s = meter.pause_s(run, now)
-                run = 0
-                if pause_s:
-                    # Frames are coming fast: let trio-websocket's reader queue a run of
-                    # them, then take the run in one go (recorder.burst), rather than
-                    # waking this task (and the writer's forwarder) once per frame.
-                    await trio.sleep(pause_s)
+                    self.last_rx = current_time()  # (a backlog that never empties is no silence)
+                    run = 0
                 message = await _next_message(ws, queued)
                 self.last_rx = current_time()
             run += 1
