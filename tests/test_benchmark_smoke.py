@@ -138,15 +138,23 @@ def test_ingest_one_account_burst_reports_every_figure() -> None:
         assert sqlite["settled_s"] >= 0
         assert one["drain"]["settled_s"] >= 0
         assert sqlite["ratio"] == round(sqlite["fps"] / one["drain"]["fps"], 2)
+        assert one["drain_in_runs"]["frames"] == FRAMES
+        in_runs = one["drain_in_runs"]["fps"]
+        assert sqlite["ratio_in_runs"] == round(sqlite["fps"] / in_runs, 2)
         _check_processes(sqlite)
         assert "postgresql" not in one
     drain = burst["drain"]
     assert drain["fps_rounds"] == [r["drain"]["fps"] for r in burst["rounds"]]
     assert drain["fps"] == max(drain["fps_rounds"])
     assert drain["server_self_test_fps"] > 0
+    in_runs = burst["drain_in_runs"]
+    assert in_runs["fps_rounds"] == [r["drain_in_runs"]["fps"] for r in burst["rounds"]]
+    assert in_runs["fps"] == max(in_runs["fps_rounds"])
+    assert in_runs["cpu_us_per_frame"] > 0
     best = burst["sqlite"]
     assert best["fps"] == max(r["sqlite"]["fps"] for r in burst["rounds"])
     assert best["ratio"] == round(best["fps"] / drain["fps"], 2)
+    assert best["ratio_in_runs"] == round(best["fps"] / in_runs["fps"], 2)
     assert best["ratios"] == [r["sqlite"]["ratio"] for r in burst["rounds"]]
     assert best["rss_peak_mb"] == max(r["sqlite"]["rss_peak_mb"] for r in burst["rounds"])
     assert 10 < best["rss_peak_mb"] < 2_000

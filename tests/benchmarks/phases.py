@@ -32,15 +32,16 @@ EXTRA_ROWS_PER_ACCOUNT = 2
 
 
 def limit(
-    frames: int, accounts: int, frame_bytes: int, *, self_test: bool = True
+    frames: int, accounts: int, frame_bytes: int, *, self_test: bool = True, in_runs: bool = False
 ) -> dict[str, Any]:
     """The drain client's rate over the same stream: the machine's limit (and the server's
-    own rate into a discarding socket, unless not ``self_test``)."""
+    own rate into a discarding socket, unless not ``self_test``); ``in_runs``: the drain
+    reads as the recorder's sessions do (``tests.benchmarks.drain --in-runs``)."""
     server = ServerProcess(frames, accounts, frame_bytes, self_test=self_test)
     try:
         ready = server.ready
         per_account = ready["frames"] // accounts
-        drained = run_drain(ready["ws_url"], ready["accounts"], per_account)
+        drained = run_drain(ready["ws_url"], ready["accounts"], per_account, in_runs=in_runs)
         done = server.wait("done", timeout_s=60)
     finally:
         server.stop()

@@ -109,7 +109,9 @@ class ServerProcess:
         _end(self.proc, signal.SIGTERM, timeout_s=10)
 
 
-def run_drain(url: str, accounts: list[str], per_account: int) -> dict[str, Any]:
+def run_drain(
+    url: str, accounts: list[str], per_account: int, *, in_runs: bool = False
+) -> dict[str, Any]:
     args = [
         sys.executable,
         "-m",
@@ -120,6 +122,7 @@ def run_drain(url: str, accounts: list[str], per_account: int) -> dict[str, Any]
         ",".join(accounts),
         "--frames-per-account",
         str(per_account),
+        *(["--in-runs"] if in_runs else []),
     ]
     result = subprocess.run(
         args, capture_output=True, text=True, env=_repo_env(), cwd=ROOT, timeout=3600, check=False
