@@ -27,9 +27,11 @@ RECEIVE_BUFFER_BYTES: Final = 64 * 1024
 #: Messages trio-websocket may hold for a session that is busy (its default is 1, which
 #: wakes the reading task once per message). Its reader queues every message of a network
 #: read (up to RECEIVE_BUFFER_BYTES, about 150 frames of a replay burst) before it yields
-#: (deliver_in_runs), and the session takes them all when it wakes; at 64 the reader
-#: stalled on a full queue and the recorder read a replay burst at 0.62-0.66 of the drain,
-#: at 256 at 0.89-1.09 (tests/benchmarks/README.md). Memory: at most this many frames.
+#: (deliver_in_runs), and the session takes them all when it wakes, so the queue must hold
+#: more than one read's frames or the reader stalls in mid-read. (History: with the
+#: session's former burst pause, which let runs of 128 frames gather, the recorder read a
+#: replay burst at 0.62-0.66 of the drain at 64 and at 0.89-1.09 at 256;
+#: tests/benchmarks/README.md.) Memory: at most this many frames.
 MESSAGE_QUEUE_SIZE: Final = 256
 CONNECT_TIMEOUT_S: Final = 20.0
 DISCONNECT_TIMEOUT_S: Final = 3.0
@@ -148,10 +150,11 @@ class _RunSender:
     trio-websocket's reader task hands each message over with ``await
     channel.send(message)``, which passes through trio's scheduler once per message
     even when the queue has room: a 64 KiB read of a replay burst (about 150 frames)
-    costs 150 scheduler passes before the session sees any of it. This sender puts the
-    message in the queue at once when there is room and waits (backpressure, as
-    before) only when the queue is full; the reader task still yields at every
-    network read. Everything else (closing, statistics) is the channel's own.
+    costs about 150 scheduler passes, the session and the reader taking turns. This
+    sender puts the message in the queue at once when there is room and waits
+    (backpressure, as before) only when the queue is full; the reader task still yields
+    at every network read. Everything else (closing, ``async with``, statistics) is the
+    channel's own.
     """
 
     __slots__ = ("_channel",)
@@ -167,6 +170,14 @@ class _RunSender:
 
     def __getattr__(self, name: str) -> object:
         return getattr(self._channel, name)
+
+    # Looked up on the type, not through __getattr__.
+    async def __aenter__(self) -> _RunSender:
+        await self._channel.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self._channel.__aexit__(*exc_info)  # type: ignore[arg-type]
 
 
 def deliver_in_runs(ws: WebSocketConnection) -> bool:
@@ -184,6 +195,15 @@ def deliver_in_runs(ws: WebSocketConnection) -> bool:
         return False
     ws._send_channel = _RunSender(channel)  # type: ignore[assignment]
     return True
+
+
+async def next_message(ws: WebSocketConnection, queued: Callable[[], str | bytes]) -> str | bytes:
+    """A message already queued (``queued``: :func:`queued_messages`), else the next one
+    to arrive (or trio-websocket's ``ConnectionClosed``)."""
+    try:
+        return queued()
+    except NOTHING_QUEUED:
+        return await ws.get_message()
 
 
 def describe_error(exc: BaseException) -> str:

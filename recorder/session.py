@@ -15,7 +15,6 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final, Literal
 
@@ -28,6 +27,7 @@ from .connection import (
     NOTHING_QUEUED,
     deliver_in_runs,
     describe_error,
+    next_message,
     queued_messages,
 )
 from .context import AccountContext
@@ -299,7 +299,7 @@ class _Conversation:
         time_ns = time.time_ns
         current_time = trio.current_time
         new_record = tuple.__new__  # FrameRecord is a NamedTuple: skip its Python __new__
-        run = 0  # frames taken since the last time none was queued
+        took = False  # frames were taken since the last time none was queued
         while True:
             try:
                 # Already received: no trip through the scheduler. trio-websocket queues a
@@ -307,12 +307,12 @@ class _Conversation:
                 # takes a run of them per wake-up.
                 message = queued()
             except NOTHING_QUEUED:
-                if run:
+                if took:
                     self.last_rx = current_time()  # (a backlog that never empties is no silence)
-                    run = 0
-                message = await _next_message(ws, queued)
+                    took = False
+                message = await next_message(ws, queued)
                 self.last_rx = current_time()
-            run += 1
+            took = True
             received_at_ns = time_ns()
             envelope = parse_envelope(message)
             replayed = tracker.observe(envelope)
@@ -391,14 +391,6 @@ class _Conversation:
             "%s", detail, extra={"account": self.account.account_id, "session": self.session_id}
         )
         raise _Ended("rejected", detail)
-
-
-async def _next_message(ws: WebSocketConnection, queued: Callable[[], str | bytes]) -> str | bytes:
-    """A message already queued, else the next one to arrive (or ConnectionClosed)."""
-    try:
-        return queued()
-    except NOTHING_QUEUED:
-        return await ws.get_message()
 
 
 # Types that need no action beyond being stored (checked first: they are most frames).

@@ -10,19 +10,31 @@ upgrade fail loudly instead.
 from __future__ import annotations
 
 import functools
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
 
 import pytest
 import trio
 import trio.testing
-from trio_websocket import ConnectionClosed, WebSocketRequest, open_websocket, serve_websocket
+from trio_websocket import (
+    ConnectionClosed,
+    WebSocketConnection,
+    WebSocketRequest,
+    open_websocket,
+    serve_websocket,
+)
 
 from recorder.connection import (
     MESSAGE_QUEUE_SIZE,
     _nothing_queued,
     _RunSender,
+    default_connect,
     deliver_in_runs,
     queued_messages,
 )
+from tests.support.recording import start
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(20)
 
@@ -99,10 +111,12 @@ async def test_the_reader_hands_every_message_to_the_run_sender() -> None:
                 while len(got) < len(MANY):
                     got.append(await ws.get_message())
                     if len(got) == MESSAGE_QUEUE_SIZE:
-                        # The queue is full by now: the reader waits, nothing is dropped.
-                        await trio.sleep(0.2)
-                        assert ws._recv_channel.statistics().current_buffer_used == (
-                            MESSAGE_QUEUE_SIZE
+                        # The queue fills up and the reader waits: nothing is dropped.
+                        await wait_until(
+                            lambda: (
+                                ws._recv_channel.statistics().current_buffer_used
+                                == MESSAGE_QUEUE_SIZE
+                            )
                         )
                 with pytest.raises(ConnectionClosed):
                     await ws.get_message()
@@ -114,18 +128,17 @@ async def test_the_reader_hands_every_message_to_the_run_sender() -> None:
 
 async def test_the_run_sender_yields_only_when_the_queue_is_full() -> None:
     send, receive = trio.open_memory_channel[str | bytes](2)
-    sender = _RunSender(send)
-    with trio.testing.assert_no_checkpoints():
-        await sender.send("a")
-        await sender.send("b")
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(sender.send, "c")  # waits for room
-        await trio.testing.wait_all_tasks_blocked()
-        assert send.statistics().tasks_waiting_send == 1
-        assert [receive.receive_nowait() for _ in range(2)] == ["a", "b"]
-    assert receive.receive_nowait() == "c"
-    await sender.aclose()  # the channel's own
-    with pytest.raises(trio.EndOfChannel):
+    async with _RunSender(send) as sender:  # as trio-websocket's reader task holds it
+        with trio.testing.assert_no_checkpoints():
+            await sender.send("a")
+            await sender.send("b")
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(sender.send, "c")  # waits for room
+            await trio.testing.wait_all_tasks_blocked()
+            assert send.statistics().tasks_waiting_send == 1
+            assert [receive.receive_nowait() for _ in range(2)] == ["a", "b"]
+        assert receive.receive_nowait() == "c"
+    with pytest.raises(trio.EndOfChannel):  # leaving the block closed the channel
         receive.receive_nowait()
 
 
@@ -134,3 +147,25 @@ async def test_a_connection_without_the_channel_is_left_alone() -> None:
         _send_channel = None
 
     assert not deliver_in_runs(Elsewhere())  # type: ignore[arg-type]
+
+
+@pytest.mark.timeout(60)
+async def test_a_recording_session_reads_its_connection_in_runs(tmp_path: Path) -> None:
+    """The session itself installs the run sender on the connection it reads."""
+    opened: list[WebSocketConnection] = []
+    plain = default_connect(None)
+
+    @asynccontextmanager
+    async def connect(url: str) -> AsyncIterator[WebSocketConnection]:
+        async with plain(url) as ws:
+            opened.append(ws)
+            yield ws
+
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            running = await start(nursery, tmp_path, accounts=("100000",), connect=connect)
+            await wait_until(lambda: len(running.frames("100000")) > 5)
+            assert opened
+            assert all(isinstance(ws._send_channel, _RunSender) for ws in opened)
+            await running.stop()
+            running.sim_scope.cancel()

@@ -17,6 +17,7 @@ Run by :mod:`tests.benchmarks.ingest` as ``python -m tests.benchmarks.drain``.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 import time
@@ -28,9 +29,9 @@ from recorder.connection import (
     CONNECT_TIMEOUT_S,
     MAX_FRAME_BYTES,
     MESSAGE_QUEUE_SIZE,
-    NOTHING_QUEUED,
     RECEIVE_BUFFER_BYTES,
     deliver_in_runs,
+    next_message,
     queued_messages,
 )
 
@@ -52,14 +53,11 @@ async def drain_account(
         await ws.send_message(json.dumps(subscribe))
         get = ws.get_message
         if in_runs:
-            deliver_in_runs(ws)
-            queued = queued_messages(ws)
-
-            async def get() -> str | bytes:
-                try:
-                    return queued()
-                except NOTHING_QUEUED:
-                    return await ws.get_message()
+            if not deliver_in_runs(ws):
+                raise SystemExit(
+                    "drain --in-runs: trio-websocket's queue moved (see recorder.connection)"
+                )
+            get = functools.partial(next_message, ws, queued_messages(ws))
 
         await get()  # the ack
         if not out["first_rx_ns"]:

@@ -12,6 +12,7 @@ import trio
 from sqlalchemy import Engine
 
 from recorder.config import Settings
+from recorder.connection import Connect
 from recorder.runtime import Recorder, run_recorder
 from recorder.simulator import SimConfig, SimEndpoints, Simulator
 
@@ -69,6 +70,7 @@ async def start(
     signing: dict[str, Any] | None = None,
     wall_clock_ms: Callable[[], int] | None = None,
     failed: list[BaseException] | None = None,
+    connect: Connect | None = None,
     **recorder: Any,
 ) -> Running:
     """Start a simulator and a recorder in ``nursery``; returns once both run.
@@ -77,6 +79,7 @@ async def start(
     overrides :data:`RECORDER_DEFAULTS`; ``wall_clock_ms`` is the simulator's clock (its
     frames' server timestamps, hence their trading days). With ``failed``, a recorder that
     raises puts its error there (and its task ends) instead of failing the nursery.
+    ``connect`` replaces the recorder's connect function.
     """
     config = sim_config or SimConfig(accounts=accounts, client_secret=SECRET)
     sim = Simulator(config, wall_clock_ms=wall_clock_ms)
@@ -102,7 +105,11 @@ async def start(
     async def record(task_status: trio.TaskStatus[Recorder]) -> None:
         try:
             await run_recorder(
-                settings, engine=engine, rng=random.Random(7), task_status=task_status
+                settings,
+                engine=engine,
+                connect=connect,
+                rng=random.Random(7),
+                task_status=task_status,
             )
         except Exception as exc:
             if failed is None:
