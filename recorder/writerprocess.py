@@ -7,10 +7,11 @@ recorder, :class:`WriterProcess` takes the place of the in-process
 :class:`~recorder.recordqueue.RecordQueue` the sessions send into, and forwards them in
 batches over a socket pair (:mod:`recorder.handoff`), as many as are queued at once.
 
-Backpressure stays bounded end to end: at most ``window`` records are in flight (sent and
-not yet reported committed); when the window is full the forwarder waits, the queue
-fills, and the sessions wait, exactly as when the in-process writer is behind. The
-queue and the window together hold ``queue_max_frames`` records.
+Backpressure stays bounded end to end: at most ``window`` records, and about
+:data:`~recorder.window.WINDOW_MAX_BYTES` of messages, are in flight (sent and not yet
+reported committed; :mod:`recorder.window`); when the window is full the forwarder waits,
+the queue fills, and the sessions wait, exactly as when the in-process writer is behind.
+The queue and the window together hold at most ``queue_max_frames`` records.
 
 Supervision: if the writer process dies or fails, :meth:`WriterProcess.run` raises
 :class:`WriterFailed` at once and the recorder exits non-zero (systemd restarts it;
@@ -54,6 +55,7 @@ from .logs import current_logging
 from .recordqueue import RecordQueue
 from .records import Record
 from .state import WriterState
+from .window import Window
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +112,6 @@ class WriterProcess:
         self.settings = settings
         self.queue = queue
         self.state = state
-        self.window = window
         self.on_batch = on_batch
         self.inherit_fds = tuple(inherit_fds)
         self.done = trio.Event()
@@ -119,15 +120,14 @@ class WriterProcess:
         self._stream: trio.SocketStream | None = None
         self._unframer = Unframer()
         self._bodies: list[bytes] = []  # received, not yet handled
-        self._sent = 0
-        self._committed = 0
+        self._window = Window(window)
         self._progress = trio.Event()
         self._all_sent = False
 
     @property
     def in_flight(self) -> int:
         """Records sent to the writer process and not yet reported committed."""
-        return self._sent - self._committed
+        return self._window.records
 
     async def start(self) -> None:
         """Start the writer process and wait until it has opened the store.
@@ -257,7 +257,7 @@ class WriterProcess:
         if self.on_batch is not None:
             for seconds in progress.batch_seconds:
                 self.on_batch(seconds)
-        self._committed = self.state.rows_written + self.state.log_rows_written
+        self._window.commit(self.state.rows_written + self.state.log_rows_written)
         self._progress.set()
         self._progress = trio.Event()
 
@@ -266,9 +266,9 @@ class WriterProcess:
         stream = self._stream
         assert stream is not None
         queue = self.queue
-        window = self.window
+        window = self._window
         while True:
-            while self.in_flight >= window:
+            while window.full:
                 await self._progress.wait()
             if not await queue.wait():
                 break
@@ -277,23 +277,22 @@ class WriterProcess:
                 # at every frame when the rate is high) costs the event loop more than the
                 # frames themselves.
                 await trio.sleep(FORWARD_DELAY_S)
-            room = window - self.in_flight
-            records = queue.take(min(room, MESSAGE_MAX_RECORDS))
-            self._sent += len(records)
-            await self._send(records)
+            records = queue.take(min(window.room, MESSAGE_MAX_RECORDS))
+            window.take(len(records))
+            window.carried(await self._send(records))
         self._all_sent = True
         with contextlib.suppress(trio.BrokenResourceError):  # gone: run() says how it ended
             await stream.send_eof()  # the writer commits the rest and exits
 
-    async def _send(self, records: list[Record]) -> None:
+    async def _send(self, records: list[Record]) -> int:
+        """Send ``records`` (in parts if huge); the bytes sent."""
         assert self._stream is not None
         message = encode(batch_of(records))
         if len(message) > MESSAGE_SPLIT_BYTES and len(records) > 1:  # huge frames: in parts
             half = len(records) // 2
-            await self._send(records[:half])
-            await self._send(records[half:])
-            return
+            return await self._send(records[:half]) + await self._send(records[half:])
         try:
             await self._stream.send_all(message)
         except trio.BrokenResourceError:
             await self._raise_failed(None, "")
+        return len(message)

@@ -35,6 +35,7 @@ from recorder.ownership import PostgresOwnership
 from recorder.simulator import SimConfig, SimEndpoints, Simulator
 from recorder.status import ENDED_UNCLEANLY
 from recorder.store import normalize_url, open_engine
+from recorder.writerprocess import QUEUE_MAX_RECORDS
 from tests.support import stores
 from tests.support.cli import run
 from tests.support.config import QUICK, SECRET, write_config
@@ -546,7 +547,8 @@ async def test_10_mb_text_and_binary_frames_are_stored_exactly(
     assert run.events_of(A) == ["opened", "subscribed", "replay-complete", "closed"]
 
 
-#: A flood must not grow the recorder without bound: the default queue (100,000 frames) full.
+#: A flood must not grow the recorder without bound: the queue and the window to the writer
+#: process full (recorder.window: by count, default 100,000 frames in all, and by bytes).
 FLOOD_RSS_LIMIT_BYTES = 250 * 1024 * 1024
 
 
@@ -569,7 +571,8 @@ async def test_flood_while_the_store_is_stalled_keeps_memory_bounded(tmp_path: P
                 hold_exclusive_lock(tmp_path / "store.db", 120) as locker,
                 recorder_process(config, tmp_path / "rec.log", port) as recorder,
             ):
-                full_since = None
+                full_since: float | None = None  # since when the depth stopped growing
+                last_depth = -1.0
                 with trio.fail_after(120):
                     while full_since is None or trio.current_time() - full_since < 3:
                         try:
@@ -577,8 +580,11 @@ async def test_flood_while_the_store_is_stalled_keeps_memory_bounded(tmp_path: P
                         except httpx.TransportError:
                             depth = 0.0
                         samples.append((trio.current_time(), rss_bytes(recorder.pid), depth))
-                        if depth >= 100_000 and full_since is None:
+                        if depth <= QUEUE_MAX_RECORDS or depth != last_depth:
+                            full_since = None  # still filling (the queue first, then the window)
+                        elif full_since is None:
                             full_since = trio.current_time()
+                        last_depth = depth
                         await trio.sleep(0.25)
                 assert len(stores.frames(engine, A)) == 0  # nothing could be written meanwhile
                 locker.kill()  # the store is back
@@ -588,7 +594,9 @@ async def test_flood_while_the_store_is_stalled_keeps_memory_bounded(tmp_path: P
             nursery.cancel_scope.cancel()
     peak = max(rss for _, rss, _ in samples)
     print(f"flood: peak RSS {peak / 2**20:.0f} MiB with {max(d for *_, d in samples):.0f} queued")
-    assert max(depth for *_, depth in samples) == 100_000  # readers waited at the bound …
+    # Readers waited at the bound: the queue full, and the window full by its bytes (about
+    # 460 bytes a record in the messages: some 18,000 records in 8 MiB) before its count …
+    assert QUEUE_MAX_RECORDS < max(depth for *_, depth in samples) < 100_000
     assert peak < FLOOD_RSS_LIMIT_BYTES  # … so memory stayed bounded …
     at_bound = [rss for at, rss, _ in samples if full_since is not None and at >= full_since]
     assert max(at_bound) - at_bound[0] < 16 * 2**20  # … and flat while more frames waited
