@@ -10,7 +10,7 @@ upgrade fail loudly instead.
 from __future__ import annotations
 
 import functools
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -48,25 +48,33 @@ async def _serve(request: WebSocketRequest) -> None:
     await trio.sleep_forever()
 
 
-async def test_queued_messages_come_in_order_without_waiting() -> None:
+@asynccontextmanager
+async def _connected(
+    handler: Callable[[WebSocketRequest], Awaitable[None]],
+) -> AsyncIterator[WebSocketConnection]:
+    """A client connection (with the recorder's queue size) to a server running ``handler``."""
     async with trio.open_nursery() as nursery:
         server = await nursery.start(
-            functools.partial(serve_websocket, _serve, "127.0.0.1", 0, ssl_context=None)
+            functools.partial(serve_websocket, handler, "127.0.0.1", 0, ssl_context=None)
         )
-        port = server.port
         async with open_websocket(
-            "127.0.0.1", port, "/", use_ssl=False, message_queue_size=MESSAGE_QUEUE_SIZE
+            "127.0.0.1", server.port, "/", use_ssl=False, message_queue_size=MESSAGE_QUEUE_SIZE
         ) as ws:
-            queued = queued_messages(ws)
-            assert queued is not _nothing_queued, "trio-websocket's receive queue moved"
-            # Let the connection's reader task queue everything the server sent.
-            with trio.fail_after(5):
-                while ws._recv_channel.statistics().current_buffer_used < len(MESSAGES):
-                    await trio.sleep(0.01)
-            assert [queued(), queued(), queued()] == MESSAGES
-            with pytest.raises(trio.WouldBlock):
-                queued()
+            yield ws
         nursery.cancel_scope.cancel()
+
+
+async def test_queued_messages_come_in_order_without_waiting() -> None:
+    async with _connected(_serve) as ws:
+        queued = queued_messages(ws)
+        assert queued is not _nothing_queued, "trio-websocket's receive queue moved"
+        # Let the connection's reader task queue everything the server sent.
+        with trio.fail_after(5):
+            while ws._recv_channel.statistics().current_buffer_used < len(MESSAGES):
+                await trio.sleep(0.01)
+        assert [queued(), queued(), queued()] == MESSAGES
+        with pytest.raises(trio.WouldBlock):
+            queued()
 
 
 class _CountingSender(_RunSender):
@@ -94,36 +102,28 @@ async def _serve_many(request: WebSocketRequest) -> None:
 async def test_the_reader_hands_every_message_to_the_run_sender() -> None:
     """More messages than the queue holds, read slowly: all arrive, in order, through
     the run sender (backpressure when the queue is full), then the close."""
-    async with trio.open_nursery() as nursery:
-        server = await nursery.start(
-            functools.partial(serve_websocket, _serve_many, "127.0.0.1", 0, ssl_context=None)
-        )
-        async with open_websocket(
-            "127.0.0.1", server.port, "/", use_ssl=False, message_queue_size=MESSAGE_QUEUE_SIZE
-        ) as ws:
-            assert deliver_in_runs(ws), "trio-websocket's send channel moved"
-            assert deliver_in_runs(ws)  # a second call changes nothing
-            assert isinstance(ws._send_channel, _RunSender)
-            counting = _CountingSender(ws._send_channel._channel)
-            ws._send_channel = counting  # type: ignore[assignment]
-            got = []
-            with trio.fail_after(10):
-                while len(got) < len(MANY):
-                    got.append(await ws.get_message())
-                    if len(got) == MESSAGE_QUEUE_SIZE:
-                        # The queue fills up and the reader waits: nothing is dropped.
-                        await wait_until(
-                            lambda: (
-                                ws._recv_channel.statistics().current_buffer_used
-                                == MESSAGE_QUEUE_SIZE
-                            )
+    async with _connected(_serve_many) as ws:
+        assert deliver_in_runs(ws), "trio-websocket's send channel moved"
+        assert deliver_in_runs(ws)  # a second call changes nothing
+        assert isinstance(ws._send_channel, _RunSender)
+        counting = _CountingSender(ws._send_channel._channel)
+        ws._send_channel = counting  # type: ignore[assignment]
+        got = []
+        with trio.fail_after(10):
+            while len(got) < len(MANY):
+                got.append(await ws.get_message())
+                if len(got) == MESSAGE_QUEUE_SIZE:
+                    # The queue fills up and the reader waits: nothing is dropped.
+                    await wait_until(
+                        lambda: (
+                            ws._recv_channel.statistics().current_buffer_used == MESSAGE_QUEUE_SIZE
                         )
-                with pytest.raises(ConnectionClosed):
-                    await ws.get_message()
-            assert got == MANY
-            assert counting.sent == len(MANY), "trio-websocket no longer sends through it"
-            await trio.aclose_forcefully(ws._stream)  # as recorder.connection does
-        nursery.cancel_scope.cancel()
+                    )
+            with pytest.raises(ConnectionClosed):
+                await ws.get_message()
+        assert got == MANY
+        assert counting.sent == len(MANY), "trio-websocket no longer sends through it"
+        await trio.aclose_forcefully(ws._stream)  # as recorder.connection does
 
 
 async def test_the_run_sender_yields_only_when_the_queue_is_full() -> None:
